@@ -1,0 +1,100 @@
+package claims
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes, mapped once at each edge (HTTP status, chat reply, WebSocket frame).
+const (
+	EINVALID      = "invalid"
+	ENOTFOUND     = "not_found"
+	ECONFLICT     = "conflict"
+	ESOLDOUT      = "sold_out"
+	EFORBIDDEN    = "forbidden"
+	EUNAUTHORIZED = "unauthorized"
+	ERATELIMIT    = "rate_limited"
+	EINTERNAL     = "internal"
+)
+
+// Rejection reasons: why a claim was turned down. Each is counted.
+const (
+	ReasonSoldOut     = "sold_out"
+	ReasonLostDraw    = "lost_draw"
+	ReasonDuplicate   = "duplicate"
+	ReasonOverCap     = "over_cap"
+	ReasonNotEligible = "not_eligible"
+	ReasonRateLimited = "rate_limited"
+	ReasonNotOpen     = "not_open"
+	ReasonClosed      = "closed"
+	ReasonWrongCode   = "wrong_code"
+	ReasonInvalid     = "invalid"
+	ReasonUnavailable = "unavailable"
+)
+
+// Sentinel errors, wrapped in *Error so errors.Is works end to end.
+var (
+	ErrTokenMalformed = errors.New("pickup token malformed")
+	ErrTokenForged    = errors.New("pickup token signature invalid")
+	ErrTokenExpired   = errors.New("pickup token expired")
+	ErrTokenUsed      = errors.New("pickup token already redeemed")
+	ErrTokenUnknown   = errors.New("pickup token unknown")
+	ErrDropNotFound   = errors.New("drop not found")
+	ErrLedgerClosed   = errors.New("ledger closed")
+)
+
+// Error is a domain error: a code for machines, a message safe for users, an
+// optional rejection reason, and the wrapped cause (never shown to users).
+type Error struct {
+	Code    string
+	Reason  string
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// reject is a claim rejection with its counted reason.
+func reject(code, reason, msg string) *Error {
+	return &Error{Code: code, Reason: reason, Message: msg}
+}
+
+// ErrorCode returns the code of a domain error, or EINTERNAL.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-safe message of a domain error; internal errors
+// get a generic message so their text never reaches a user.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// ErrorReason returns the rejection reason of a claim error, if any.
+func ErrorReason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}

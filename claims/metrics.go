@@ -1,0 +1,139 @@
+package claims
+
+import (
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics counts claims by outcome and rejections by reason, for /metrics
+// and the dashboard.
+type Metrics struct {
+	claims      *prometheus.CounterVec
+	rejections  *prometheus.CounterVec
+	decision    prometheus.Histogram
+	batchSize   prometheus.Histogram
+	commitTime  prometheus.Histogram
+	commitFails prometheus.Counter
+	redemptions *prometheus.CounterVec
+
+	mu      sync.Mutex
+	reasons map[string]uint64
+	results map[string]uint64
+}
+
+// NewMetrics registers the collectors with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microdrop_claims_total", Help: "Claims decided, by outcome (won, entered, rejected).",
+		}, []string{"outcome"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microdrop_claim_rejections_total", Help: "Rejected claims by reason.",
+		}, []string{"reason"}),
+		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microdrop_claim_decision_seconds", Help: "Time from a claim's arrival to its durable decision.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microdrop_ledger_commit_batch_size", Help: "Entries written per ledger commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microdrop_ledger_commit_seconds", Help: "Ledger commit latency.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		commitFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microdrop_ledger_commit_failures_total", Help: "Ledger commits that failed (their claims were refused).",
+		}),
+		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microdrop_redemptions_total", Help: "Pickup token redemptions by result.",
+		}, []string{"result"}),
+		reasons: map[string]uint64{},
+		results: map[string]uint64{},
+	}
+	if reg != nil {
+		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.redemptions)
+	}
+	return m
+}
+
+func (m *Metrics) observeClaim(res ClaimResult, err error, d time.Duration) {
+	m.decision.Observe(d.Seconds())
+	outcome := res.Outcome
+	reason := ""
+	if err != nil {
+		outcome = "rejected"
+		reason = ErrorReason(err)
+		if reason == "" {
+			reason = "error"
+		}
+		m.rejections.WithLabelValues(reason).Inc()
+	}
+	m.claims.WithLabelValues(outcome).Inc()
+	m.mu.Lock()
+	m.results[outcome]++
+	if reason != "" {
+		m.reasons[reason]++
+	}
+	m.mu.Unlock()
+}
+
+func (m *Metrics) observeCommit(n int, d time.Duration, err error) {
+	m.batchSize.Observe(float64(n))
+	m.commitTime.Observe(d.Seconds())
+	if err != nil {
+		m.commitFails.Inc()
+	}
+}
+
+func (m *Metrics) redeem(err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrTokenUsed):
+		result = "used"
+	case errors.Is(err, ErrTokenExpired):
+		result = "expired"
+	case errors.Is(err, ErrTokenForged):
+		result = "forged"
+	case errors.Is(err, ErrTokenMalformed):
+		result = "malformed"
+	case errors.Is(err, ErrTokenUnknown):
+		result = "unknown"
+	default:
+		result = "error"
+	}
+	m.redemptions.WithLabelValues(result).Inc()
+}
+
+// Count is one labelled number.
+type Count struct {
+	Name  string `json:"name"`
+	Count uint64 `json:"count"`
+}
+
+// Rejections returns rejection counts by reason, largest first.
+func (m *Metrics) Rejections() []Count { return m.sorted(m.reasons) }
+
+// Outcomes returns claim counts by outcome, largest first.
+func (m *Metrics) Outcomes() []Count { return m.sorted(m.results) }
+
+func (m *Metrics) sorted(src map[string]uint64) []Count {
+	m.mu.Lock()
+	out := make([]Count, 0, len(src))
+	for k, v := range src {
+		out = append(out, Count{k, v})
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}

@@ -1,0 +1,503 @@
+// Package sqlite is microdrop's default ledger: an embedded SQLite database
+// (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL, so a claim
+// acknowledged is on disk.
+//
+// Every write goes through one writer goroutine that commits whatever has
+// queued in one transaction (group commit), each caller's part inside its own
+// savepoint so one refused batch never takes another down with it. It must
+// never acknowledge a write before its transaction has committed.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/microdrop/microdrop/claims"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS drops (
+	id TEXT PRIMARY KEY,
+	channel TEXT NOT NULL,
+	sku TEXT NOT NULL,
+	title TEXT NOT NULL,
+	stock INTEGER NOT NULL,
+	remaining INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= stock),
+	price_minor INTEGER NOT NULL,
+	currency TEXT NOT NULL,
+	opens_at INTEGER NOT NULL,
+	closes_at INTEGER NOT NULL,
+	grace_ns INTEGER NOT NULL,
+	cap INTEGER NOT NULL,
+	stages TEXT NOT NULL,
+	limited_run_id TEXT NOT NULL,
+	creator_id TEXT NOT NULL,
+	policy TEXT NOT NULL,
+	bucket_ns INTEGER NOT NULL,
+	claim_code TEXT NOT NULL,
+	cue_code INTEGER NOT NULL,
+	seed BLOB NOT NULL,
+	seed_hash TEXT NOT NULL,
+	state TEXT NOT NULL,
+	closed_at INTEGER NOT NULL,
+	close_reason TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS drops_by_channel ON drops (channel, created_at DESC);
+CREATE INDEX IF NOT EXISTS drops_by_created ON drops (created_at DESC);
+CREATE TABLE IF NOT EXISTS entries (
+	drop_id TEXT NOT NULL,
+	seq INTEGER NOT NULL,
+	user_id TEXT NOT NULL,
+	login TEXT NOT NULL,
+	unit INTEGER NOT NULL,
+	cap INTEGER NOT NULL,
+	outcome TEXT NOT NULL,
+	arrived_at INTEGER NOT NULL,
+	bucket INTEGER NOT NULL,
+	decided_at INTEGER NOT NULL,
+	token TEXT,
+	expires_at INTEGER NOT NULL,
+	redeemed_at INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (drop_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_token ON entries (token) WHERE token IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_one_unit ON entries (drop_id, user_id, unit) WHERE outcome = 'won';
+CREATE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id);
+`
+
+// Ledger is the SQLite claims.Ledger.
+type Ledger struct {
+	write *sql.DB
+	read  *sql.DB
+	log   *slog.Logger
+
+	ops    chan *op
+	mu     sync.RWMutex // guards closed against sends on ops
+	closed bool
+	done   chan struct{}
+}
+
+var _ claims.Ledger = (*Ledger)(nil)
+
+type op struct {
+	apply func(ctx context.Context, tx *sql.Tx) error
+	size  int
+	done  chan error
+}
+
+// MaxGroup bounds how many entries one transaction carries.
+const MaxGroup = 16384
+
+// Open opens (creating if needed) the ledger at path.
+func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if _, err := w.ExecContext(ctx, schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
+	}
+	var mode string
+	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		w.Close()
+		return nil, fmt.Errorf("ledger %s: WAL journal mode not available (got %q): %v", path, mode, err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(4)
+	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), ops: make(chan *op, 1024), done: make(chan struct{})}
+	go l.writer()
+	return l, nil
+}
+
+// Close commits what is queued, then closes the database.
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.ops)
+	l.mu.Unlock()
+	<-l.done
+	return errors.Join(l.read.Close(), l.write.Close())
+}
+
+// submit queues a write and waits until it is committed (or refused).
+func (l *Ledger) submit(ctx context.Context, size int, apply func(context.Context, *sql.Tx) error) error {
+	o := &op{apply: apply, size: size, done: make(chan error, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return claims.ErrLedgerClosed
+	}
+	select {
+	case l.ops <- o:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return ctx.Err()
+	}
+	l.mu.RUnlock()
+	// Once queued, the outcome is waited for: the caller must learn whether
+	// it was written.
+	return <-o.done
+}
+
+func (l *Ledger) writer() {
+	defer close(l.done)
+	group := make([]*op, 0, 256)
+	for o := range l.ops {
+		group = append(group[:0], o)
+		size := o.size
+	more:
+		for size < MaxGroup {
+			select {
+			case n, ok := <-l.ops:
+				if !ok {
+					break more
+				}
+				group = append(group, n)
+				size += n.size
+			default:
+				break more
+			}
+		}
+		l.commitGroup(group)
+	}
+}
+
+func (l *Ledger) commitGroup(group []*op) {
+	ctx := context.Background()
+	errs := make([]error, len(group))
+	fail := func(err error) {
+		for _, o := range group {
+			o.done <- err
+		}
+	}
+	tx, err := l.write.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("ledger begin: %w", err))
+		return
+	}
+	for i, o := range group {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := o.apply(ctx, tx); err != nil {
+			errs[i] = err
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO op"); rerr != nil {
+				_ = tx.Rollback()
+				fail(fmt.Errorf("ledger rollback to savepoint: %w", rerr))
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
+			_ = tx.Rollback()
+			fail(fmt.Errorf("ledger release savepoint: %w", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(fmt.Errorf("ledger commit: %w", err))
+		return
+	}
+	for i, o := range group {
+		o.done <- errs[i]
+	}
+}
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// CreateDrop records a new drop.
+func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
+	stages, err := json.Marshal(d.Stages)
+	if err != nil {
+		return err
+	}
+	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
+			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
+			seed, seed_hash, state, closed_at, close_reason, created_at)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
+			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
+			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt))
+		if isUnique(err) {
+			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
+		}
+		return err
+	})
+}
+
+const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
+	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
+	close_reason, created_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanDrop(s scanner) (*claims.Drop, error) {
+	var d claims.Drop
+	var opens, closes, grace, bucket, cue, closed, created int64
+	var stages, policy, state string
+	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
+		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created); err != nil {
+		return nil, err
+	}
+	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
+	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
+	d.CueCode = uint32(cue)
+	d.Policy, d.State = claims.Policy(policy), claims.State(state)
+	if err := json.Unmarshal([]byte(stages), &d.Stages); err != nil {
+		return nil, fmt.Errorf("drop %s stages: %w", d.ID, err)
+	}
+	return &d, nil
+}
+
+// Drop returns one drop.
+func (l *Ledger) Drop(ctx context.Context, id string) (*claims.Drop, error) {
+	d, err := scanDrop(l.read.QueryRowContext(ctx, "SELECT "+dropColumns+" FROM drops WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+	}
+	return d, err
+}
+
+// Drops lists drops newest first.
+func (l *Ledger) Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop, error) {
+	q := "SELECT " + dropColumns + " FROM drops WHERE 1=1"
+	var args []any
+	if f.Channel != "" {
+		q += " AND channel = ?"
+		args = append(args, f.Channel)
+	}
+	if f.Live {
+		q += " AND state IN ('scheduled','open','grace')"
+	}
+	q += " ORDER BY created_at DESC, id"
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	rows, err := l.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*claims.Drop
+	for rows.Next() {
+		d, err := scanDrop(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, redeemed_at"
+
+// insertChunk rows go into one INSERT statement.
+const insertChunk = 64
+
+var insertSQL = func() map[int]string {
+	m := map[int]string{}
+	row := "(?,?,?,?,?,?,?,?,?,?,?,?,0)"
+	for _, n := range []int{1, insertChunk} {
+		m[n] = "INSERT INTO entries (" + entryColumns + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
+	}
+	return m
+}()
+
+func entryArgs(args []any, e *claims.Entry) []any {
+	var tok any
+	if e.Token != "" {
+		tok = e.Token
+	}
+	return append(args, e.DropID, e.Seq, e.UserID, e.Login, e.Unit, e.Cap, e.Outcome, ns(e.ArrivedAt), e.Bucket,
+		ns(e.DecidedAt), tok, ns(e.ExpiresAt))
+}
+
+// Commit applies a decider's batch atomically.
+func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
+	return l.submit(ctx, len(b.Insert)+len(b.Update)+1, func(ctx context.Context, tx *sql.Tx) error {
+		return apply(ctx, tx, b)
+	})
+}
+
+func apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
+	if b.Wins > 0 {
+		res, err := tx.ExecContext(ctx, "UPDATE drops SET remaining = remaining - ? WHERE id = ? AND remaining >= ?", b.Wins, b.DropID, b.Wins)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("drop %s, %d wins: %w", b.DropID, b.Wins, claims.ErrStockExhausted)
+		}
+	}
+	args := make([]any, 0, 12*insertChunk)
+	for i := 0; i < len(b.Insert); {
+		n := 1
+		if len(b.Insert)-i >= insertChunk {
+			n = insertChunk
+		}
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			if b.Insert[j].DropID != b.DropID {
+				return fmt.Errorf("entry for drop %s in batch of drop %s", b.Insert[j].DropID, b.DropID)
+			}
+			args = entryArgs(args, &b.Insert[j])
+		}
+		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
+			return uniqueErr(err)
+		}
+		i += n
+	}
+	for _, e := range b.Update {
+		var tok any
+		if e.Token != "" {
+			tok = e.Token
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE entries SET outcome = ?, unit = ?, token = ?, expires_at = ?, decided_at = ?
+			WHERE drop_id = ? AND seq = ?`, e.Outcome, e.Unit, tok, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.Seq)
+		if err != nil {
+			return uniqueErr(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("update of unrecorded entry %s#%d", b.DropID, e.Seq)
+		}
+	}
+	if s := b.State; s != nil {
+		res, err := tx.ExecContext(ctx, "UPDATE drops SET state = ?, closes_at = ?, closed_at = ?, close_reason = ? WHERE id = ?",
+			string(s.State), ns(s.ClosesAt), ns(s.ClosedAt), s.CloseReason, b.DropID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+		}
+	}
+	return nil
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func uniqueErr(err error) error {
+	switch {
+	case !isUnique(err):
+		return err
+	case strings.Contains(err.Error(), "entries.token"):
+		return fmt.Errorf("%w: %v", claims.ErrTokenCollision, err)
+	case strings.Contains(err.Error(), "entries.unit"):
+		return fmt.Errorf("%w: %v", claims.ErrDuplicateWin, err)
+	}
+	return fmt.Errorf("%w: %v", claims.ErrDuplicateWin, err)
+}
+
+func scanEntry(s scanner) (claims.Entry, error) {
+	var e claims.Entry
+	var arrived, decided, expires, redeemed int64
+	var tok sql.NullString
+	err := s.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &redeemed)
+	e.ArrivedAt, e.DecidedAt, e.ExpiresAt, e.Redeemed = fromNS(arrived), fromNS(decided), fromNS(expires), fromNS(redeemed)
+	e.Token = tok.String
+	return e, err
+}
+
+func (l *Ledger) entries(ctx context.Context, q string, args ...any) ([]claims.Entry, error) {
+	rows, err := l.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []claims.Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Entries lists a drop's entries in arrival order.
+func (l *Ledger) Entries(ctx context.Context, dropID string) ([]claims.Entry, error) {
+	return l.entries(ctx, "SELECT "+entryColumns+" FROM entries WHERE drop_id = ? ORDER BY seq", dropID)
+}
+
+// UserEntries lists one user's entries in a drop.
+func (l *Ledger) UserEntries(ctx context.Context, dropID, userID string) ([]claims.Entry, error) {
+	return l.entries(ctx, "SELECT "+entryColumns+" FROM entries WHERE drop_id = ? AND user_id = ? ORDER BY seq", dropID, userID)
+}
+
+// Redeem marks a win redeemed exactly once. The check and the mark are one
+// conditional UPDATE inside the single writer, so two desks scanning the
+// same code at once cannot both succeed.
+func (l *Ledger) Redeem(ctx context.Context, token string, at time.Time) (claims.Entry, error) {
+	var e claims.Entry
+	err := l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		e, err = scanEntry(tx.QueryRowContext(ctx, "SELECT "+entryColumns+" FROM entries WHERE token = ?", token))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return claims.ErrTokenUnknown
+		case err != nil:
+			return err
+		case e.Outcome != claims.OutcomeWon:
+			return claims.ErrTokenUnknown
+		case !e.Redeemed.IsZero():
+			return claims.ErrTokenUsed
+		case !at.Before(e.ExpiresAt):
+			return claims.ErrTokenExpired
+		}
+		res, err := tx.ExecContext(ctx, "UPDATE entries SET redeemed_at = ? WHERE token = ? AND redeemed_at = 0", ns(at), token)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return claims.ErrTokenUsed
+		}
+		e.Redeemed = fromNS(ns(at))
+		return nil
+	})
+	return e, err
+}

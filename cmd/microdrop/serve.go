@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/claims"
+)
+
+// Main is the running service: config in, everything wired, one HTTP mux.
+// End-to-end tests start the same Main on port 0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	Stdout io.Writer
+	Stderr io.Writer
+	// Now is the clock for every component (tests may replace it).
+	Now func() time.Time
+
+	Bus      microdrop.Bus
+	Ledger   claims.Ledger
+	Claims   *claims.Service
+	Admin    claims.Admin
+	Registry *prometheus.Registry
+	Mux      *http.ServeMux
+
+	// HTTPAddr is the address actually listened on (after Run).
+	HTTPAddr string
+
+	server  *http.Server
+	closers []namedCloser
+}
+
+type namedCloser struct {
+	name string
+	fn   func() error
+}
+
+// NewMain returns a Main with default config.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{Config: DefaultConfig(), Stdout: stdout, Stderr: stderr, Now: time.Now}
+}
+
+// ParseFlags reads the config file (if any), the environment, then flags.
+func (m *Main) ParseFlags(args []string, lookup func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("microdrop serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	configPath := fs.String("config", "", "YAML config file (see microdrop.example.yml); also MICRODROP_CONFIG")
+	data := fs.String("data", "", "data directory (SQLite ledger, keys, highlights); also MICRODROP_DATA")
+	httpAddr := fs.String("http", "", "HTTP listen address; also MICRODROP_HTTP")
+	rtsp := fs.String("rtsp", "", "RTSP listen address, \"off\" to disable; also MICRODROP_RTSP")
+	ledger := fs.String("ledger", "", "ledger: empty for SQLite in the data dir, or postgres://...; also MICRODROP_LEDGER")
+	bus := fs.String("bus", "", "event bus: empty for in-process, or nats://...; also MICRODROP_BUS")
+	publicURL := fs.String("public-url", "", "URL viewers use to reach this service (claim links); also MICRODROP_PUBLIC_URL")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	path := *configPath
+	if path == "" {
+		path, _ = lookup("MICRODROP_CONFIG")
+	}
+	if path != "" {
+		if err := m.Config.LoadFile(path); err != nil {
+			return err
+		}
+	}
+	if err := m.Config.LoadEnv(lookup); err != nil {
+		return err
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&m.Config.Data, *data)
+	set(&m.Config.HTTP, *httpAddr)
+	set(&m.Config.Ledger, *ledger)
+	set(&m.Config.Bus, *bus)
+	set(&m.Config.PublicURL, *publicURL)
+	set(&m.Config.LogLevel, *logLevel)
+	if *rtsp == "off" {
+		m.Config.Ingest.RTSP, m.Config.Ingest.UDPRTP, m.Config.Ingest.UDPRTCP = "", "", ""
+	} else {
+		set(&m.Config.Ingest.RTSP, *rtsp)
+	}
+	return m.Config.Validate()
+}
+
+// Run opens the ledger and bus, starts every component and listens. It
+// returns once the service is serving.
+func (m *Main) Run(ctx context.Context) error {
+	if m.Logger == nil {
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(m.Config.LogLevel))
+		m.Logger = slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: lvl}))
+	}
+	if m.Now == nil {
+		m.Now = time.Now
+	}
+	log := m.Logger.With("component", "main")
+	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := m.loadSecrets(); err != nil {
+		return err
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	bus, closeBus, err := m.openBus(ctx)
+	if err != nil {
+		return err
+	}
+	m.Bus = bus
+	m.onClose("bus", closeBus)
+	m.registerBusMetrics()
+
+	ledger, err := m.openLedger(ctx)
+	if err != nil {
+		return err
+	}
+	m.Ledger = ledger
+	m.onClose("ledger", ledger.Close)
+
+	keys := make([][]byte, 0, len(m.Config.Claims.TokenKeys))
+	for _, k := range m.Config.Claims.TokenKeys {
+		keys = append(keys, []byte(k))
+	}
+	signer, err := claims.NewTokenSigner(keys...)
+	if err != nil {
+		return err
+	}
+	svc, err := claims.New(claims.Deps{
+		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
+		Metrics: claims.NewMetrics(m.Registry),
+		Options: claims.Options{
+			DefaultGrace:       time.Duration(m.Config.Claims.Grace),
+			DefaultBucketWidth: time.Duration(m.Config.Claims.BucketWidth),
+			DefaultPolicy:      claims.Policy(m.Config.Claims.Policy),
+			TokenTTL:           time.Duration(m.Config.Claims.TokenTTL),
+			ClaimRate:          m.Config.Claims.ClaimRate,
+			ClaimBurst:         m.Config.Claims.ClaimBurst,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return err
+	}
+	m.Claims = svc
+	// Deciders finish their pending group commit before the ledger closes.
+	m.onClose("claims", svc.Close)
+
+	m.Mux = http.NewServeMux()
+	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
+	m.Mux.HandleFunc("GET /healthz", m.healthz)
+	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+
+	ln, err := net.Listen("tcp", m.Config.HTTP)
+	if err != nil {
+		return fmt.Errorf("http listen on %s: %w", m.Config.HTTP, err)
+	}
+	m.HTTPAddr = ln.Addr().String()
+
+	for _, c := range []struct {
+		name  string
+		start func(context.Context) error
+	}{
+		{"ingest", m.startIngest},
+		{"chat", m.startChat},
+		{"overlay", m.startOverlay},
+		{"highlights", m.startHighlights},
+	} {
+		if err := c.start(ctx); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
+
+	m.server = &http.Server{Handler: m.Mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("serving", "http", m.HTTPAddr, "data", m.Config.Data, "public_url", m.publicURL())
+	return nil
+}
+
+// publicURL is where viewers reach us; derived from the listen address when
+// not configured.
+func (m *Main) publicURL() string {
+	if m.Config.PublicURL != "" {
+		return strings.TrimRight(m.Config.PublicURL, "/")
+	}
+	addr := m.HTTPAddr
+	if addr == "" {
+		addr = m.Config.HTTP
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://localhost:8080"
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := m.Ledger.Drops(ctx, claims.DropFilter{Limit: 1}); err != nil {
+		http.Error(w, "ledger unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (m *Main) onClose(name string, fn func() error) {
+	m.closers = append(m.closers, namedCloser{name, fn})
+}
+
+// Close stops serving, then closes components in reverse order of start:
+// the claims deciders finish their pending commits before the ledger closes.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+		cancel()
+	}
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.closers[i].name, err))
+		}
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// loadSecrets reads or creates the admin token and the pickup token key in
+// the data dir, printing a new admin token once.
+func (m *Main) loadSecrets() error {
+	if m.Config.AdminToken == "" {
+		tok, created, err := readOrCreateSecret(filepath.Join(m.Config.Data, "admin-token"))
+		if err != nil {
+			return err
+		}
+		m.Config.AdminToken = tok
+		if created {
+			fmt.Fprintf(m.Stderr, "\nmicrodrop: generated admin token (stored in %s; shown once):\n\n    %s\n\n",
+				filepath.Join(m.Config.Data, "admin-token"), tok)
+		}
+	}
+	m.Admin = claims.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
+	if len(m.Config.Claims.TokenKeys) == 0 {
+		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "token-key"))
+		if err != nil {
+			return err
+		}
+		m.Config.Claims.TokenKeys = []string{key}
+	}
+	return nil
+}
+
+func readOrCreateSecret(path string) (string, bool, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < 16 {
+			return "", false, fmt.Errorf("%s holds a secret shorter than 16 characters; delete it to make a new one", path)
+		}
+		return s, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, err
+	}
+	s := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("store secret: %w", err)
+	}
+	return s, true, nil
+}

@@ -1,0 +1,88 @@
+package microdrop
+
+import (
+	"time"
+)
+
+// Kind names what happened. The values are stable: they are written to
+// WebSocket frames, NATS subjects and export manifests.
+type Kind string
+
+const (
+	DropOpened      Kind = "drop.opened"
+	DropExtended    Kind = "drop.extended"
+	Claimed         Kind = "drop.claimed"
+	SoldOut         Kind = "drop.sold_out"
+	DropClosed      Kind = "drop.closed"
+	Redeemed        Kind = "token.redeemed"
+	HighlightMarked Kind = "highlight.marked"
+	CueAired        Kind = "cue.aired"
+)
+
+// Event is one state change, published after the ledger has committed it.
+// Exactly one of the payload pointers is set, according to Kind (Drop is also
+// set on claim events so subscribers always see the stock that follows).
+type Event struct {
+	// Seq is assigned by the Bus: strictly increasing per bus.
+	Seq     uint64    `json:"seq"`
+	Kind    Kind      `json:"kind"`
+	Channel string    `json:"channel"`
+	DropID  string    `json:"drop_id,omitempty"`
+	At      time.Time `json:"at"`
+
+	Drop      *DropView      `json:"drop,omitempty"`
+	Claim     *ClaimView     `json:"claim,omitempty"`
+	Highlight *HighlightView `json:"highlight,omitempty"`
+	Cue       *CueView       `json:"cue,omitempty"`
+}
+
+// DropView is what a subscriber may know of a drop: nothing secret (the
+// fairness seed appears only once revealed at close).
+type DropView struct {
+	ID           string    `json:"id"`
+	Channel      string    `json:"channel"`
+	SKU          string    `json:"sku"`
+	Title        string    `json:"title"`
+	Stock        int       `json:"stock"`
+	Remaining    int       `json:"remaining"`
+	PriceMinor   int64     `json:"price_minor"`
+	Currency     string    `json:"currency"`
+	OpensAt      time.Time `json:"opens_at"`
+	ClosesAt     time.Time `json:"closes_at"`
+	GraceMS      int64     `json:"grace_ms"`
+	Policy       string    `json:"policy"`
+	State        string    `json:"state"`
+	CueCode      uint32    `json:"cue_code"`
+	CodeRequired bool      `json:"code_required"`
+	ClaimCode    string    `json:"claim_code,omitempty"`
+	LimitedRunID string    `json:"limited_run_id,omitempty"`
+	CreatorID    string    `json:"creator_id,omitempty"`
+	SeedHash     string    `json:"seed_hash"`
+	Seed         string    `json:"seed,omitempty"`
+	Winners      int       `json:"winners"`
+}
+
+// ClaimView is a decided claim as subscribers see it: the platform user id and
+// login, never the pickup token.
+type ClaimView struct {
+	UserID  string `json:"user_id"`
+	Login   string `json:"login,omitempty"`
+	Outcome string `json:"outcome"`
+	Units   int    `json:"units"`
+}
+
+// HighlightView marks a moment worth clipping.
+type HighlightView struct {
+	Reason string `json:"reason"` // open, sold_out, close, clip, surge
+	Label  string `json:"label,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+// CueView reports an audio cue heard on air.
+type CueView struct {
+	Code      uint32  `json:"code"`
+	Stream    string  `json:"stream"`
+	DelayMS   int64   `json:"delay_ms"`
+	SNRDB     float64 `json:"snr_db"`
+	HeardAtMS int64   `json:"heard_at_ms"`
+}
