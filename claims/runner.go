@@ -96,6 +96,7 @@ type runner struct {
 	queued  map[string]int // bucketed: claims waiting for their bucket per user
 	seq     int64
 	pending []*claimReq // bucketed: in arrival order
+	waiting atomic.Int64 // len(pending), for readers outside the decider
 	entries []Entry     // raffle: entries awaiting the draw
 }
 
@@ -152,6 +153,9 @@ func (r *runner) run() {
 	defer func() {
 		close(r.commits)
 		<-committed
+		if r.d.State.Final() {
+			r.s.rememberEnded(r.d)
+		}
 		r.s.forget(r)
 		close(r.done)
 		r.s.wg.Done()
@@ -310,6 +314,7 @@ func (r *runner) soldOut(now time.Time, job *commitJob) {
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: reject(ESOLDOUT, ReasonSoldOut, "sold out")})
 	}
 	r.pending = r.pending[:0]
+	r.waiting.Store(0)
 	clear(r.queued)
 }
 
@@ -404,6 +409,7 @@ func (r *runner) decide(batch []*claimReq, now time.Time) {
 			}
 		case Bucketed:
 			r.pending = append(r.pending, cr)
+			r.waiting.Store(int64(len(r.pending)))
 			r.queued[cr.req.UserID]++
 		case Raffle:
 			e := Entry{DropID: r.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1,
@@ -477,6 +483,7 @@ func (r *runner) decideBuckets(now time.Time, flush bool) {
 				err: reject(ESOLDOUT, ReasonLostDraw, "sold out: this moment had more claims than stock and the draw went to others")})
 		}
 		r.pending = r.pending[n:]
+		r.waiting.Store(int64(len(r.pending)))
 		if r.d.Remaining == 0 {
 			r.soldOut(now, job)
 		}
@@ -563,7 +570,6 @@ func (r *runner) control(c ctlReq) ctlReply {
 
 // drain answers whatever is still queued once the drop is final.
 func (r *runner) drain(reason string) {
-	r.s.rememberEnded(r.d)
 	r.queue(r.refuseQueued(func() error { return r.finalReject() }))
 	r.s.log.Debug("decider finished", "drop", r.id, "reason", reason)
 }

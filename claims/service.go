@@ -429,6 +429,15 @@ func (s *Service) Live(channel string) (*Drop, bool) {
 	return nil, false
 }
 
+// Waiting is how many claims of a live bucketed drop wait for their bucket's
+// draw (0 for other drops).
+func (s *Service) Waiting(dropID string) int {
+	if r := s.runner(dropID); r != nil {
+		return int(r.waiting.Load())
+	}
+	return 0
+}
+
 // Recent lists drops, newest first.
 func (s *Service) Recent(ctx context.Context, channel string, limit int) ([]*Drop, error) {
 	if limit <= 0 || limit > 500 {
@@ -569,7 +578,10 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 	r.inflight.Add(1)
 	if r.closing.Load() {
 		r.inflight.Add(-1)
-		return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has ended")
+		if r.snap.Load().State == SoldOut {
+			return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
+		}
+		return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has closed")
 	}
 	cr := getClaimReq()
 	cr.req = req

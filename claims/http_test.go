@@ -1,0 +1,149 @@
+package claims_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/microdrop/microdrop/claims"
+)
+
+const adminToken = "admin-token-0123456789"
+
+type apiClient struct {
+	t   *testing.T
+	url string
+}
+
+func (c apiClient) do(method, path, auth, body string) (int, map[string]any) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.url+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 && resp.Header.Get("Content-Type") == "application/json" {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			c.t.Fatalf("%s %s: body %q is not JSON", method, path, raw)
+		}
+	}
+	return resp.StatusCode, m
+}
+
+func TestAPI(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, claims.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+
+	open := `{"channel":"streamer","sku":"hoodie","title":"Tour hoodie","stock":2,"price_minor":4500,"currency":"EUR","duration":"90s","policy":"fcfs","claim_code":"moon"}`
+	if st, body := c.do("POST", "/api/drops", "", open); st != 401 || body["code"] != "unauthorized" {
+		t.Fatalf("unauthenticated open: %d %v", st, body)
+	}
+	if st, body := c.do("POST", "/api/drops", "wrong-token-0123456789", open); st != 401 {
+		t.Fatalf("wrong token: %d %v", st, body)
+	}
+	for _, bad := range []string{
+		`{"channel":"streamer","sku":"hoodie","stock":2,"duration":"90s","colour":"red"}`,
+		`{"channel":"streamer","sku":"hoodie","stock":"two","duration":"90s"}`,
+		`{"channel":"streamer","sku":"hoodie","stock":2,"duration":90}`,
+		`{"channel":"streamer"`,
+		`{"channel":"streamer","sku":"hoodie","stock":2,"duration":"90s"} {}`,
+		``,
+		`{"channel":"streamer","sku":"hoodie","stock":-1,"duration":"90s"}`,
+	} {
+		st, body := c.do("POST", "/api/drops", adminToken, bad)
+		if st != 400 || body["code"] != "invalid" || body["message"] == "" {
+			t.Fatalf("bad body %q: %d %v", bad, st, body)
+		}
+	}
+	big := `{"title":"` + strings.Repeat("x", claims.MaxBodyBytes) + `"}`
+	if st, body := c.do("POST", "/api/drops", adminToken, big); st != 400 || !strings.Contains(body["message"].(string), "larger") {
+		t.Fatalf("oversized body: %d %v", st, body)
+	}
+	st, body := c.do("POST", "/api/drops", adminToken, open)
+	if st != 201 {
+		t.Fatalf("open: %d %v", st, body)
+	}
+	drop := body["drop"].(map[string]any)
+	id := drop["id"].(string)
+	if drop["claim_code"] != nil || !strings.HasSuffix(body["claim_url"].(string), "/c/"+id+"?code=MOON") || drop["seed"] != nil {
+		t.Fatalf("open response leaks or misses fields: %v", body)
+	}
+	if st, _ := c.do("GET", "/api/drops/"+id, "", ""); st != 200 {
+		t.Fatalf("get: %d", st)
+	}
+	if st, body := c.do("GET", "/api/drops/zzzz", "", ""); st != 404 || body["code"] != "not_found" {
+		t.Fatalf("get unknown: %d %v", st, body)
+	}
+	claim := func(user, code string) (int, map[string]any) {
+		return c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"`+user+`","login":"`+user+`","code":"`+code+`"}`)
+	}
+	if st, body := claim("alice", "nope"); st != 400 || body["reason"] != "wrong_code" {
+		t.Fatalf("wrong code: %d %v", st, body)
+	}
+	st, won := claim("alice", "moon")
+	if st != 200 || won["outcome"] != "won" {
+		t.Fatalf("claim: %d %v", st, won)
+	}
+	if st, body := claim("alice", "moon"); st != 409 || body["reason"] != "duplicate" {
+		t.Fatalf("duplicate: %d %v", st, body)
+	}
+	if st, body := c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"has space"}`); st != 400 || body["code"] != "invalid" {
+		t.Fatalf("bad user id: %d %v", st, body)
+	}
+	claim("bob", "moon")
+	if st, body := claim("carol", "moon"); st != 410 || body["code"] != "sold_out" {
+		t.Fatalf("sold out: %d %v", st, body)
+	}
+	tok := won["token"].(string)
+	if st, _ := c.do("POST", "/api/redeem", "", `{"token":"`+tok+`"}`); st != 401 {
+		t.Fatalf("redeem without admin: %d", st)
+	}
+	if st, body := c.do("POST", "/api/redeem", adminToken, `{"token":"`+tok+`"}`); st != 200 || body["user_id"] != "alice" {
+		t.Fatalf("redeem: %d %v", st, body)
+	}
+	if st, body := c.do("POST", "/api/redeem", adminToken, `{"token":"`+tok+`"}`); st != 409 || body["code"] != "conflict" {
+		t.Fatalf("redeem twice: %d %v", st, body)
+	}
+	if st, body := c.do("POST", "/api/redeem", adminToken, `{"token":"0000000000000000"}`); st != 403 {
+		t.Fatalf("forged: %d %v", st, body)
+	}
+	if st, body := c.do("GET", "/api/drops/"+id+"/audit", "", ""); st != 200 || body["match"] != true {
+		t.Fatalf("audit: %d %v", st, body)
+	}
+	resp, err := http.Get(srv.URL + "/api/tokens/" + tok + "/qr.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("qr png: %d", resp.StatusCode)
+	}
+	if st, body := c.do("POST", "/api/drops/"+id+"/extend", adminToken, `{"by":"30s"}`); st != 409 {
+		t.Fatalf("extend a sold-out drop: %d %v", st, body)
+	}
+	if st, body := c.do("GET", "/api/stats", adminToken, ""); st != 200 || body["rejections"] == nil {
+		t.Fatalf("stats: %d %v", st, body)
+	}
+	if st, body := c.do("GET", "/api/nothing", "", ""); st != 404 || body["code"] != "not_found" {
+		t.Fatalf("unknown route: %d %v", st, body)
+	}
+}
