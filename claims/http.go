@@ -44,6 +44,7 @@ func NewHandler(svc *Service, admin Admin, publicURL string, log *slog.Logger) *
 	h.mux.HandleFunc("POST /api/drops/{id}/claims", h.claim)
 	h.mux.HandleFunc("GET /api/drops/{id}/users/{user}", h.adminOnly(h.status))
 	h.mux.HandleFunc("GET /api/drops/{id}/audit", h.audit)
+	h.mux.HandleFunc("GET /api/drops/{id}/entries", h.adminOnly(h.entries))
 	h.mux.HandleFunc("POST /api/redeem", h.adminOnly(h.redeem))
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.png", h.tokenQR)
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.svg", h.tokenQR)
@@ -324,6 +325,30 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// EntryView is a recorded entry as the admin API lists it, token included.
+type EntryView struct {
+	Entry
+	Token string `json:"token,omitempty"`
+}
+
+func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
+	d, err := h.svc.Drop(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	es, err := h.svc.ledger.Entries(r.Context(), d.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]EntryView, len(es))
+	for i, e := range es {
+		out[i] = EntryView{Entry: e, Token: e.Token}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"drop": d.View(), "entries": out})
 }
 
 // RedeemBody is the body of POST /api/redeem.

@@ -68,11 +68,10 @@ CREATE TABLE IF NOT EXISTS entries (
 	token TEXT,
 	expires_at INTEGER NOT NULL,
 	redeemed_at INTEGER NOT NULL DEFAULT 0,
-	PRIMARY KEY (drop_id, seq)
+	PRIMARY KEY (drop_id, user_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_token ON entries (token) WHERE token IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS entries_one_unit ON entries (drop_id, user_id, unit) WHERE outcome = 'won';
-CREATE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id);
 `
 
 // Ledger is the SQLite claims.Ledger.
@@ -80,6 +79,8 @@ type Ledger struct {
 	write *sql.DB
 	read  *sql.DB
 	log   *slog.Logger
+
+	stmts  map[string]*sql.Stmt // prepared on the writer connection, used only by the writer
 
 	ops    chan *op
 	mu     sync.RWMutex // guards closed against sends on ops
@@ -126,7 +127,19 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(4)
-	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), ops: make(chan *op, 1024), done: make(chan struct{})}
+	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), ops: make(chan *op, 1024), done: make(chan struct{}),
+		stmts: map[string]*sql.Stmt{}}
+	// Parsing a 64-row INSERT costs more than running it: prepare the hot
+	// statements once.
+	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk]) {
+		st, err := w.PrepareContext(ctx, q)
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("prepare %q: %w", q, err)
+		}
+		l.stmts[q] = st
+	}
 	go l.writer()
 	return l, nil
 }
@@ -142,6 +155,9 @@ func (l *Ledger) Close() error {
 	close(l.ops)
 	l.mu.Unlock()
 	<-l.done
+	for _, st := range l.stmts {
+		st.Close()
+	}
 	return errors.Join(l.read.Close(), l.write.Close())
 }
 
@@ -357,13 +373,25 @@ func entryArgs(args []any, e *claims.Entry) []any {
 // Commit applies a decider's batch atomically.
 func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 	return l.submit(ctx, len(b.Insert)+len(b.Update)+1, func(ctx context.Context, tx *sql.Tx) error {
-		return apply(ctx, tx, b)
+		return l.apply(ctx, tx, b)
 	})
 }
 
-func apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
+const (
+	updateRemaining = "UPDATE drops SET remaining = remaining - ? WHERE id = ? AND remaining >= ?"
+	updateEntry     = `UPDATE entries SET outcome = ?, unit = ?, token = ?, expires_at = ?, decided_at = ?
+			WHERE drop_id = ? AND user_id = ? AND seq = ?`
+	updateState = "UPDATE drops SET state = ?, closes_at = ?, closed_at = ?, close_reason = ? WHERE id = ?"
+)
+
+// exec runs a prepared statement inside the writer's transaction.
+func (l *Ledger) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	return tx.StmtContext(ctx, l.stmts[q]).ExecContext(ctx, args...)
+}
+
+func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 	if b.Wins > 0 {
-		res, err := tx.ExecContext(ctx, "UPDATE drops SET remaining = remaining - ? WHERE id = ? AND remaining >= ?", b.Wins, b.DropID, b.Wins)
+		res, err := l.exec(ctx, tx, updateRemaining, b.Wins, b.DropID, b.Wins)
 		if err != nil {
 			return err
 		}
@@ -384,7 +412,7 @@ func apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 			}
 			args = entryArgs(args, &b.Insert[j])
 		}
-		if _, err := tx.ExecContext(ctx, insertSQL[n], args...); err != nil {
+		if _, err := l.exec(ctx, tx, insertSQL[n], args...); err != nil {
 			return uniqueErr(err)
 		}
 		i += n
@@ -394,8 +422,7 @@ func apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		if e.Token != "" {
 			tok = e.Token
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE entries SET outcome = ?, unit = ?, token = ?, expires_at = ?, decided_at = ?
-			WHERE drop_id = ? AND seq = ?`, e.Outcome, e.Unit, tok, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.Seq)
+		res, err := l.exec(ctx, tx, updateEntry, e.Outcome, e.Unit, tok, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.UserID, e.Seq)
 		if err != nil {
 			return uniqueErr(err)
 		}
@@ -404,8 +431,7 @@ func apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		}
 	}
 	if s := b.State; s != nil {
-		res, err := tx.ExecContext(ctx, "UPDATE drops SET state = ?, closes_at = ?, closed_at = ?, close_reason = ? WHERE id = ?",
-			string(s.State), ns(s.ClosesAt), ns(s.ClosedAt), s.CloseReason, b.DropID)
+		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), ns(s.ClosedAt), s.CloseReason, b.DropID)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/ingest"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -40,6 +41,7 @@ type Main struct {
 	Admin    claims.Admin
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
+	Ingest   *ingest.Server
 
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string

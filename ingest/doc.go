@@ -1,0 +1,51 @@
+// Package ingest is microdrop's media path: it receives the streamer's
+// program feed, relays it, mixes each drop's audio cue into it, marks the
+// video at the open, and confirms the cue went out.
+//
+// # What it owns
+//
+//   - An RTSP server (gortsplib) accepting publish (ANNOUNCE/RECORD) and
+//     play (DESCRIBE/SETUP/PLAY) per path, over TCP and, when configured, UDP.
+//   - An RTSP pull client per Config.Pull entry, reconnecting with backoff.
+//   - WHIP ingest (POST /whip/{path}, bearer token, DELETE of the returned
+//     Location) and WHEP playback (POST /whep/{path}), with pion/webrtc.
+//   - One stream registry: a path has one publisher and any number of
+//     readers; WHIP streams play over RTSP and WHEP, RTSP streams over RTSP
+//     and, when they carry H.264/Opus, WHEP.
+//   - Cue injection: on microdrop.DropOpened, every stream bound to the
+//     drop's channel (Config.Paths, else the channel named like the path)
+//     gets the cue from package cue mixed into its audio. Opus is decoded,
+//     mixed and re-encoded with the pure-Go gopus only for the packets the
+//     cue covers; all other packets and every RTP header pass untouched.
+//     LPCM and G.711 are mixed in place; AAC passes through with a warning.
+//   - A video marker: an H.264 SEI user_data_unregistered NAL unit
+//     (MarkerUUID + JSON {"drop","cue","unix_ms"}) before the first slice of
+//     the first access unit after the open. ParseSEI reads it back.
+//   - Confirmation: a detector listens to each stream's relayed Opus (and to
+//     Config.PlaybackURL through ffmpeg when present) and publishes
+//     microdrop.CueAired with the delay from the open.
+//
+// # Readers, and the hook for highlight capture
+//
+// Stream.AddReader(name, queue, fn) is the one way to consume a stream
+// inside the process: fn receives every relayed *Packet (RTP after mixing
+// and marking, with its media index, format and receive time) on its own
+// goroutine, through a queue of the given size. A reader that falls behind
+// loses packets (counted in Reader.Dropped and Stream.Dropped) and never
+// slows the publisher or other readers. WHEP readers and the cue confirmer
+// are built on it. A rolling buffer of access units with a keyframe index
+// for MP4 highlight capture should be another reader: subscribe to each
+// stream from Server.Streams (and to new ones by polling or a future
+// OnStream hook), depacketize with the gortsplib format's CreateDecoder
+// (H.264: (*format.H264).CreateDecoder gives NAL units per access unit;
+// IDR = keyframe), and stamp with Packet.Received. Stream.Done closes when
+// the publisher leaves.
+//
+// # What it must never do
+//
+// Block a publisher on a reader; change packets other than those a cue
+// covers (and the one SEI insertion, whose sequence shift it carries
+// forward); decide anything about drops (it only reacts to bus events);
+// keep package-level state; write to stdout. Bad SDP or RTSP input gets a
+// clear 4xx and changes nothing.
+package ingest
