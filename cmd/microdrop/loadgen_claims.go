@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 	data := fs.String("data", "", "data dir for the in-process ledger (default: a temporary dir, removed after)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the burst to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,6 +119,17 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 		return fmt.Errorf("open drop: %w", err)
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	lat := make([]time.Duration, *n)
 	var next atomic.Int64
 	var rejected, failed atomic.Int64

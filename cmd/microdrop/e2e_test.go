@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/microdrop/microdrop/claims"
+)
+
+const testAdminToken = "test-admin-token-0123456789"
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// microdropBinary builds the microdrop command once per test run, for tests that
+// must run it as a real process (to kill it).
+func microdropBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "microdrop-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "microdrop")
+		out, err := exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// server is microdrop running as a child process in its own process group.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *lockedWriter
+}
+
+func startServer(t *testing.T, data string, port int, extraEnv ...string) *server {
+	t.Helper()
+	cmd := exec.Command(microdropBinary(t), "serve", "--http", fmt.Sprintf("127.0.0.1:%d", port), "--rtsp", "off", "--data", data)
+	cmd.Env = append(os.Environ(), append([]string{"MICRODROP_ADMIN_TOKEN=" + testAdminToken}, extraEnv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs}
+	t.Cleanup(func() { s.kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not become healthy: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.w)
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// kill sends SIGKILL to the whole process group: no graceful anything.
+func (s *server) kill() {
+	if s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	_ = s.cmd.Wait()
+}
+
+func api(t *testing.T, method, url string, in, out any) (int, error) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, body)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s: %w", raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// TestCrashLosesNothingAcknowledged kills the server with SIGKILL in the
+// middle of a burst and checks, from the ledger after restart, that every
+// acknowledged win is there and stock adds up.
+func TestCrashLosesNothingAcknowledged(t *testing.T) {
+	data := t.TempDir()
+	port := freePort(t)
+	s := startServer(t, data, port)
+	const stock = 100000
+	var open claims.DropResponse
+	if st, err := api(t, "POST", s.url+"/api/drops", map[string]any{"channel": "crash", "sku": "tee", "stock": stock, "duration": "10m", "policy": "fcfs", "cap": 1}, &open); st != 201 || err != nil {
+		t.Fatalf("open: %d %v", st, err)
+	}
+	id := open.Drop.ID
+
+	var mu sync.Mutex
+	acked := map[string]string{}
+	var next, failures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				user := fmt.Sprintf("viewer%06d", next.Add(1))
+				b, _ := json.Marshal(claims.ClaimBody{UserID: user})
+				resp, err := client.Post(s.url+"/api/drops/"+id+"/claims", "application/json", bytes.NewReader(b))
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				var res claims.ClaimResult
+				_ = json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+				if resp.StatusCode == 200 && res.Token != "" {
+					mu.Lock()
+					acked[res.Token] = user
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Kill once a good number of wins have been acknowledged, mid-burst.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 500 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.kill()
+	close(stop)
+	wg.Wait()
+	if len(acked) < 500 {
+		t.Fatalf("only %d wins acknowledged before the kill", len(acked))
+	}
+	if failures.Load() == 0 {
+		t.Fatal("no claim failed: the kill did not land mid-burst")
+	}
+
+	s = startServer(t, data, freePort(t))
+	var listing struct {
+		Drop    claims.DropResponse `json:"-"`
+		Entries []claims.EntryView  `json:"entries"`
+	}
+	if st, err := api(t, "GET", s.url+"/api/drops/"+id+"/entries", nil, &listing); st != 200 || err != nil {
+		t.Fatalf("entries: %d %v", st, err)
+	}
+	won := map[string]bool{}
+	perUser := map[string]int{}
+	for _, e := range listing.Entries {
+		if e.Outcome == claims.OutcomeWon {
+			won[e.Token] = true
+			perUser[e.UserID]++
+			if perUser[e.UserID] > 1 {
+				t.Fatalf("user %s won twice", e.UserID)
+			}
+		}
+	}
+	missing := 0
+	for tok := range acked {
+		if !won[tok] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged wins are not in the ledger after the crash", missing, len(acked))
+	}
+	var after claims.DropResponse
+	if st, err := api(t, "GET", s.url+"/api/drops/"+id, nil, &after); st != 200 || err != nil {
+		t.Fatal(st, err)
+	}
+	if len(won) > stock || after.Drop.Remaining != stock-len(won) {
+		t.Fatalf("after restart: %d wins, remaining %d, stock %d", len(won), after.Drop.Remaining, stock)
+	}
+	if after.Drop.State != "open" {
+		t.Fatalf("the drop did not resume after restart: %s", after.Drop.State)
+	}
+	// The resumed decider keeps deciding, and remembers who already won.
+	var res claims.ClaimResult
+	if st, _ := api(t, "POST", s.url+"/api/drops/"+id+"/claims", claims.ClaimBody{UserID: "after_restart"}, &res); st != 200 || res.Outcome != "won" {
+		t.Fatalf("claim after restart: %d %+v", st, res)
+	}
+	for _, user := range acked {
+		if st, _ := api(t, "POST", s.url+"/api/drops/"+id+"/claims", claims.ClaimBody{UserID: user}, nil); st != http.StatusConflict {
+			t.Fatalf("a winner from before the crash claimed again: %d", st)
+		}
+		break
+	}
+	t.Logf("acknowledged %d wins before SIGKILL; ledger holds %d; %d requests failed at the kill", len(acked), len(won), failures.Load())
+}
+
+// TestServeInProcess starts the same Main the binary runs, on port 0, and
+// drives it like a user would.
+func TestServeInProcess(t *testing.T) {
+	var stderr bytes.Buffer
+	m := NewMain(io.Discard, &lockedWriter{w: &stderr})
+	if err := m.ParseFlags([]string{"--http", "127.0.0.1:0", "--rtsp", "off", "--data", t.TempDir()}, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !strings.Contains(fmt.Sprint(&stderr), m.Config.AdminToken) {
+		t.Fatal("a generated admin token was not printed at first start")
+	}
+	base := "http://" + m.HTTPAddr
+	resp, err := http.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", base+"/api/drops", strings.NewReader(`{"channel":"streamer","sku":"cap","stock":1,"duration":"1m","policy":"fcfs"}`))
+	req.Header.Set("Authorization", "Bearer "+m.Config.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("open: %v %v", resp, err)
+	}
+	var open claims.DropResponse
+	json.NewDecoder(resp.Body).Decode(&open)
+	resp.Body.Close()
+	resp, err = http.Post(base+"/api/drops/"+open.Drop.ID+"/claims", "application/json", strings.NewReader(`{"user_id":"u1"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("claim: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`microdrop_claims_total{outcome="won"} 1`, "microdrop_claim_decision_seconds_bucket", "microdrop_ledger_commit_batch_size", "microdrop_bus_subscribers"} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
