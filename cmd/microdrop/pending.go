@@ -8,10 +8,6 @@ import (
 
 // Commands whose packages are still being built say so plainly.
 
-func runLoadgenOverlay(context.Context, []string, io.Writer, io.Writer) error {
-	return errors.New("loadgen overlay is not built into this version yet")
-}
-
 func runExport(context.Context, []string, io.Writer, io.Writer) error {
 	return errors.New("export is not built into this version yet")
 }

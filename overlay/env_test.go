@@ -1,0 +1,149 @@
+package overlay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/sqlite"
+	"github.com/microdrop/microdrop/overlay"
+)
+
+const (
+	testChannel  = "streamer"
+	testKey      = "overlay-key-0123456789"
+	testAdminTok = "admin-token-0123456789abcdef"
+)
+
+// env is a claims service with a real SQLite ledger, the overlay server and
+// the JSON API on one httptest server, as `microdrop serve` mounts them.
+type env struct {
+	t     *testing.T
+	svc   *claims.Service
+	bus   *microdrop.MemoryBus
+	srv   *overlay.Server
+	ts    *httptest.Server
+	admin claims.Admin
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	mux := http.NewServeMux()
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+
+	ledger := sqlite.MustOpen(t)
+	bus := microdrop.NewMemoryBus()
+	signer, err := claims.NewTokenSigner([]byte("0123456789abcdef0123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grace := 2 * time.Second
+	reg := prometheus.NewRegistry()
+	svc, err := claims.New(claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
+		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	admin := claims.Admin{Token: testAdminTok}
+	srv, err := overlay.New(overlay.Deps{Claims: svc, Bus: bus, Admin: admin, PublicURL: ts.URL,
+		Keys: map[string]string{testChannel: testKey}, Ledger: ledger, DefaultGrace: grace, Gatherer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(ctx, bus)
+	t.Cleanup(func() { _ = srv.Close() })
+	for _, p := range overlay.Routes() {
+		mux.Handle(p, srv.Handler())
+	}
+	mux.Handle("/api/", claims.NewHandler(svc, admin, ts.URL, nil))
+	return &env{t: t, svc: svc, bus: bus, srv: srv, ts: ts, admin: admin}
+}
+
+// openDrop opens a drop through the JSON API, as a script or chat would.
+func (e *env) openDrop(body string) claims.DropResponse {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/api/drops", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testAdminTok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		e.t.Fatalf("open drop: %s: %s", resp.Status, b)
+	}
+	var dr claims.DropResponse
+	if err := json.Unmarshal(b, &dr); err != nil {
+		e.t.Fatal(err)
+	}
+	return dr
+}
+
+func (e *env) claim(dropID, user, code string) claims.ClaimResult {
+	e.t.Helper()
+	res, err := e.svc.Claim(context.Background(), claims.ClaimRequest{DropID: dropID, Code: code, Viewer: claims.Viewer{UserID: user, Login: user}})
+	if err != nil {
+		e.t.Fatalf("claim by %s: %v", user, err)
+	}
+	return res
+}
+
+func (e *env) wsURL(channel, key string) string {
+	return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/ws/overlay/" + channel + "?key=" + key
+}
+
+func (e *env) dial(header http.Header) *websocket.Conn {
+	e.t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(e.wsURL(testChannel, testKey), header)
+	if err != nil {
+		status := ""
+		if resp != nil {
+			status = resp.Status
+		}
+		e.t.Fatalf("dial overlay: %v %s", err, status)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// next reads frames until one matches; frames of other types are skipped.
+func next(t *testing.T, c *websocket.Conn, match func(overlay.Frame) bool) overlay.Frame {
+	t.Helper()
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for a frame: %v", err)
+		}
+		var f overlay.Frame
+		if err := json.NewDecoder(bytes.NewReader(data)).Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		if match(f) {
+			return f
+		}
+	}
+}
+
+func claimReq(dropID, user string) claims.ClaimRequest {
+	return claims.ClaimRequest{DropID: dropID, Viewer: claims.Viewer{UserID: user, Login: user}}
+}
