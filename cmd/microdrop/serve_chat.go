@@ -1,10 +1,48 @@
 package main
 
-import "context"
+import (
+	"context"
 
-// startChat wires the chat component into serve. Until it lands, serve runs
-// without it.
-func (m *Main) startChat(_ context.Context) error {
-	m.Logger.Info("chat is not built into this version yet", "component", "chat")
+	"github.com/microdrop/microdrop/chat"
+	"github.com/microdrop/microdrop/chat/local"
+	"github.com/microdrop/microdrop/chat/twitch"
+)
+
+// startChat wires chat into serve: the command router, the local chat room
+// (always on: /chat, /ws/chat, POST /api/chat, POST /api/chat/roles) and,
+// when credentials are given, Twitch. A Twitch token that fails validation
+// stops serve with the reason.
+func (m *Main) startChat(ctx context.Context) error {
+	router, err := chat.NewRouter(chat.Deps{Claims: m.Claims, Bus: m.Bus, Logger: m.Logger, Now: m.Now,
+		Prefix: m.Config.Chat.Prefix})
+	if err != nil {
+		return err
+	}
+	room, err := local.New(local.Config{Router: router, Admin: m.Admin, Channel: m.Config.Chat.LocalChannel,
+		Logger: m.Logger, Now: m.Now})
+	if err != nil {
+		return err
+	}
+	room.Routes(m.Mux)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); room.Run(runCtx) }()
+	m.onClose("chat.local", func() error { cancel(); <-done; return nil })
+
+	t := m.Config.Twitch
+	if !t.Enabled() {
+		m.Logger.Info("twitch chat off (set TWITCH_CLIENT_ID and TWITCH_USER_TOKEN to connect)", "component", "chat")
+		return nil
+	}
+	tc, err := twitch.New(twitch.Config{ClientID: t.ClientID, ClientSecret: t.ClientSecret, UserToken: t.UserToken,
+		RefreshToken: t.RefreshToken, Channel: t.Channel, EventSubURL: t.EventSubURL, APIURL: t.APIURL, AuthURL: t.AuthURL,
+		Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now})
+	if err != nil {
+		return err
+	}
+	if err := tc.Start(ctx); err != nil {
+		return err
+	}
+	m.onClose("chat.twitch", tc.Close)
 	return nil
 }

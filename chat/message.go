@@ -1,0 +1,93 @@
+package chat
+
+import (
+	"strings"
+	"time"
+)
+
+// Role is how much a chatter may do in a channel, ordered: each role may do
+// everything the roles below it may.
+type Role int
+
+const (
+	Viewer Role = iota
+	Subscriber
+	VIP
+	Moderator
+	Broadcaster
+)
+
+var roleNames = [...]string{"viewer", "subscriber", "vip", "moderator", "broadcaster"}
+
+func (r Role) String() string {
+	if r < Viewer || r > Broadcaster {
+		return "viewer"
+	}
+	return roleNames[r]
+}
+
+// ParseRole reads a role name ("mod" and "sub" are accepted too).
+func ParseRole(s string) (Role, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "viewer", "everyone", "":
+		return Viewer, true
+	case "subscriber", "sub", "founder":
+		return Subscriber, true
+	case "vip":
+		return VIP, true
+	case "moderator", "mod":
+		return Moderator, true
+	case "broadcaster", "streamer":
+		return Broadcaster, true
+	}
+	return Viewer, false
+}
+
+// RoleFromBadges returns the highest role the platform's badge set ids
+// grant (Twitch: broadcaster, moderator, vip, subscriber, founder).
+func RoleFromBadges(setIDs ...string) Role {
+	r := Viewer
+	for _, id := range setIDs {
+		var b Role
+		switch id {
+		case "broadcaster":
+			b = Broadcaster
+		case "moderator", "lead_moderator":
+			b = Moderator
+		case "vip":
+			b = VIP
+		case "subscriber", "founder":
+			b = Subscriber
+		default:
+			continue
+		}
+		if b > r {
+			r = b
+		}
+	}
+	return r
+}
+
+// Message is one chat line as a platform adapter hands it over.
+type Message struct {
+	Platform    string    // "twitch", "local"
+	Channel     string    // channel login
+	UserID      string    // platform user id: what claims are keyed by
+	Login       string    // lowercase login
+	DisplayName string    // as shown in chat
+	Role        Role      // highest role from badges (or granted in local chat)
+	Text        string    // what was typed
+	ID          string    // platform message id (replies thread to it)
+	At          time.Time // when the platform saw it; zero means now
+	// AccountCreated is when the chatter's account was made, when the
+	// platform told us (Twitch Get Users); zero when unknown.
+	AccountCreated time.Time
+}
+
+// Name is how replies mention the chatter.
+func (m Message) Name() string {
+	if m.DisplayName != "" {
+		return m.DisplayName
+	}
+	return m.Login
+}

@@ -1,0 +1,496 @@
+package twitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/nicklaw5/helix/v2"
+
+	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/chat"
+)
+
+// Twitch's endpoints, overridable for tests.
+const (
+	DefaultEventSubURL = "wss://eventsub.wss.twitch.tv/ws"
+	DefaultAPIURL      = helix.DefaultAPIBaseURL
+	DefaultAuthURL     = helix.AuthBaseURL
+)
+
+// Scopes the user token needs. Required ones fail Start; optional ones
+// switch a feature off with a warning.
+const (
+	ScopeReadChat   = "user:read:chat"           // channel.chat.message over a WebSocket
+	ScopeWriteChat  = "user:write:chat"          // Send Chat Message
+	ScopeWhispers   = "user:manage:whispers"     // Send Whisper (pickup codes)
+	ScopeBroadcast  = "channel:manage:broadcast" // Create Stream Marker
+	messageTypeChat = "channel.chat.message"
+)
+
+// Errors Start reports.
+var (
+	ErrInvalidToken = errors.New("twitch: the user access token is invalid or expired")
+	ErrMissingScope = errors.New("twitch: the user access token lacks a required scope")
+	ErrConfig       = errors.New("twitch: incomplete configuration")
+)
+
+// Config is what the client needs.
+type Config struct {
+	ClientID     string
+	ClientSecret string // with RefreshToken, to refresh the user token
+	UserToken    string
+	RefreshToken string
+	Channel      string // the broadcaster's login
+
+	EventSubURL string // DefaultEventSubURL when empty
+	APIURL      string // DefaultAPIURL when empty
+	AuthURL     string // DefaultAuthURL when empty
+
+	Router *chat.Router
+	Bus    microdrop.Bus // for stream markers; optional
+	Logger *slog.Logger
+	Now    func() time.Time
+	// HTTP is the base transport (tests may inject); http.DefaultTransport when nil.
+	HTTP http.RoundTripper
+
+	// SendLimit overrides Twitch's chat limit: 100 per 30 s when the bot is
+	// the broadcaster or Moderator is set, else 20 per 30 s.
+	SendLimit chat.Limit
+	// Moderator says the bot account is a moderator of the channel.
+	Moderator bool
+	// Workers bounds messages handled at once: 256 when zero.
+	Workers int
+	// Dedupe is how many message ids are remembered: 16384 when zero.
+	Dedupe int
+	// Backoff caps the wait between reconnect attempts: 30 s when zero.
+	Backoff time.Duration
+}
+
+// Stats count what the client has seen.
+type Stats struct {
+	Connects      int64 // WebSocket sessions opened (welcomes received)
+	Reconnects    int64 // session_reconnect hand-overs completed
+	DeadLinks     int64 // connections given up for a missed keepalive
+	Notifications int64 // chat notifications received
+	Duplicates    int64 // notifications ignored as already seen
+	Revocations   int64
+}
+
+// Client is a running Twitch connection.
+type Client struct {
+	cfg      Config
+	log      *slog.Logger
+	api      *helix.Client
+	apiMu    sync.Mutex // helix.Client is not safe for concurrent use
+	outbox   *chat.Outbox
+	users    *userCache
+	seen     *lru.Cache[string, struct{}]
+	sem      chan struct{}
+	botID    string
+	botLogin string
+	chanID   string
+	scopes   map[string]bool
+	limit    chat.Limit
+
+	connects, reconnects, deadLinks, notifications, duplicates, revocations atomic.Int64
+	revoked                                                                 chan string
+
+	ctx    context.Context // lives until Close: message handling outlives sessions
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New checks the configuration; Start connects.
+func New(cfg Config) (*Client, error) {
+	if cfg.ClientID == "" || cfg.Channel == "" || cfg.Router == nil {
+		return nil, fmt.Errorf("%w: client id, channel and router are required", ErrConfig)
+	}
+	if cfg.UserToken == "" && (cfg.ClientSecret == "" || cfg.RefreshToken == "") {
+		return nil, fmt.Errorf("%w: set TWITCH_USER_TOKEN, or TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN", ErrConfig)
+	}
+	if cfg.EventSubURL == "" {
+		cfg.EventSubURL = DefaultEventSubURL
+	}
+	if cfg.APIURL == "" {
+		cfg.APIURL = DefaultAPIURL
+	}
+	if cfg.AuthURL == "" {
+		cfg.AuthURL = DefaultAuthURL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = http.DefaultTransport
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 256
+	}
+	if cfg.Dedupe == 0 {
+		cfg.Dedupe = 16384
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = 30 * time.Second
+	}
+	cfg.Channel = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(cfg.Channel), "#"))
+	auth, err := url.Parse(cfg.AuthURL)
+	if err != nil || auth.Host == "" {
+		return nil, fmt.Errorf("%w: TWITCH_AUTH_URL %q is not a URL", ErrConfig, cfg.AuthURL)
+	}
+	seen, _ := lru.New[string, struct{}](cfg.Dedupe)
+	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "chat.twitch"), seen: seen,
+		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4)}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &authRewrite{base: cfg.HTTP, auth: auth}}
+	c.api, err = helix.NewClient(&helix.Options{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		UserAccessToken: cfg.UserToken, RefreshToken: cfg.RefreshToken, APIBaseURL: strings.TrimRight(cfg.APIURL, "/"), HTTPClient: hc})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return c, nil
+}
+
+// authRewrite sends helix's OAuth calls (a constant https://id.twitch.tv/oauth2)
+// to the configured auth URL.
+type authRewrite struct {
+	base http.RoundTripper
+	auth *url.URL
+}
+
+func (a *authRewrite) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(r.URL.String(), helix.AuthBaseURL+"/") && a.auth.String() != helix.AuthBaseURL {
+		r = r.Clone(r.Context())
+		rest := strings.TrimPrefix(r.URL.Path, "/oauth2")
+		r.URL.Scheme, r.URL.Host = a.auth.Scheme, a.auth.Host
+		r.URL.Path = strings.TrimRight(a.auth.Path, "/") + rest
+		r.Host = a.auth.Host
+	}
+	return a.base.RoundTrip(r)
+}
+
+// call serialises helix calls.
+func (c *Client) call(fn func(*helix.Client) error) error {
+	c.apiMu.Lock()
+	defer c.apiMu.Unlock()
+	return fn(c.api)
+}
+
+// Start validates the token (failing with the missing scope named),
+// resolves the channel, and starts reading chat, sending replies and
+// marking streams. It returns once the token is known good; the
+// connection itself is kept up in the background.
+func (c *Client) Start(ctx context.Context) error {
+	if err := c.authenticate(); err != nil {
+		return err
+	}
+	var users *helix.UsersResponse
+	err := c.call(func(api *helix.Client) (err error) {
+		users, err = api.GetUsers(&helix.UsersParams{Logins: []string{c.cfg.Channel}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("twitch: look up channel %q: %w", c.cfg.Channel, err)
+	}
+	if users.StatusCode != http.StatusOK || len(users.Data.Users) == 0 {
+		return fmt.Errorf("%w: no Twitch channel named %q (status %d %s)", ErrConfig, c.cfg.Channel, users.StatusCode, users.ErrorMessage)
+	}
+	c.chanID = users.Data.Users[0].ID
+
+	limit := c.cfg.SendLimit
+	if limit.Messages == 0 {
+		limit = chat.Limit{Messages: 20, Per: 30 * time.Second}
+		if c.botID == c.chanID || c.cfg.Moderator {
+			limit.Messages = 100
+		}
+	}
+	c.limit = limit
+	c.outbox = chat.NewOutbox(chat.OutboxOptions{Sender: sender{c}, Say: limit, Now: c.cfg.Now, Logger: c.cfg.Logger})
+	c.users = newUserCache(c, 50000)
+
+	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.ctx = ctx
+	c.wg.Add(3)
+	go func() { defer c.wg.Done(); c.outbox.Run(ctx) }()
+	go func() { defer c.wg.Done(); c.users.run(ctx) }()
+	go func() { defer c.wg.Done(); c.connect(ctx) }()
+	if c.cfg.Bus != nil {
+		sub := c.cfg.Bus.Subscribe(256)
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.markers(ctx, sub) }()
+	}
+	c.log.Info("twitch chat starting", "channel", c.cfg.Channel, "bot", c.botLogin, "send_limit", fmt.Sprintf("%d/%s", limit.Messages, limit.Per),
+		"whispers", c.scopes[ScopeWhispers], "markers", c.scopes[ScopeBroadcast])
+	return nil
+}
+
+// authenticate refreshes the token when only a refresh token was given,
+// then validates it and checks its scopes.
+func (c *Client) authenticate() error {
+	if c.cfg.UserToken == "" {
+		if err := c.refresh(); err != nil {
+			return err
+		}
+	}
+	var ok bool
+	var v *helix.ValidateTokenResponse
+	err := c.call(func(api *helix.Client) (err error) {
+		ok, v, err = api.ValidateToken(c.cfg.UserToken)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("twitch: validate token at %s: %w", c.cfg.AuthURL, err)
+	}
+	if !ok && c.cfg.RefreshToken != "" && c.cfg.ClientSecret != "" {
+		if err := c.refresh(); err != nil {
+			return err
+		}
+		err = c.call(func(api *helix.Client) (err error) {
+			ok, v, err = api.ValidateToken(c.cfg.UserToken)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("twitch: validate token: %w", err)
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%w (Twitch says: %s); make a new one with the scopes %s", ErrInvalidToken, v.ErrorMessage, strings.Join(AllScopes(), " "))
+	}
+	if v.Data.ClientID != "" && v.Data.ClientID != c.cfg.ClientID {
+		return fmt.Errorf("%w: the token belongs to client id %s, not TWITCH_CLIENT_ID %s", ErrInvalidToken, v.Data.ClientID, c.cfg.ClientID)
+	}
+	if v.Data.UserID == "" {
+		return fmt.Errorf("%w: it is an app token; a user access token for the bot account is needed", ErrInvalidToken)
+	}
+	c.botID, c.botLogin = v.Data.UserID, v.Data.Login
+	c.scopes = make(map[string]bool)
+	for _, s := range v.Data.Scopes {
+		c.scopes[s] = true
+	}
+	if err := CheckScopes(v.Data.Login, v.Data.Scopes); err != nil {
+		return err
+	}
+	if !c.scopes[ScopeWhispers] {
+		c.log.Warn("whispers off: the token lacks "+ScopeWhispers+"; winners get a masked code in chat", "bot", c.botLogin)
+	}
+	if !c.scopes[ScopeBroadcast] {
+		c.log.Warn("stream markers off: the token lacks "+ScopeBroadcast, "bot", c.botLogin)
+	}
+	return nil
+}
+
+func (c *Client) refresh() error {
+	var r *helix.RefreshTokenResponse
+	err := c.call(func(api *helix.Client) (err error) {
+		r, err = api.RefreshUserAccessToken(c.cfg.RefreshToken)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("twitch: refresh the user token: %w", err)
+	}
+	if r.StatusCode != http.StatusOK || r.Data.AccessToken == "" {
+		return fmt.Errorf("%w: refreshing it failed (status %d: %s); check TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN", ErrInvalidToken, r.StatusCode, r.ErrorMessage)
+	}
+	c.cfg.UserToken = r.Data.AccessToken
+	if r.Data.RefreshToken != "" {
+		c.cfg.RefreshToken = r.Data.RefreshToken
+	}
+	c.call(func(api *helix.Client) error {
+		api.SetUserAccessToken(r.Data.AccessToken)
+		api.SetRefreshToken(c.cfg.RefreshToken)
+		return nil
+	})
+	return nil
+}
+
+// AllScopes lists every scope microdrop can use, required first.
+func AllScopes() []string {
+	return []string{ScopeReadChat, ScopeWriteChat, ScopeWhispers, ScopeBroadcast}
+}
+
+// CheckScopes returns ErrMissingScope naming each required scope the token lacks.
+func CheckScopes(login string, have []string) error {
+	got := make(map[string]bool, len(have))
+	for _, s := range have {
+		got[s] = true
+	}
+	var missing []string
+	for _, s := range []string{ScopeReadChat, ScopeWriteChat} {
+		if !got[s] {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the token for %q is missing %s (user:read:chat reads chat over EventSub, user:write:chat sends replies); make a new token with: %s",
+		ErrMissingScope, login, strings.Join(missing, " and "), strings.Join(AllScopes(), " "))
+}
+
+// Close stops the client and waits for its goroutines.
+func (c *Client) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// Outbox is the reply queue (for metrics and tests).
+func (c *Client) Outbox() *chat.Outbox { return c.outbox }
+
+// SendLimit is the chat send limit in force.
+func (c *Client) SendLimit() chat.Limit { return c.limit }
+
+// BotID is the bot account's user id, known after Start.
+func (c *Client) BotID() string { return c.botID }
+
+// Revoked reports the reasons subscriptions were revoked.
+func (c *Client) Revoked() <-chan string { return c.revoked }
+
+// Stats returns the counters.
+func (c *Client) Stats() Stats {
+	return Stats{Connects: c.connects.Load(), Reconnects: c.reconnects.Load(), DeadLinks: c.deadLinks.Load(),
+		Notifications: c.notifications.Load(), Duplicates: c.duplicates.Load(), Revocations: c.revocations.Load()}
+}
+
+// sender delivers the Outbox's lines through helix.
+type sender struct{ c *Client }
+
+func (s sender) Say(_ context.Context, _, text, replyTo string) error {
+	c := s.c
+	var r *helix.ChatMessageResponse
+	err := c.call(func(api *helix.Client) (err error) {
+		r, err = api.SendChatMessage(&helix.SendChatMessageParams{BroadcasterID: c.chanID, SenderID: c.botID,
+			Message: text, ReplyParentMessageID: replyTo})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if r.StatusCode != http.StatusOK {
+		return fmt.Errorf("send chat message: status %d: %s", r.StatusCode, r.ErrorMessage)
+	}
+	if len(r.Data.Messages) > 0 && !r.Data.Messages[0].IsSent {
+		return fmt.Errorf("send chat message: dropped: %s", r.Data.Messages[0].DropReasons.Data.Message)
+	}
+	return nil
+}
+
+func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
+	c := s.c
+	if !c.scopes[ScopeWhispers] {
+		return chat.ErrNoWhisper
+	}
+	var r *helix.SendUserWhisperResponse
+	err := c.call(func(api *helix.Client) (err error) {
+		r, err = api.SendUserWhisper(&helix.SendUserWhisperParams{FromUserID: c.botID, ToUserID: userID, Message: text})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", chat.ErrNoWhisper, err)
+	}
+	if r.StatusCode != http.StatusNoContent && r.StatusCode != http.StatusOK {
+		// No verified phone, the 40-recipients-a-day cap, or blocked whispers.
+		return fmt.Errorf("%w: status %d: %s", chat.ErrNoWhisper, r.StatusCode, r.ErrorMessage)
+	}
+	return nil
+}
+
+// markers creates a stream marker when a drop opens and on !clip. A
+// failure is logged: it never holds up the drop.
+func (c *Client) markers(ctx context.Context, sub *microdrop.Subscription) {
+	defer sub.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			if e.Channel != c.cfg.Channel || !c.scopes[ScopeBroadcast] {
+				continue
+			}
+			var desc string
+			switch {
+			case e.Kind == microdrop.DropOpened && e.Drop != nil:
+				desc = "microdrop: " + e.Drop.Title + " drop opened"
+			case e.Kind == microdrop.HighlightMarked && e.Highlight != nil && e.Highlight.Reason == "clip":
+				desc = "microdrop clip"
+				if e.Highlight.Label != "" {
+					desc += ": " + e.Highlight.Label
+				}
+				if e.Highlight.By != "" {
+					desc += " (by " + e.Highlight.By + ")"
+				}
+			default:
+				continue
+			}
+			if r := []rune(desc); len(r) > 140 {
+				desc = string(r[:140])
+			}
+			var r *helix.CreateStreamMarkerResponse
+			err := c.call(func(api *helix.Client) (err error) {
+				r, err = api.CreateStreamMarker(&helix.CreateStreamMarkerParams{UserID: c.chanID, Description: desc})
+				return err
+			})
+			switch {
+			case err != nil:
+				c.log.Warn("stream marker", "err", err)
+			case r.StatusCode != http.StatusOK:
+				c.log.Warn("stream marker", "status", r.StatusCode, "err", r.ErrorMessage)
+			}
+		}
+	}
+}
+
+// envelope is an EventSub WebSocket message.
+type envelope struct {
+	Metadata struct {
+		MessageID        string `json:"message_id"`
+		MessageType      string `json:"message_type"`
+		MessageTimestamp string `json:"message_timestamp"`
+		SubscriptionType string `json:"subscription_type"`
+	} `json:"metadata"`
+	Payload struct {
+		Session *struct {
+			ID                      string `json:"id"`
+			KeepaliveTimeoutSeconds int    `json:"keepalive_timeout_seconds"`
+			ReconnectURL            string `json:"reconnect_url"`
+		} `json:"session"`
+		Subscription *struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			Type   string `json:"type"`
+		} `json:"subscription"`
+		Event json.RawMessage `json:"event"`
+	} `json:"payload"`
+}
+
+// chatEvent is the part of channel.chat.message we use.
+type chatEvent struct {
+	BroadcasterUserLogin string `json:"broadcaster_user_login"`
+	ChatterUserID        string `json:"chatter_user_id"`
+	ChatterUserLogin     string `json:"chatter_user_login"`
+	ChatterUserName      string `json:"chatter_user_name"`
+	MessageID            string `json:"message_id"`
+	Message              struct {
+		Text string `json:"text"`
+	} `json:"message"`
+	Badges []struct {
+		SetID string `json:"set_id"`
+	} `json:"badges"`
+	SourceBroadcasterID *string `json:"source_broadcaster_user_id"`
+}

@@ -1,0 +1,238 @@
+package templates
+
+import (
+	_ "embed"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ManifestVersion is the bundle manifest's schema version. Bump it, and
+// bundle.schema.json's $id and const, on any change a reader would notice.
+const ManifestVersion = 1
+
+// ManifestSchema is the JSON Schema (draft 2020-12) of manifest.json.
+//
+//go:embed bundle.schema.json
+var ManifestSchema []byte
+
+// Manifest is manifest.json of an export bundle: what was sold, how it went,
+// the clips, and the SHA-256 of every other file in the bundle.
+type Manifest struct {
+	SchemaVersion int               `json:"schema_version"`
+	Generator     string            `json:"generator"`
+	CreatedAt     time.Time         `json:"created_at"`
+	Session       ManifestSession   `json:"session"`
+	Drops         []ManifestDrop    `json:"drops"`
+	Highlights    []ManifestClip    `json:"highlights"`
+	Offers        []ManifestOffer   `json:"offers"`
+	Files         []ManifestFile    `json:"files"`
+	Privacy       ManifestPrivacy   `json:"privacy"`
+	Links         ManifestLinkRules `json:"links"`
+}
+
+// ManifestSession is the stream session the bundle covers.
+type ManifestSession struct {
+	ID        string    `json:"id"`
+	Path      string    `json:"path"`
+	Channel   string    `json:"channel"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+}
+
+// ManifestDrop is one drop and its results.
+type ManifestDrop struct {
+	ID           string `json:"id"`
+	Channel      string `json:"channel"`
+	SKU          string `json:"sku"`
+	Title        string `json:"title"`
+	LimitedRunID string `json:"limited_run_id"`
+	CreatorID    string `json:"creator_id"`
+	Currency     string `json:"currency"`
+	// LivePriceMinor is what viewers paid during the stream;
+	// PostStreamPriceMinor what the offers ask afterwards.
+	LivePriceMinor       int64     `json:"live_price_minor"`
+	PostStreamPriceMinor int64     `json:"post_stream_price_minor"`
+	Policy               string    `json:"policy"`
+	State                string    `json:"state"`
+	CloseReason          string    `json:"close_reason,omitempty"`
+	OpensAt              time.Time `json:"opens_at"`
+	ClosesAt             time.Time `json:"closes_at"`
+	ClosedAt             time.Time `json:"closed_at,omitzero"`
+	GraceMS              int64     `json:"grace_ms"`
+	Stock                int       `json:"stock"`
+	Wins                 int       `json:"wins"`
+	Remaining            int       `json:"remaining"`
+	Entries              int       `json:"entries"`
+	Redeemed             int       `json:"redeemed"`
+	// SellThroughMS is open to sold out; null when it did not sell out.
+	SellThroughMS *int64 `json:"sell_through_ms"`
+	// ClaimsPerMinute is entries per minute of the window (open to close
+	// plus grace, or to the sell-out).
+	ClaimsPerMinute float64 `json:"claims_per_minute"`
+	// CueToAirMS is the median measured delay from open to the cue heard on
+	// air; null when no CueAired was recorded.
+	CueToAirMS *int64 `json:"cue_to_air_ms"`
+	CuesAired  int    `json:"cues_aired"`
+	SeedHash   string `json:"seed_hash"`
+	Seed       string `json:"seed,omitempty"`
+}
+
+// ManifestClip is one highlight in the bundle.
+type ManifestClip struct {
+	ID           string    `json:"id"`
+	DropID       string    `json:"drop_id,omitempty"`
+	Reason       string    `json:"reason"`
+	Label        string    `json:"label,omitempty"`
+	At           time.Time `json:"at"`
+	StreamTimeMS int64     `json:"stream_time_ms"`
+	// ClipStartMS is the clip's first frame on the session timeline.
+	ClipStartMS int64 `json:"clip_start_ms"`
+	DurationMS  int64 `json:"duration_ms"`
+	// TrimInMS and TrimOutMS are the editor's cut within the captured clip
+	// (the file starts at the keyframe at or before TrimInMS).
+	TrimInMS      int64  `json:"trim_in_ms"`
+	TrimOutMS     int64  `json:"trim_out_ms"`
+	File          string `json:"file"`
+	TwitchClipURL string `json:"twitch_clip_url,omitempty"`
+}
+
+// ManifestOffer is one rendered offer page.
+type ManifestOffer struct {
+	DropID string `json:"drop_id"`
+	Kind   string `json:"kind"`
+	File   string `json:"file"`
+	URL    string `json:"url"`
+}
+
+// ManifestFile is one file of the bundle with its hash.
+type ManifestFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// ManifestPrivacy says how viewers appear in claims.csv.
+type ManifestPrivacy struct {
+	UserIDs string `json:"user_ids"`
+}
+
+// ManifestLinkRules says how offer links attribute the creator.
+type ManifestLinkRules struct {
+	ShopURL string `json:"shop_url"`
+}
+
+// Offer kinds.
+const (
+	OfferBundle     = "post-stream-bundle"
+	OfferRestock    = "last-chance-restock"
+	OfferTeaser     = "highlight-reel-teaser"
+	offerKindsCount = 3
+)
+
+// OfferKinds lists every offer template, in bundle order.
+var OfferKinds = [offerKindsCount]string{OfferBundle, OfferRestock, OfferTeaser}
+
+// OfferView is what an offer page shows.
+type OfferView struct {
+	Kind    string
+	Session ManifestSession
+	Drop    ManifestDrop
+	Clips   []ManifestClip
+	// Link is the creator-attributed buy link.
+	Link string
+	// Remaining units offered post-stream (the restock page).
+	Remaining int
+}
+
+// NewOfferView builds the view of one offer from a manifest.
+func NewOfferView(m Manifest, kind string, d ManifestDrop) OfferView {
+	v := OfferView{Kind: kind, Session: m.Session, Drop: d, Link: OfferLink(m.Links.ShopURL, kind, d), Remaining: d.Remaining}
+	for _, c := range m.Highlights {
+		if c.DropID == d.ID {
+			v.Clips = append(v.Clips, c)
+		}
+	}
+	return v
+}
+
+// OfferLink is the buy link of an offer. The creator id is a path segment,
+// so attribution survives tools that strip query strings; UTM parameters
+// ride along for analytics only.
+func OfferLink(shop, kind string, d ManifestDrop) string {
+	creator := d.CreatorID
+	if creator == "" {
+		creator = d.Channel
+	}
+	base := strings.TrimRight(shop, "/")
+	q := url.Values{}
+	q.Set("run", d.LimitedRunID)
+	q.Set("drop", d.ID)
+	q.Set("utm_source", "microdrop")
+	q.Set("utm_medium", "post_stream")
+	q.Set("utm_campaign", kind)
+	return base + "/c/" + url.PathEscape(creator) + "/" + url.PathEscape(d.SKU) + "?" + q.Encode()
+}
+
+// FormatPrice renders minor units: 2500 USD is "USD 25.00"; zero-decimal
+// currencies (JPY, KRW) have no fraction.
+func FormatPrice(minor int64, currency string) string {
+	switch currency {
+	case "JPY", "KRW", "VND", "CLP", "ISK":
+		return currency + " " + strconv.FormatInt(minor, 10)
+	}
+	neg := ""
+	if minor < 0 {
+		neg, minor = "-", -minor
+	}
+	return fmt.Sprintf("%s %s%d.%02d", currency, neg, minor/100, minor%100)
+}
+
+// FormatMS renders milliseconds as seconds with one decimal.
+func FormatMS(ms int64) string {
+	return strconv.FormatFloat(float64(ms)/1000, 'f', 1, 64) + " s"
+}
+
+func offerTitle(kind string) string {
+	switch kind {
+	case OfferBundle:
+		return "Post-stream bundle"
+	case OfferRestock:
+		return "Last-chance restock"
+	case OfferTeaser:
+		return "Highlight reel"
+	}
+	return "Offer"
+}
+
+func sellThrough(d ManifestDrop) string {
+	if d.SellThroughMS == nil {
+		return ""
+	}
+	return FormatMS(*d.SellThroughMS)
+}
+
+func creatorName(d ManifestDrop) string {
+	if d.CreatorID != "" {
+		return d.CreatorID
+	}
+	return d.Channel
+}
+
+func reasonText(r string) string {
+	switch r {
+	case "open":
+		return "The drop opens"
+	case "sold_out":
+		return "Sold out"
+	case "close":
+		return "The drop closes"
+	case "clip":
+		return "Clipped by chat"
+	case "surge":
+		return "Claim rush"
+	}
+	return r
+}
