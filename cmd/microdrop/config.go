@@ -83,6 +83,9 @@ type TwitchConfig struct {
 	EventSubURL  string `yaml:"eventsub_url" env:"-" envname:"TWITCH_EVENTSUB_URL"`
 	APIURL       string `yaml:"api_url" env:"-" envname:"TWITCH_API_URL"`
 	AuthURL      string `yaml:"auth_url" env:"-" envname:"TWITCH_AUTH_URL"`
+	// BotModerator says the bot account is a moderator of the channel, which
+	// raises Twitch's send limit from 20 to 100 messages per 30 s.
+	BotModerator bool `yaml:"bot_moderator" env:"-" envname:"TWITCH_BOT_MODERATOR"`
 }
 
 // Enabled reports whether Twitch credentials were given.
