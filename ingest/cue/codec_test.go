@@ -54,8 +54,8 @@ const opusDelay = 312 * time.Second / SampleRate
 func TestOpusRoundTrip(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(31, 32))
-	music := musicLike(33, 12*SampleRate, SampleRate)
-	speech := speechLike(34, 12*SampleRate, SampleRate)
+	music := musicLike(33, 8*SampleRate, SampleRate)
+	speech := speechLike(34, 8*SampleRate, SampleRate)
 	for _, tc := range []struct {
 		name     string
 		profile  Profile
@@ -66,16 +66,14 @@ func TestOpusRoundTrip(t *testing.T) {
 	}{
 		{"audible/32k/audio/music", Audible, 32000, gopus.ApplicationAudio, music, true},
 		{"audible/32k/voip/speech", Audible, 32000, gopus.ApplicationVoIP, speech, true},
-		{"audible/32k/audio/speech", Audible, 32000, gopus.ApplicationAudio, speech, true},
 		{"ultrasonic/32k/audio/music", Ultrasonic, 32000, gopus.ApplicationAudio, music, false},
 		{"ultrasonic/32k/audio/speech", Ultrasonic, 32000, gopus.ApplicationAudio, speech, false},
 		{"ultrasonic/32k/voip/speech", Ultrasonic, 32000, gopus.ApplicationVoIP, speech, false},
-		{"ultrasonic/24k/audio/music", Ultrasonic, 24000, gopus.ApplicationAudio, music, false},
 		{"audible/16k/voip/speech", Audible, 16000, gopus.ApplicationVoIP, speech, false},
 		{"ultrasonic/64k/audio/music", Ultrasonic, 64000, gopus.ApplicationAudio, music, true},
 		{"ultrasonic/96k/audio/speech", Ultrasonic, 96000, gopus.ApplicationAudio, speech, true},
 	} {
-		cues := spread(rng, tc.profile, 5, SampleRate, 0.5, 1.05)
+		cues := spread(rng, tc.profile, 4, SampleRate, 0.3, 0.98)
 		x := opusRoundTrip(t, withCues(t, tc.prog, cues, -20), tc.bitrate, tc.app)
 		got := DetectAll(x, SampleRate)
 		if tc.required {

@@ -194,7 +194,7 @@ func (d *Detector) endBlock(out []Detection) []Detection {
 				rx.energy[ws][k] = real(s)*real(s) + imag(s)*imag(s)
 			}
 			if start := w - (frameSymbols-1)*blocksPerSymbol; start >= 0 {
-				out = rx.search(start, d.rate, out)
+				out = rx.search(start, out)
 			}
 		}
 	}
@@ -207,9 +207,9 @@ func (d *Detector) endBlock(out []Detection) []Detection {
 
 // search considers a cue starting at block start, whose 16 symbol windows are all
 // analysed, and emits the best-aligned candidate once no neighbour can beat it.
-func (rx *profileRx) search(start int64, rate int, out []Detection) []Detection {
+func (rx *profileRx) search(start int64, out []Detection) []Detection {
 	if rx.best != nil && start > rx.best.block+peakLookahead {
-		out = append(out, rx.emit(rate))
+		out = append(out, rx.emit())
 	}
 	if start < rx.muteTo {
 		return out
@@ -224,7 +224,7 @@ func (rx *profileRx) search(start int64, rate int, out []Detection) []Detection 
 	return out
 }
 
-func (rx *profileRx) emit(rate int) Detection {
+func (rx *profileRx) emit() Detection {
 	c := rx.best
 	rx.best = nil
 	rx.muteTo = c.block + frameBlocks - blocksPerSymbol/2
