@@ -236,3 +236,20 @@ func reasonText(r string) string {
 	}
 	return r
 }
+
+func liveResult(d ManifestDrop) string {
+	s := strconv.Itoa(d.Wins) + " of " + strconv.Itoa(d.Stock) + " claimed"
+	if t := sellThrough(d); t != "" {
+		s += ", sold out in " + t
+	}
+	return s
+}
+
+func clipTitle(c ManifestClip) string {
+	if c.Label == "" {
+		return reasonText(c.Reason)
+	}
+	return reasonText(c.Reason) + ": " + c.Label
+}
+
+func leftText(n int) string { return strconv.Itoa(n) + " left from the live drop." }

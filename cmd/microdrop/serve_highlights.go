@@ -1,10 +1,68 @@
 package main
 
-import "context"
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"time"
 
-// startHighlights wires the highlights component into serve. Until it lands, serve runs
-// without it.
-func (m *Main) startHighlights(_ context.Context) error {
-	m.Logger.Info("highlights is not built into this version yet", "component", "highlights")
+	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
+)
+
+// startHighlights starts capture (a rolling buffer per stream, a clip
+// around every drop moment), and mounts the editor on /editor.
+func (m *Main) startHighlights(ctx context.Context) error {
+	store, err := highlight.OpenSQLite(ctx, highlightsDB(m.Config))
+	if err != nil {
+		return err
+	}
+	m.onClose("highlights store", store.Close)
+	dir := filepath.Join(m.Config.Data, "highlights")
+	h := m.Config.Highlights
+	if m.Ingest != nil {
+		capt, err := ingest.NewCapturer(ingest.CaptureDeps{
+			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now,
+			// Clips: the lead wires chat/twitch's ClipMaker here when Twitch is on.
+			Config: ingest.CaptureConfig{
+				Dir:         dir,
+				Buffer:      ingest.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
+				Pre:         time.Duration(h.Pre),
+				Post:        time.Duration(h.Post),
+				SurgePerSec: h.SurgePerSec,
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if err := capt.Start(ctx); err != nil {
+			return err
+		}
+		m.onClose("highlights", capt.Close)
+	}
+	salt, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "export-salt"))
+	if err != nil {
+		return err
+	}
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: m.Ledger, Dir: dir, Salt: []byte(salt),
+		ShopURL: m.publicURL(), Now: m.Now})
+	if err != nil {
+		return err
+	}
+	ed := highlight.NewHandler(highlight.HandlerDeps{Store: store, Exporter: x, Admin: m.Admin, Dir: dir, Logger: m.Logger, Now: m.Now})
+	m.Mux.Handle("/editor", ed)
+	m.Mux.Handle("/editor/", ed)
 	return nil
+}
+
+// highlightsDB is the SQLite file highlight metadata lives in: the
+// ledger's own when the ledger is SQLite, else highlights.db in the data dir.
+func highlightsDB(c Config) string {
+	switch {
+	case c.Ledger == "":
+		return filepath.Join(c.Data, "ledger.db")
+	case strings.HasPrefix(c.Ledger, "sqlite:"):
+		return strings.TrimPrefix(c.Ledger, "sqlite:")
+	}
+	return filepath.Join(c.Data, "highlights.db")
 }

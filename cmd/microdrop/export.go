@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/microdrop/microdrop/claims/sqlite"
+	"github.com/microdrop/microdrop/ingest/highlight"
+)
+
+// runExport writes a session's highlight bundle from the data dir (the
+// server may be running: SQLite in WAL mode lets both read).
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microdrop export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	session := fs.String("session", "", "stream session id (see --list)")
+	out := fs.String("out", "", "bundle file to write, e.g. bundle.zip")
+	dataDefault := "./microdrop-data"
+	if v, ok := os.LookupEnv("MICRODROP_DATA"); ok && v != "" {
+		dataDefault = v
+	}
+	data := fs.String("data", dataDefault, "data dir holding ledger.db and highlights/; also MICRODROP_DATA")
+	sel := fs.String("select", "", "comma-separated highlight ids (default: every ready clip)")
+	shop := fs.String("shop-url", "", "where offer links point; default MICRODROP_PUBLIC_URL or http://localhost:8080")
+	markup := fs.Int("markup", 20, "post-stream price above the live price, in percent")
+	list := fs.Bool("list", false, "list sessions and their highlights, then exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(*data, "ledger.db")
+	if _, err := os.Stat(dbPath); err != nil {
+		return fmt.Errorf("no ledger at %s (use --data)", dbPath)
+	}
+	store, err := highlight.OpenSQLite(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if *list {
+		return listSessions(ctx, store, stdout)
+	}
+	if *session == "" || *out == "" {
+		return errors.New("usage: microdrop export --session S --out bundle.zip [--data DIR] [--select ID,ID] (sessions: --list)")
+	}
+	if *markup < 0 || *markup > 1000 {
+		return errors.New("--markup: between 0 and 1000 percent")
+	}
+	ledger, err := sqlite.Open(ctx, dbPath, nil)
+	if err != nil {
+		return err
+	}
+	defer ledger.Close()
+	salt, _, err := readOrCreateSecret(filepath.Join(*data, "export-salt"))
+	if err != nil {
+		return err
+	}
+	shopURL := *shop
+	if shopURL == "" {
+		shopURL = os.Getenv("MICRODROP_PUBLIC_URL")
+	}
+	if shopURL != "" && !strings.HasPrefix(shopURL, "http://") && !strings.HasPrefix(shopURL, "https://") {
+		return fmt.Errorf("--shop-url: %q must start with http:// or https://", shopURL)
+	}
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: ledger, Dir: filepath.Join(*data, "highlights"),
+		Salt: []byte(salt), ShopURL: shopURL, MarkupPercent: *markup})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, s := range strings.Split(*sel, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			ids = append(ids, s)
+		}
+	}
+	// Check everything before creating a file.
+	plan, err := x.Plan(ctx, *session, ids)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	dir := filepath.Dir(*out)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(*out)+".*.partial")
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+
+	var progress highlight.Progress
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		bar := progressbar.NewOptions(plan.Steps(), progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetDescription("exporting "+plan.Session.ID), progressbar.OptionShowCount(),
+			progressbar.OptionClearOnFinish())
+		progress = func(done, _ int) { _ = bar.Set(done) }
+		defer func() { _ = bar.Finish() }()
+	}
+	start := time.Now()
+	m, err := x.Write(ctx, plan, tmp, progress)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d clips, %d drops, %d offer pages, %d files in %s\n",
+		*out, len(m.Highlights), len(m.Drops), len(m.Offers), len(m.Files)+1, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func listSessions(ctx context.Context, store highlight.Store, stdout io.Writer) error {
+	ss, err := store.Sessions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ss) == 0 {
+		fmt.Fprintln(stdout, "no sessions yet")
+		return nil
+	}
+	for _, s := range ss {
+		end := "live"
+		if !s.EndedAt.IsZero() {
+			end = s.EndedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "%s  channel %s  %s .. %s\n", s.ID, s.Channel, s.StartedAt.UTC().Format(time.RFC3339), end)
+		hs, err := store.Highlights(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		for _, h := range hs {
+			fmt.Fprintf(stdout, "    %s  %-8s %-9s %5.1fs  drop %s %s\n", h.ID, h.Reason, h.State, h.Duration.Seconds(), h.DropID, h.Label)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,593 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/microdrop/microdrop"
+)
+
+// CaptureConfig tunes the rolling buffers and highlight capture.
+type CaptureConfig struct {
+	// Dir is where clips go: Dir/<session>/<highlight>.mp4.
+	Dir string
+	// Buffer bounds each stream's ring (defaults 120 s, 256 MB).
+	Buffer RingConfig
+	// Pre and Post are the window around a moment (defaults 20 s and 40 s).
+	// Pre+Post must fit in Buffer.MaxDuration.
+	Pre, Post time.Duration
+	// SurgePerSec marks a surge when a drop's claims in one second exceed
+	// it (default 20; negative turns surges off).
+	SurgePerSec float64
+	// Stall is how long past a window's end capture waits for a publisher
+	// that went quiet before writing what it has (default 2 s).
+	Stall time.Duration
+	// Poll is how often capture looks for new streams and due windows
+	// (default 200 ms).
+	Poll time.Duration
+	// ClipPoll and ClipTimeout pace ClipMaker polling. Twitch documents
+	// that a clip not listed by Get Clips 15 s after Create Clip failed.
+	ClipPoll, ClipTimeout time.Duration
+}
+
+func (c CaptureConfig) withDefaults() CaptureConfig {
+	if c.Buffer.MaxDuration <= 0 {
+		c.Buffer.MaxDuration = 120 * time.Second
+	}
+	if c.Buffer.MaxBytes <= 0 {
+		c.Buffer.MaxBytes = 256 << 20
+	}
+	if c.Pre == 0 {
+		c.Pre = 20 * time.Second
+	}
+	if c.Post == 0 {
+		c.Post = 40 * time.Second
+	}
+	if c.SurgePerSec == 0 {
+		c.SurgePerSec = 20
+	}
+	if c.Stall <= 0 {
+		c.Stall = 2 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = 200 * time.Millisecond
+	}
+	if c.ClipPoll <= 0 {
+		c.ClipPoll = time.Second
+	}
+	if c.ClipTimeout <= 0 {
+		c.ClipTimeout = 15 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first problem in c (after defaults).
+func (c CaptureConfig) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("%w: highlights need a directory", ErrInvalidConfig)
+	case c.Pre < 0 || c.Post <= 0:
+		return fmt.Errorf("%w: highlight pre must be >= 0 and post > 0", ErrInvalidConfig)
+	case c.Pre+c.Post > c.Buffer.MaxDuration:
+		return fmt.Errorf("%w: highlight pre+post (%s) must fit in the %s buffer", ErrInvalidConfig, c.Pre+c.Post, c.Buffer.MaxDuration)
+	}
+	return nil
+}
+
+// streamSource is what capture needs of the ingest server.
+type streamSource interface {
+	Streams() []*Stream
+}
+
+// CaptureDeps is what a Capturer needs from its caller.
+type CaptureDeps struct {
+	Logger  *slog.Logger
+	Bus     microdrop.Bus
+	Streams streamSource // usually the *Server
+	Store   HighlightStore
+	// Clips, when set, also makes a platform clip of each moment.
+	Clips  ClipMaker
+	Now    func() time.Time
+	Config CaptureConfig
+}
+
+// Capturer keeps a rolling buffer per stream path and, on drop moments
+// from the bus, writes the window around each as an MP4 highlight.
+type Capturer struct {
+	log   *slog.Logger
+	bus   microdrop.Bus
+	src   streamSource
+	store HighlightStore
+	clips ClipMaker
+	now   func() time.Time
+	cfg   CaptureConfig
+
+	mu      sync.Mutex
+	paths   map[string]*pathBuffer
+	pending []*pendingClip
+
+	surges map[string]*surge
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+}
+
+// pathBuffer is one path's ring and session, which outlive a publisher
+// that drops and comes back.
+type pathBuffer struct {
+	path    string
+	session Session
+	ring    *Ring
+	stream  *Stream
+	reader  *Reader
+	audioCh int
+	gone    time.Time // when the last publisher left; zero while live
+}
+
+type pendingClip struct {
+	h        Highlight
+	buf      *pathBuffer
+	from, to time.Time
+}
+
+type surge struct {
+	times []time.Time // recent claim times, oldest first
+	last  time.Time
+}
+
+// NewCapturer checks the config; Start begins capturing.
+func NewCapturer(d CaptureDeps) (*Capturer, error) {
+	cfg := d.Config.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Bus == nil || d.Streams == nil || d.Store == nil {
+		return nil, fmt.Errorf("%w: capture needs a bus, a stream source and a store", ErrInvalidConfig)
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Capturer{
+		log: d.Logger.With("component", "highlights"), bus: d.Bus, src: d.Streams, store: d.Store,
+		clips: d.Clips, now: d.Now, cfg: cfg,
+		paths: make(map[string]*pathBuffer), surges: make(map[string]*surge),
+	}, nil
+}
+
+// Start subscribes to the bus and begins following streams.
+func (c *Capturer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return errors.New("highlights: already started")
+	}
+	c.started = true
+	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("highlights dir: %w", err)
+	}
+	ctx, c.cancel = context.WithCancel(ctx)
+	sub := c.bus.Subscribe(4096)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer sub.Close()
+		c.run(ctx, sub)
+	}()
+	return nil
+}
+
+// Close stops following streams and waits for clips being written. Clips
+// whose window has not ended are written with what is buffered.
+func (c *Capturer) Close() error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.paths {
+		if b.reader != nil {
+			b.reader.Close()
+			b.reader = nil
+		}
+	}
+	return nil
+}
+
+// Sessions lists the sessions capture currently buffers.
+func (c *Capturer) Sessions() []Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Session, 0, len(c.paths))
+	for _, b := range c.paths {
+		out = append(out, b.session)
+	}
+	return out
+}
+
+// RingStats reports the ring of a path.
+func (c *Capturer) RingStats(path string) (RingStats, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.paths[path]
+	if !ok {
+		return RingStats{}, false
+	}
+	return b.ring.Stats(), true
+}
+
+func (c *Capturer) run(ctx context.Context, sub *microdrop.Subscription) {
+	tick := time.NewTicker(c.cfg.Poll)
+	defer tick.Stop()
+	c.follow(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			c.flush(true)
+			return
+		case e, ok := <-sub.C():
+			if !ok {
+				return
+			}
+			c.onEvent(ctx, e)
+		case <-tick.C:
+			c.follow(ctx)
+			c.flush(false)
+		}
+	}
+}
+
+// follow attaches to new streams, resumes sessions whose publisher came
+// back, and frees buffers of sessions that ended long enough ago.
+func (c *Capturer) follow(ctx context.Context) {
+	now := c.now()
+	var saves []Session
+	c.mu.Lock()
+	for _, st := range c.src.Streams() {
+		b := c.paths[st.Path()]
+		if b != nil && b.stream == st {
+			continue
+		}
+		if b != nil && b.stream != nil {
+			// A new publisher replaced one we had not seen leave.
+			b.reader.Close()
+			b.stream, b.reader = nil, nil
+		}
+		if b == nil || (!b.gone.IsZero() && now.Sub(b.ring.Newest()) > c.cfg.Buffer.MaxDuration) {
+			start := now
+			b = &pathBuffer{path: st.Path(), ring: NewRing(c.cfg.Buffer),
+				session: Session{ID: SessionID(st.Path(), start), Path: st.Path(), Channel: st.Channel(), StartedAt: start}}
+			c.paths[st.Path()] = b
+			c.log.Info("highlight session started", "session", b.session.ID, "channel", b.session.Channel)
+		} else {
+			c.log.Info("publisher back, session resumes", "session", b.session.ID)
+		}
+		feed := newRingFeed(st, b.ring, b.session.StartedAt, c.log.With("session", b.session.ID))
+		if feed == nil {
+			c.log.Warn("stream has no H.264 video; no highlights for it", "path", st.Path())
+			b.stream = st // do not retry for this publisher
+			b.gone = time.Time{}
+			continue
+		}
+		r, err := st.AddReader("highlights", 4096, feed.onPacket)
+		if err != nil {
+			continue
+		}
+		b.stream, b.reader, b.audioCh, b.gone = st, r, feed.audioChannels, time.Time{}
+		b.session.EndedAt = time.Time{}
+		saves = append(saves, b.session)
+	}
+	for path, b := range c.paths {
+		if b.stream != nil {
+			select {
+			case <-b.stream.Done():
+				b.stream, b.reader, b.gone = nil, nil, now
+				b.session.EndedAt = now
+				saves = append(saves, b.session)
+			default:
+			}
+			continue
+		}
+		if now.Sub(b.gone) > c.cfg.Buffer.MaxDuration && !c.hasPending(b) {
+			delete(c.paths, path)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range saves {
+		if err := c.store.SaveSession(ctx, s); err != nil {
+			c.log.Warn("save session", "session", s.ID, "err", err)
+		}
+	}
+}
+
+func (c *Capturer) hasPending(b *pathBuffer) bool {
+	for _, p := range c.pending {
+		if p.buf == b {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Capturer) onEvent(ctx context.Context, e microdrop.Event) {
+	var reason, label, by string
+	switch e.Kind {
+	case microdrop.DropOpened:
+		reason = ReasonOpen
+	case microdrop.SoldOut:
+		reason = ReasonSoldOut
+		c.forgetSurge(e.DropID)
+	case microdrop.DropClosed:
+		reason = ReasonClose
+		c.forgetSurge(e.DropID)
+	case microdrop.HighlightMarked:
+		reason = ReasonClip
+		if e.Highlight != nil {
+			if e.Highlight.Reason != "" {
+				reason = e.Highlight.Reason
+			}
+			label, by = e.Highlight.Label, e.Highlight.By
+		}
+	case microdrop.Claimed:
+		if !c.surgeAt(e) {
+			return
+		}
+		reason = ReasonSurge
+	case microdrop.CueAired:
+		if e.Cue == nil {
+			return
+		}
+		err := c.store.SaveCue(ctx, CueRecord{Channel: e.Channel, DropID: e.DropID, Stream: e.Cue.Stream, Code: e.Cue.Code,
+			DelayMS: e.Cue.DelayMS, SNRDB: e.Cue.SNRDB, HeardAt: time.UnixMilli(e.Cue.HeardAtMS), At: e.At})
+		if err != nil {
+			c.log.Warn("save aired cue", "drop", e.DropID, "err", err)
+		}
+		return
+	default:
+		return
+	}
+	at := e.At
+	if at.IsZero() {
+		at = c.now()
+	}
+	if _, err := c.Mark(ctx, e.Channel, e.DropID, reason, label, by, at); err != nil {
+		c.log.Info("highlight not captured", "channel", e.Channel, "reason", reason, "err", err)
+	}
+}
+
+// surgeAt counts a claim and reports whether its drop's claims in the last
+// second now exceed the threshold, at most once per post-roll.
+func (c *Capturer) surgeAt(e microdrop.Event) bool {
+	if c.cfg.SurgePerSec < 0 || e.DropID == "" {
+		return false
+	}
+	s := c.surges[e.DropID]
+	if s == nil {
+		if len(c.surges) >= 1024 {
+			return false
+		}
+		s = &surge{}
+		c.surges[e.DropID] = s
+	}
+	keep := int(math.Floor(c.cfg.SurgePerSec)) + 1
+	s.times = append(s.times, e.At)
+	cut := 0
+	for cut < len(s.times) && e.At.Sub(s.times[cut]) >= time.Second {
+		cut++
+	}
+	if over := len(s.times) - cut - keep; over > 0 {
+		cut += over
+	}
+	s.times = append(s.times[:0], s.times[cut:]...)
+	if float64(len(s.times)) <= c.cfg.SurgePerSec {
+		return false
+	}
+	if !s.last.IsZero() && e.At.Sub(s.last) < c.cfg.Post {
+		return false
+	}
+	s.last = e.At
+	return true
+}
+
+func (c *Capturer) forgetSurge(dropID string) { delete(c.surges, dropID) }
+
+// Mark captures [at-Pre, at+Post] of every stream bound to channel. It
+// returns the highlights it started; the clips are written once the window
+// has passed (or the publisher stalls). ErrNotBuffered when no stream of
+// the channel is buffered.
+func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by string, at time.Time) ([]Highlight, error) {
+	c.mu.Lock()
+	var started []*pendingClip
+	for _, b := range c.paths {
+		if b.session.Channel != channel {
+			continue
+		}
+		if b.stream == nil && at.Sub(b.ring.Newest()) > c.cfg.Pre {
+			continue // publisher gone and nothing of the window buffered
+		}
+		p := &pendingClip{buf: b, from: at.Add(-c.cfg.Pre), to: at.Add(c.cfg.Post), h: Highlight{
+			ID: newHighlightID(), SessionID: b.session.ID, Channel: channel, Path: b.path,
+			DropID: dropID, Reason: reason, Label: label, By: by, State: HighlightCapturing,
+			At: at, StreamTime: at.Sub(b.session.StartedAt), Asked: c.cfg.Pre + c.cfg.Post, CreatedAt: c.now(),
+		}}
+		started = append(started, p)
+	}
+	c.mu.Unlock()
+	if len(started) == 0 {
+		return nil, fmt.Errorf("%w: no stream of channel %q", ErrNotBuffered, channel)
+	}
+	out := make([]Highlight, 0, len(started))
+	for _, p := range started {
+		// Recorded as capturing before it can be written, so the written
+		// state is never overwritten by this one.
+		if err := c.store.SaveHighlight(ctx, p.h); err != nil {
+			c.log.Warn("save highlight", "highlight", p.h.ID, "err", err)
+		}
+		c.mu.Lock()
+		c.pending = append(c.pending, p)
+		c.mu.Unlock()
+		c.log.Info("highlight marked", "highlight", p.h.ID, "session", p.h.SessionID, "reason", reason, "drop", dropID)
+		out = append(out, p.h)
+		if c.clips != nil {
+			c.wg.Add(1)
+			go func(id string) {
+				defer c.wg.Done()
+				c.platformClip(id, channel)
+			}(p.h.ID)
+		}
+	}
+	return out, nil
+}
+
+// flush writes the clips whose window has passed (all of them when final).
+func (c *Capturer) flush(final bool) {
+	now := c.now()
+	c.mu.Lock()
+	var due []*pendingClip
+	rest := c.pending[:0]
+	for _, p := range c.pending {
+		newest := p.buf.ring.Newest()
+		if final || !newest.Before(p.to) || now.Sub(p.to) >= c.cfg.Stall {
+			due = append(due, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	for i := len(rest); i < len(c.pending); i++ {
+		c.pending[i] = nil
+	}
+	c.pending = rest
+	c.mu.Unlock()
+	for _, p := range due {
+		units := p.buf.ring.window(p.from, p.to)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.write(p, units)
+		}()
+	}
+}
+
+// write turns a window into an MP4 file and records it.
+func (c *Capturer) write(p *pendingClip, units []accessUnit) {
+	ctx := context.Background()
+	h := p.h
+	if err := c.writeFile(&h, units, p.buf.audioCh); err != nil {
+		h.State, h.Error = HighlightFailed, err.Error()
+		c.log.Warn("highlight not written", "highlight", h.ID, "err", err)
+	} else {
+		h.State = HighlightReady
+		c.log.Info("highlight written", "highlight", h.ID, "file", h.File, "duration", h.Duration)
+	}
+	if err := c.store.SaveHighlight(ctx, h); err != nil {
+		c.log.Warn("save highlight", "highlight", h.ID, "err", err)
+	}
+}
+
+func (c *Capturer) writeFile(h *Highlight, units []accessUnit, audioCh int) error {
+	if len(units) == 0 {
+		return ErrNotBuffered
+	}
+	if err := CheckSessionID(h.SessionID); err != nil {
+		return err
+	}
+	dir := filepath.Join(c.cfg.Dir, h.SessionID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, h.ID+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	sum := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(tmp, sum)}
+	info, err := writeClipMP4(cw, units, audioCh)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	name := h.ID + ".mp4"
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	h.File = h.SessionID + "/" + name
+	h.Bytes = cw.n
+	h.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	h.Start, h.Duration = info.start, info.duration
+	return nil
+}
+
+// platformClip asks the ClipMaker for a clip and polls until it is listed
+// or ClipTimeout passes (Twitch: assume failure after 15 s).
+func (c *Capturer) platformClip(highlightID, channel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ClipTimeout+10*time.Second)
+	defer cancel()
+	id, err := c.clips.CreateClip(ctx, channel)
+	if err != nil {
+		c.log.Info("platform clip not created", "highlight", highlightID, "err", err)
+		return
+	}
+	deadline := time.NewTimer(c.cfg.ClipTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(c.cfg.ClipPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			c.log.Info("platform clip not listed in time; assuming it failed", "highlight", highlightID, "clip", id)
+			return
+		case <-poll.C:
+			url, found, err := c.clips.ClipURL(ctx, id)
+			if err != nil {
+				c.log.Debug("platform clip poll", "clip", id, "err", err)
+				continue
+			}
+			if !found {
+				continue
+			}
+			if err := c.store.SetTwitchClip(ctx, highlightID, id, url); err != nil {
+				c.log.Warn("save platform clip", "highlight", highlightID, "err", err)
+			}
+			return
+		}
+	}
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func newHighlightID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "h" + hex.EncodeToString(b[:])
+}

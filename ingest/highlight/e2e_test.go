@@ -1,0 +1,518 @@
+package highlight_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/sqlite"
+	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
+	"github.com/microdrop/microdrop/templates"
+)
+
+const (
+	testPre  = 2 * time.Second
+	testPost = 3 * time.Second
+	keyint   = time.Second // ffmpeg -g 25 at 25 fps
+)
+
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required in CI: apt-get install -y ffmpeg", tool)
+			}
+			t.Skip("install with: apt-get install -y ffmpeg")
+		}
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// rig is everything a highlight test runs against: a real ingest server,
+// capture, claims service on a SQLite ledger, and the highlight store in
+// the same database file.
+type rig struct {
+	t       *testing.T
+	dir     string
+	bus     *microdrop.MemoryBus
+	srv     *ingest.Server
+	cap     *ingest.Capturer
+	store   *highlight.SQLite
+	ledger  *sqlite.Ledger
+	claims  *claims.Service
+	clipDir string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &rig{t: t, dir: t.TempDir(), bus: microdrop.NewMemoryBus()}
+	r.clipDir = filepath.Join(r.dir, "highlights")
+	log := testLogger(t)
+	dbPath := filepath.Join(r.dir, "ledger.db")
+	var err error
+	r.ledger, err = sqlite.Open(ctx, dbPath, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store, err = highlight.OpenSQLite(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := claims.NewTokenSigner([]byte("0123456789abcdef0123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.claims, err = claims.New(claims.Deps{Ledger: r.ledger, Bus: r.bus, Signer: signer, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.claims.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.srv, err = ingest.New(ingest.Deps{Logger: log, Bus: r.bus, Config: ingest.Config{
+		RTSPAddress: "127.0.0.1:0", Paths: map[string]string{"live": "chan1"}, WebRTCLoopbackOnly: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.cap, err = ingest.NewCapturer(ingest.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
+		Config: ingest.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
+			Buffer: ingest.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cap.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = r.srv.Close()
+		_ = r.cap.Close()
+		_ = r.claims.Close()
+		_ = r.store.Close()
+		_ = r.ledger.Close()
+	})
+	return r
+}
+
+// publish runs ffmpeg: testsrc H.264 (keyframe every second) and Opus over
+// RTSP/TCP for seconds. The returned channel closes when ffmpeg exits.
+func (r *rig) publish(seconds int) <-chan struct{} {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	url := fmt.Sprintf("rtsp://%s/live", r.srv.RTSPAddr())
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-map", "0:v", "-map", "1:a",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-keyint_min", "25", "-pix_fmt", "yuv420p",
+		"-c:a", "libopus", "-b:a", "64k", "-ar", "48000", "-ac", "2",
+		"-t", strconv.Itoa(seconds), "-f", "rtsp", "-rtsp_transport", "tcp", url)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		r.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r.t.Cleanup(func() {
+		cancel()
+		<-done
+		if r.t.Failed() && out.Len() > 0 {
+			r.t.Logf("ffmpeg publisher output:\n%s", out.String())
+		}
+	})
+	return done
+}
+
+// waitFor polls cond until it holds; limit only bounds a hung test.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *rig) waitBuffered(span time.Duration) {
+	r.t.Helper()
+	waitFor(r.t, 30*time.Second, "the ring to buffer "+span.String(), func() bool {
+		st, ok := r.cap.RingStats("live")
+		return ok && st.Span >= span
+	})
+}
+
+func (r *rig) sessionID() string {
+	r.t.Helper()
+	ss := r.cap.Sessions()
+	if len(ss) != 1 {
+		r.t.Fatalf("want one session, have %v", ss)
+	}
+	return ss[0].ID
+}
+
+// waitReady waits until the session has n highlights and none is capturing.
+func (r *rig) waitReady(session string, n int) []ingest.Highlight {
+	r.t.Helper()
+	var hs []ingest.Highlight
+	waitFor(r.t, 30*time.Second, fmt.Sprintf("%d highlights to be written", n), func() bool {
+		var err error
+		hs, err = r.store.Highlights(context.Background(), session)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if len(hs) < n {
+			return false
+		}
+		for _, h := range hs {
+			if h.State == ingest.HighlightCapturing {
+				return false
+			}
+		}
+		return true
+	})
+	return hs
+}
+
+type probe struct {
+	Duration   time.Duration
+	FirstFlags string
+	FirstPict  string
+	Streams    []string
+}
+
+func ffprobe(t *testing.T, path string) probe {
+	t.Helper()
+	run := func(args ...string) string {
+		out, err := exec.Command("ffprobe", append([]string{"-v", "error"}, append(args, path)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ffprobe %s: %v\n%s", path, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	var p probe
+	secs, err := strconv.ParseFloat(run("-show_entries", "format=duration", "-of", "csv=p=0"), 64)
+	if err != nil {
+		t.Fatalf("ffprobe duration of %s: %v", path, err)
+	}
+	p.Duration = time.Duration(secs * float64(time.Second))
+	p.FirstFlags = strings.SplitN(run("-select_streams", "v:0", "-show_entries", "packet=flags", "-read_intervals", "%+#1", "-of", "csv=p=0"), "\n", 2)[0]
+	p.FirstPict = strings.SplitN(run("-select_streams", "v:0", "-show_entries", "frame=pict_type", "-read_intervals", "%+#1", "-of", "csv=p=0"), "\n", 2)[0]
+	p.Streams = strings.Fields(run("-show_entries", "stream=codec_name", "-of", "csv=p=0"))
+	// Every frame must decode: a clip that starts off a keyframe or has a
+	// broken sample table shows errors here.
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("decoding %s: %v\n%s", path, err, out)
+	}
+	return p
+}
+
+func within(got, want, tol time.Duration) bool {
+	return math.Abs(float64(got-want)) <= float64(tol)
+}
+
+// TestCaptureExportEndToEnd publishes a real stream with ffmpeg, opens a
+// drop on a real claims service, sells it out, marks a !clip, trims one
+// clip, exports the session and checks the bundle: every clip probes with
+// ffprobe at the asked duration (within one keyframe interval) starting on
+// a keyframe, every hash in the manifest matches, the manifest satisfies
+// its schema, claims.csv holds no user id or login, and the offer pages
+// carry the drop's SKU, run id, both prices and the creator link.
+func TestCaptureExportEndToEnd(t *testing.T) {
+	requireFFmpeg(t)
+	r := newRig(t)
+	ctx := context.Background()
+	r.publish(40)
+	r.waitBuffered(testPre + keyint)
+	session := r.sessionID()
+
+	sub := r.bus.Subscribe(256)
+	defer sub.Close()
+	d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan1", SKU: "HOODIE-BLK-L", Title: "Black hoodie",
+		Stock: 3, PriceMinor: 4500, Currency: "EUR", Duration: claims.Duration(time.Minute), Policy: claims.FCFS,
+		LimitedRunID: "run-2026-07", CreatorID: "creator42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"1001", "1002", "1003"}
+	for _, u := range users {
+		res, err := r.claims.Claim(ctx, claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: u, Login: "viewer_" + u}})
+		if err != nil {
+			t.Fatalf("claim %s: %v", u, err)
+		}
+		if res.Outcome != claims.OutcomeWon {
+			t.Fatalf("claim %s: %s", u, res.Outcome)
+		}
+	}
+	waitForKind(t, sub, microdrop.SoldOut)
+	if _, err := r.bus.Publish(ctx, microdrop.Event{Kind: microdrop.HighlightMarked, Channel: "chan1", DropID: d.ID, At: time.Now(),
+		Highlight: &microdrop.HighlightView{Reason: "clip", Label: "what a rush", By: "mod_1"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A moment on a channel with no stream captures nothing.
+	if _, err := r.cap.Mark(ctx, "otherchan", "", ingest.ReasonClip, "", "", time.Now()); !errors.Is(err, ingest.ErrNotBuffered) {
+		t.Fatalf("mark without a stream: %v, want ErrNotBuffered", err)
+	}
+
+	// open, sold_out, clip, and a surge (3 claims in a second > 2/s).
+	hs := r.waitReady(session, 4)
+	reasons := map[string]int{}
+	for _, h := range hs {
+		reasons[h.Reason]++
+		if h.State != ingest.HighlightReady {
+			t.Fatalf("highlight %s (%s) is %s: %s", h.ID, h.Reason, h.State, h.Error)
+		}
+		if h.Asked != testPre+testPost || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
+			t.Errorf("highlight %s: start %s for a moment at %s, want the keyframe at or before %s", h.ID, h.Start, h.StreamTime, h.StreamTime-testPre)
+		}
+	}
+	for _, want := range []string{ingest.ReasonOpen, ingest.ReasonSoldOut, ingest.ReasonClip, ingest.ReasonSurge} {
+		if reasons[want] != 1 {
+			t.Errorf("want one %s highlight, have %v", want, reasons)
+		}
+	}
+
+	// Bad trims change nothing; a good one is stored.
+	var clip ingest.Highlight
+	for _, h := range hs {
+		if h.Reason == ingest.ReasonClip {
+			clip = h
+		}
+	}
+	for _, bad := range [][2]time.Duration{{0, clip.Duration + time.Second}, {2 * time.Second, time.Second}, {-time.Second, time.Second}} {
+		if _, err := r.store.SetTrim(ctx, clip.ID, bad[0], bad[1]); !errors.Is(err, ingest.ErrBadTrim) {
+			t.Errorf("trim %v: %v, want ErrBadTrim", bad, err)
+		}
+	}
+	if h, _ := r.store.Highlight(ctx, clip.ID); h.Trimmed() {
+		t.Fatalf("a refused trim changed the highlight: %+v", h)
+	}
+	trimIn, trimOut := 1500*time.Millisecond, 4*time.Second
+	if _, err := r.store.SetTrim(ctx, clip.ID, trimIn, trimOut); err != nil {
+		t.Fatal(err)
+	}
+
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Ledger: r.ledger, Dir: r.clipDir,
+		Salt: []byte("test-salt-0123456789"), ShopURL: "https://shop.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unknown session, foreign id and path traversal are refused.
+	for _, bad := range []struct {
+		session string
+		sel     []string
+		want    error
+	}{
+		{"nope-20200101T000000Z", nil, ingest.ErrNoSession},
+		{"../../etc", nil, ingest.ErrBadID},
+		{session, []string{"../" + clip.ID}, highlight.ErrBadSelection},
+		{session, []string{"h0000000000000000"}, highlight.ErrBadSelection},
+	} {
+		var buf bytes.Buffer
+		if _, err := x.Export(ctx, bad.session, bad.sel, &buf, nil); !errors.Is(err, bad.want) || buf.Len() > 0 {
+			t.Errorf("export %q %v: %v (wrote %d bytes), want %v and nothing written", bad.session, bad.sel, err, buf.Len(), bad.want)
+		}
+	}
+
+	bundle := filepath.Join(r.dir, "bundle.zip")
+	f, err := os.Create(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	m, err := x.Export(ctx, session, nil, f, func(done, total int) { steps = append(steps, done) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) == 0 || steps[len(steps)-1] != 4+1+2 {
+		t.Errorf("progress steps %v, want to end at %d", steps, 4+1+2)
+	}
+	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
+	checkEditorHTTP(t, r, x, session, clip.ID)
+}
+
+func waitForKind(t *testing.T, sub *microdrop.Subscription, kind microdrop.Kind) {
+	t.Helper()
+	timer := time.NewTimer(20 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-sub.C():
+			if e.Kind == kind {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}
+
+func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Drop, users []string, trimmedID string, trimmedLen time.Duration) {
+	t.Helper()
+	zr, err := zip.OpenReader(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out := filepath.Join(filepath.Dir(bundle), "unzipped")
+	files := map[string][]byte{}
+	for _, zf := range zr.File {
+		rc, err := zf.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[zf.Name] = b
+		p := filepath.Join(out, filepath.FromSlash(zf.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	raw, ok := files["manifest.json"]
+	if !ok {
+		t.Fatal("bundle has no manifest.json")
+	}
+	if err := templates.ValidateManifest(raw); err != nil {
+		t.Fatal(err)
+	}
+	var got templates.Manifest
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.SchemaVersion != templates.ManifestVersion || got.Session.ID != m.Session.ID {
+		t.Errorf("manifest header %+v", got.Session)
+	}
+	// Every file but the manifest itself is listed with its hash.
+	listed := map[string]bool{}
+	for _, mf := range got.Files {
+		b, ok := files[mf.Path]
+		if !ok {
+			t.Errorf("manifest lists %s, not in the bundle", mf.Path)
+			continue
+		}
+		sum := sha256.Sum256(b)
+		if hex.EncodeToString(sum[:]) != mf.SHA256 || int64(len(b)) != mf.Bytes {
+			t.Errorf("%s: hash or size does not match the manifest", mf.Path)
+		}
+		listed[mf.Path] = true
+	}
+	for name := range files {
+		if name != "manifest.json" && !listed[name] {
+			t.Errorf("%s is in the bundle but not in the manifest", name)
+		}
+	}
+
+	if len(got.Drops) != 1 {
+		t.Fatalf("manifest drops: %+v", got.Drops)
+	}
+	md := got.Drops[0]
+	if md.ID != d.ID || md.Stock != 3 || md.Wins != 3 || md.Remaining != 0 || md.State != "sold_out" ||
+		md.SellThroughMS == nil || md.ClaimsPerMinute <= 0 || md.LivePriceMinor != 4500 || md.PostStreamPriceMinor <= md.LivePriceMinor {
+		t.Errorf("drop results: %+v", md)
+	}
+
+	// Clips: every one probes, starts on a keyframe, lasts what was asked
+	// within one keyframe interval.
+	if len(got.Highlights) != 4 {
+		t.Fatalf("manifest highlights: %d", len(got.Highlights))
+	}
+	for _, c := range got.Highlights {
+		p := ffprobe(t, filepath.Join(out, c.File))
+		want := testPre + testPost
+		if c.ID == trimmedID {
+			want = trimmedLen
+			if c.TrimInMS == 0 || c.TrimOutMS == 0 {
+				t.Errorf("trimmed clip %s has no trim points in the manifest", c.ID)
+			}
+		}
+		if p.Duration < want-100*time.Millisecond || p.Duration > want+keyint+150*time.Millisecond {
+			t.Errorf("clip %s (%s): ffprobe duration %s, asked %s (keyframe interval %s)", c.ID, c.Reason, p.Duration, want, keyint)
+		}
+		if !within(time.Duration(c.DurationMS)*time.Millisecond, p.Duration, 150*time.Millisecond) {
+			t.Errorf("clip %s: manifest says %d ms, ffprobe %s", c.ID, c.DurationMS, p.Duration)
+		}
+		if !strings.HasPrefix(p.FirstFlags, "K") || p.FirstPict != "I" {
+			t.Errorf("clip %s does not start on a keyframe: flags %q pict %q", c.ID, p.FirstFlags, p.FirstPict)
+		}
+		if strings.Join(p.Streams, ",") != "h264,opus" {
+			t.Errorf("clip %s streams %v, want h264,opus", c.ID, p.Streams)
+		}
+	}
+
+	// claims.csv: hashed ids only.
+	rows, err := csv.NewReader(bytes.NewReader(files["claims.csv"])).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1+len(users) || rows[0][2] != "user_hash" {
+		t.Fatalf("claims.csv: %v", rows)
+	}
+	for _, u := range users {
+		if bytes.Contains(files["claims.csv"], []byte(u)) || bytes.Contains(files["claims.csv"], []byte("viewer_")) {
+			t.Errorf("claims.csv carries a user id or login")
+		}
+	}
+	for _, row := range rows[1:] {
+		if len(row[2]) != 32 {
+			t.Errorf("user hash %q", row[2])
+		}
+	}
+
+	// Offer pages: three kinds, each with SKU, run id, both prices and the
+	// creator in the link's path.
+	if len(got.Offers) != 3 {
+		t.Fatalf("offers: %+v", got.Offers)
+	}
+	for _, o := range got.Offers {
+		page := string(files[o.File])
+		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00", "/c/creator42/HOODIE-BLK-L?"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("offer %s lacks %q", o.File, want)
+			}
+		}
+	}
+}

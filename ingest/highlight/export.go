@@ -1,0 +1,416 @@
+package highlight
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/templates"
+)
+
+// ErrNothingToExport means the selection holds no ready clip and the
+// session no drop.
+var ErrNothingToExport = errors.New("nothing to export")
+
+// ErrBadSelection means a selected highlight is unknown, from another
+// session or not ready.
+var ErrBadSelection = errors.New("invalid selection")
+
+// dropSource is what export reads of the claims ledger.
+type dropSource interface {
+	Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop, error)
+	Entries(ctx context.Context, dropID string) ([]claims.Entry, error)
+}
+
+// ExportDeps is what an Exporter needs.
+type ExportDeps struct {
+	Store  Store
+	Ledger dropSource
+	// Dir is the highlights directory clips were captured to.
+	Dir string
+	// Salt keys the hash of user ids in claims.csv. It never goes into a
+	// bundle: with it, the small space of platform ids could be searched.
+	Salt []byte
+	// ShopURL is where offer links point (https://shop.example).
+	ShopURL string
+	// MarkupPercent sets the post-stream price above the live price
+	// (default 20: the live-only price is the better deal).
+	MarkupPercent int
+	Now           func() time.Time
+}
+
+// Exporter writes a session's bundle.
+type Exporter struct {
+	d ExportDeps
+}
+
+// NewExporter checks deps.
+func NewExporter(d ExportDeps) (*Exporter, error) {
+	if d.Store == nil || d.Ledger == nil || d.Dir == "" {
+		return nil, errors.New("highlight export: store, ledger and dir are required")
+	}
+	if len(d.Salt) < 16 {
+		return nil, errors.New("highlight export: a salt of at least 16 bytes is required")
+	}
+	if d.ShopURL == "" {
+		d.ShopURL = "http://localhost:8080"
+	}
+	if d.MarkupPercent == 0 {
+		d.MarkupPercent = 20
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Exporter{d: d}, nil
+}
+
+// Progress is told how many steps of an export are done.
+type Progress func(done, total int)
+
+// Plan is what an export will write, checked before any byte is.
+type Plan struct {
+	Session ingest.Session
+	Clips   []ingest.Highlight
+	Drops   []*claims.Drop
+}
+
+// Plan checks the session and selection (empty: every ready clip) and
+// finds the session's drops. Bad input returns an error and nothing else.
+func (x *Exporter) Plan(ctx context.Context, sessionID string, selected []string) (Plan, error) {
+	s, err := x.d.Store.Session(ctx, sessionID)
+	if err != nil {
+		return Plan{}, err
+	}
+	all, err := x.d.Store.Highlights(ctx, s.ID)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := Plan{Session: s}
+	if len(selected) == 0 {
+		for _, h := range all {
+			if h.State == ingest.HighlightReady {
+				p.Clips = append(p.Clips, h)
+			}
+		}
+	} else {
+		byID := map[string]ingest.Highlight{}
+		for _, h := range all {
+			byID[h.ID] = h
+		}
+		seen := map[string]bool{}
+		for _, id := range selected {
+			if err := ingest.CheckHighlightID(id); err != nil {
+				return Plan{}, fmt.Errorf("%w: %q is not a highlight id", ErrBadSelection, id)
+			}
+			h, ok := byID[id]
+			switch {
+			case !ok:
+				return Plan{}, fmt.Errorf("%w: highlight %s is not in session %s", ErrBadSelection, id, s.ID)
+			case h.State != ingest.HighlightReady:
+				return Plan{}, fmt.Errorf("%w: highlight %s is %s", ErrBadSelection, id, h.State)
+			case seen[id]:
+				continue
+			}
+			seen[id] = true
+			p.Clips = append(p.Clips, h)
+		}
+	}
+	for _, h := range p.Clips {
+		if _, err := x.clipPath(h); err != nil {
+			return Plan{}, err
+		}
+	}
+	p.Drops, err = x.sessionDrops(ctx, s, p.Clips)
+	if err != nil {
+		return Plan{}, err
+	}
+	if len(p.Clips) == 0 && len(p.Drops) == 0 {
+		return Plan{}, fmt.Errorf("%w: session %s has no ready clip and no drop", ErrNothingToExport, s.ID)
+	}
+	return p, nil
+}
+
+// clipPath is built from checked ids, never from the stored file name.
+func (x *Exporter) clipPath(h ingest.Highlight) (string, error) {
+	if err := ingest.CheckSessionID(h.SessionID); err != nil {
+		return "", err
+	}
+	if err := ingest.CheckHighlightID(h.ID); err != nil {
+		return "", err
+	}
+	return filepath.Join(x.d.Dir, h.SessionID, h.ID+".mp4"), nil
+}
+
+func (x *Exporter) sessionDrops(ctx context.Context, s ingest.Session, clips []ingest.Highlight) ([]*claims.Drop, error) {
+	ds, err := x.d.Ledger.Drops(ctx, claims.DropFilter{Channel: s.Channel, Limit: 500})
+	if err != nil {
+		return nil, fmt.Errorf("read drops: %w", err)
+	}
+	ref := map[string]bool{}
+	for _, h := range clips {
+		if h.DropID != "" {
+			ref[h.DropID] = true
+		}
+	}
+	end := s.EndedAt
+	if end.IsZero() {
+		end = x.d.Now()
+	}
+	var out []*claims.Drop
+	for _, d := range ds {
+		if ref[d.ID] || (d.OpensAt.Before(end) && !d.EndsAt().Before(s.StartedAt)) {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].OpensAt.Before(out[j].OpensAt) })
+	return out, nil
+}
+
+// Export writes the bundle of a session to w as a zip: clips/<id>.mp4,
+// claims.csv, offers/<drop>-<kind>.html, manifest.schema.json, and last
+// manifest.json with the SHA-256 of every other file.
+func (x *Exporter) Export(ctx context.Context, sessionID string, selected []string, w io.Writer, progress Progress) (templates.Manifest, error) {
+	p, err := x.Plan(ctx, sessionID, selected)
+	if err != nil {
+		return templates.Manifest{}, err
+	}
+	return x.Write(ctx, p, w, progress)
+}
+
+// Steps is how many progress steps Write reports for p.
+func (p Plan) Steps() int { return len(p.Clips) + len(p.Drops) + 2 }
+
+// Write writes a planned bundle.
+func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (templates.Manifest, error) {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
+	total, done := p.Steps(), 0
+	step := func() { done++; progress(done, total) }
+	progress(0, total)
+
+	m := templates.Manifest{
+		SchemaVersion: templates.ManifestVersion, Generator: "microdrop", CreatedAt: x.d.Now().UTC(),
+		Session: templates.ManifestSession{ID: p.Session.ID, Path: p.Session.Path, Channel: p.Session.Channel,
+			StartedAt: p.Session.StartedAt.UTC(), EndedAt: p.Session.EndedAt.UTC()},
+		Drops: []templates.ManifestDrop{}, Highlights: []templates.ManifestClip{}, Offers: []templates.ManifestOffer{},
+		Privacy: templates.ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
+		Links:   templates.ManifestLinkRules{ShopURL: x.d.ShopURL},
+	}
+	if p.Session.EndedAt.IsZero() {
+		m.Session.EndedAt = time.Time{}
+	}
+	zw := zip.NewWriter(w)
+	add := func(name string, method uint16, fill func(io.Writer) error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fw, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: method, Modified: m.CreatedAt})
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		cw := &counter{}
+		if err := fill(io.MultiWriter(fw, h, cw)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		m.Files = append(m.Files, templates.ManifestFile{Path: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
+		return nil
+	}
+
+	for _, h := range p.Clips {
+		name := "clips/" + h.ID + ".mp4"
+		mc := templates.ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
+			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL}
+		err := add(name, zip.Store, func(w io.Writer) error {
+			path, err := x.clipPath(h)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if !h.Trimmed() {
+				if _, err := io.Copy(w, f); err != nil {
+					return err
+				}
+				mc.ClipStartMS, mc.DurationMS = h.Start.Milliseconds(), h.Duration.Milliseconds()
+				mc.TrimOutMS = h.Duration.Milliseconds()
+				return nil
+			}
+			in, out := h.Span()
+			start, dur, err := ingest.TrimMP4(w, f, in, out)
+			if err != nil {
+				return err
+			}
+			mc.ClipStartMS, mc.DurationMS = (h.Start + start).Milliseconds(), dur.Milliseconds()
+			mc.TrimInMS, mc.TrimOutMS = in.Milliseconds(), out.Milliseconds()
+			return nil
+		})
+		if err != nil {
+			return m, err
+		}
+		m.Highlights = append(m.Highlights, mc)
+		step()
+	}
+
+	var rows [][]string
+	for _, d := range p.Drops {
+		es, err := x.d.Ledger.Entries(ctx, d.ID)
+		if err != nil {
+			return m, fmt.Errorf("read entries of %s: %w", d.ID, err)
+		}
+		cues, err := x.d.Store.Cues(ctx, d.ID)
+		if err != nil {
+			return m, fmt.Errorf("read cues of %s: %w", d.ID, err)
+		}
+		m.Drops = append(m.Drops, x.dropResult(d, es, cues))
+		for _, e := range es {
+			rows = append(rows, []string{d.ID, strconv.FormatInt(e.Seq, 10), x.userHash(e.UserID), e.Outcome,
+				strconv.Itoa(e.Unit), rfc(e.ArrivedAt), rfc(e.DecidedAt), rfc(e.Redeemed)})
+		}
+	}
+	err := add("claims.csv", zip.Deflate, func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"drop_id", "seq", "user_hash", "outcome", "unit", "arrived_at", "decided_at", "redeemed_at"})
+		_ = cw.WriteAll(rows)
+		return cw.Error()
+	})
+	if err != nil {
+		return m, err
+	}
+	step()
+
+	for _, d := range m.Drops {
+		for _, kind := range templates.OfferKinds {
+			name := "offers/" + d.ID + "-" + kind + ".html"
+			v := templates.NewOfferView(m, kind, d)
+			if err := add(name, zip.Deflate, func(w io.Writer) error {
+				return templates.OfferPage(v).Render(ctx, w)
+			}); err != nil {
+				return m, err
+			}
+			m.Offers = append(m.Offers, templates.ManifestOffer{DropID: d.ID, Kind: kind, File: name, URL: v.Link})
+		}
+		step()
+	}
+	if err := add("manifest.schema.json", zip.Deflate, func(w io.Writer) error {
+		_, err := w.Write(templates.ManifestSchema)
+		return err
+	}); err != nil {
+		return m, err
+	}
+
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return m, err
+	}
+	if err := templates.ValidateManifest(buf.Bytes()); err != nil {
+		return m, fmt.Errorf("refusing to write an invalid manifest: %w", err)
+	}
+	fw, err := zw.CreateHeader(&zip.FileHeader{Name: "manifest.json", Method: zip.Deflate, Modified: m.CreatedAt})
+	if err != nil {
+		return m, err
+	}
+	if _, err := fw.Write(buf.Bytes()); err != nil {
+		return m, err
+	}
+	if err := zw.Close(); err != nil {
+		return m, err
+	}
+	step()
+	return m, nil
+}
+
+func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []ingest.CueRecord) templates.ManifestDrop {
+	md := templates.ManifestDrop{
+		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
+		Currency: d.Currency, LivePriceMinor: d.PriceMinor,
+		PostStreamPriceMinor: d.PriceMinor * int64(100+x.d.MarkupPercent) / 100,
+		Policy:               string(d.Policy), State: string(d.State), CloseReason: d.CloseReason,
+		OpensAt: d.OpensAt.UTC(), ClosesAt: d.ClosesAt.UTC(), ClosedAt: d.ClosedAt.UTC(), GraceMS: d.Grace.Milliseconds(),
+		Stock: d.Stock, Remaining: d.Remaining, Entries: len(es), SeedHash: d.SeedHash, CuesAired: len(cues),
+	}
+	if d.ClosedAt.IsZero() {
+		md.ClosedAt = time.Time{}
+	}
+	if d.State.Final() && len(d.Seed) > 0 {
+		md.Seed = hex.EncodeToString(d.Seed)
+	}
+	var lastWin time.Time
+	for _, e := range es {
+		if e.Outcome == claims.OutcomeWon {
+			md.Wins++
+			if e.DecidedAt.After(lastWin) {
+				lastWin = e.DecidedAt
+			}
+		}
+		if !e.Redeemed.IsZero() {
+			md.Redeemed++
+		}
+	}
+	end := d.EndsAt()
+	if !d.ClosedAt.IsZero() && d.ClosedAt.Before(end) {
+		end = d.ClosedAt
+	}
+	if d.State == claims.SoldOut {
+		at := d.ClosedAt
+		if at.IsZero() {
+			at = lastWin
+		}
+		ms := at.Sub(d.OpensAt).Milliseconds()
+		md.SellThroughMS = &ms
+	}
+	if mins := end.Sub(d.OpensAt).Minutes(); len(es) > 0 {
+		if mins < 1.0/60 {
+			mins = 1.0 / 60
+		}
+		md.ClaimsPerMinute = float64(int64(float64(len(es))/mins*100+0.5)) / 100
+	}
+	if len(cues) > 0 {
+		ds := make([]int64, len(cues))
+		for i, c := range cues {
+			ds[i] = c.DelayMS
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		med := ds[len(ds)/2]
+		md.CueToAirMS = &med
+	}
+	return md
+}
+
+func (x *Exporter) userHash(id string) string {
+	m := hmac.New(sha256.New, x.d.Salt)
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+func rfc(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+type counter struct{ n int64 }
+
+func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

@@ -1,0 +1,320 @@
+package highlight
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/microdrop/microdrop/ingest"
+)
+
+// Store is everything the editor and export read and change. The SQLite
+// one lives next to the ledger; a Postgres one can satisfy the same
+// interface.
+type Store interface {
+	ingest.HighlightStore
+	// Sessions lists sessions, newest first.
+	Sessions(ctx context.Context) ([]ingest.Session, error)
+	// Session returns one session (ingest.ErrNoSession when unknown).
+	Session(ctx context.Context, id string) (ingest.Session, error)
+	// Highlights lists a session's highlights in time order.
+	Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error)
+	// Highlight returns one highlight (ingest.ErrNoHighlight when unknown).
+	Highlight(ctx context.Context, id string) (ingest.Highlight, error)
+	// SetTrim stores trim points for a ready highlight: 0 <= in < out <=
+	// duration, or both zero to clear. Anything else is ingest.ErrBadTrim
+	// and changes nothing.
+	SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error)
+	// Cues lists the aired cues of a drop, oldest first.
+	Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error)
+	Close() error
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS highlight_sessions (
+	id TEXT PRIMARY KEY,
+	path TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	started_at INTEGER NOT NULL,
+	ended_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS highlights (
+	id TEXT PRIMARY KEY,
+	session_id TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	path TEXT NOT NULL,
+	drop_id TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	label TEXT NOT NULL,
+	by_login TEXT NOT NULL,
+	state TEXT NOT NULL,
+	error TEXT NOT NULL,
+	at INTEGER NOT NULL,
+	stream_time_ns INTEGER NOT NULL,
+	start_ns INTEGER NOT NULL,
+	duration_ns INTEGER NOT NULL,
+	asked_ns INTEGER NOT NULL,
+	file TEXT NOT NULL,
+	bytes INTEGER NOT NULL,
+	sha256 TEXT NOT NULL,
+	trim_in_ns INTEGER NOT NULL DEFAULT 0,
+	trim_out_ns INTEGER NOT NULL DEFAULT 0,
+	twitch_clip_id TEXT NOT NULL DEFAULT '',
+	twitch_clip_url TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS highlights_by_session ON highlights (session_id, at);
+CREATE TABLE IF NOT EXISTS cues_aired (
+	drop_id TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	stream TEXT NOT NULL,
+	code INTEGER NOT NULL,
+	delay_ms INTEGER NOT NULL,
+	snr_db REAL NOT NULL,
+	heard_at INTEGER NOT NULL,
+	at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
+`
+
+// SQLite is the Store in a SQLite file (usually the ledger's own,
+// <data>/ledger.db), through its own connection pool.
+type SQLite struct {
+	db *sql.DB
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating tables if needed) the store at path, in WAL
+// mode with a busy timeout so it shares the file with the ledger.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open highlights store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(2)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("highlights schema in %s: %w", path, err)
+	}
+	return &SQLite{db: db}, nil
+}
+
+// Close releases the connections.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+func unixNS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// SaveSession inserts s or updates its end.
+func (s *SQLite) SaveSession(ctx context.Context, x ingest.Session) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO highlight_sessions (id, path, channel, started_at, ended_at) VALUES (?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET ended_at = excluded.ended_at`,
+		x.ID, x.Path, x.Channel, unixNS(x.StartedAt), unixNS(x.EndedAt))
+	return err
+}
+
+// SaveHighlight inserts h or replaces its capture fields.
+func (s *SQLite) SaveHighlight(ctx context.Context, h ingest.Highlight) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
+		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET state = excluded.state, error = excluded.error, start_ns = excluded.start_ns,
+		duration_ns = excluded.duration_ns, file = excluded.file, bytes = excluded.bytes, sha256 = excluded.sha256`,
+		h.ID, h.SessionID, h.Channel, h.Path, h.DropID, h.Reason, h.Label, h.By, h.State, h.Error,
+		unixNS(h.At), int64(h.StreamTime), int64(h.Start), int64(h.Duration), int64(h.Asked), h.File, h.Bytes, h.SHA256, unixNS(h.CreatedAt))
+	return err
+}
+
+// SetTwitchClip records a platform clip.
+func (s *SQLite) SetTwitchClip(ctx context.Context, id, clipID, url string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE highlights SET twitch_clip_id = ?, twitch_clip_url = ? WHERE id = ?`, clipID, url, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+	}
+	return nil
+}
+
+// SaveCue records an aired cue.
+func (s *SQLite) SaveCue(ctx context.Context, c ingest.CueRecord) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO cues_aired (drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at) VALUES (?,?,?,?,?,?,?,?)`,
+		c.DropID, c.Channel, c.Stream, int64(c.Code), c.DelayMS, c.SNRDB, unixNS(c.HeardAt), unixNS(c.At))
+	return err
+}
+
+// Sessions lists sessions, newest first.
+func (s *SQLite) Sessions(ctx context.Context) ([]ingest.Session, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions ORDER BY started_at DESC LIMIT 500`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ingest.Session
+	for rows.Next() {
+		var x ingest.Session
+		var st, en int64
+		if err := rows.Scan(&x.ID, &x.Path, &x.Channel, &st, &en); err != nil {
+			return nil, err
+		}
+		x.StartedAt, x.EndedAt = fromNS(st), fromNS(en)
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// Session returns one session.
+func (s *SQLite) Session(ctx context.Context, id string) (ingest.Session, error) {
+	if err := ingest.CheckSessionID(id); err != nil {
+		return ingest.Session{}, fmt.Errorf("%w: session %q", err, id)
+	}
+	var x ingest.Session
+	var st, en int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions WHERE id = ?`, id).
+		Scan(&x.ID, &x.Path, &x.Channel, &st, &en)
+	if errors.Is(err, sql.ErrNoRows) {
+		return x, fmt.Errorf("%w: %q", ingest.ErrNoSession, id)
+	}
+	x.StartedAt, x.EndedAt = fromNS(st), fromNS(en)
+	return x, err
+}
+
+const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by_login, state, error, at, stream_time_ns, start_ns,
+	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanHighlight(r scanner) (ingest.Highlight, error) {
+	var h ingest.Highlight
+	var at, st, start, dur, asked, tin, tout, created int64
+	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
+		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created)
+	h.At, h.CreatedAt = fromNS(at), fromNS(created)
+	h.StreamTime, h.Start, h.Duration, h.Asked = time.Duration(st), time.Duration(start), time.Duration(dur), time.Duration(asked)
+	h.TrimIn, h.TrimOut = time.Duration(tin), time.Duration(tout)
+	return h, err
+}
+
+// Highlights lists a session's highlights in time order.
+func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error) {
+	if err := ingest.CheckSessionID(sessionID); err != nil {
+		return nil, fmt.Errorf("%w: session %q", err, sessionID)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE session_id = ? ORDER BY at, id`, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ingest.Highlight
+	for rows.Next() {
+		h, err := scanHighlight(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// Highlight returns one highlight.
+func (s *SQLite) Highlight(ctx context.Context, id string) (ingest.Highlight, error) {
+	if err := ingest.CheckHighlightID(id); err != nil {
+		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+	}
+	h, err := scanHighlight(s.db.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+	}
+	return h, err
+}
+
+// SetTrim checks and stores trim points in one transaction.
+func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error) {
+	if err := ingest.CheckHighlightID(id); err != nil {
+		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return ingest.Highlight{}, err
+	}
+	defer tx.Rollback()
+	h, err := scanHighlight(tx.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+	}
+	if err != nil {
+		return h, err
+	}
+	if err := CheckTrim(h, in, out); err != nil {
+		return h, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE highlights SET trim_in_ns = ?, trim_out_ns = ? WHERE id = ?`, int64(in), int64(out), id); err != nil {
+		return h, err
+	}
+	if err := tx.Commit(); err != nil {
+		return h, err
+	}
+	h.TrimIn, h.TrimOut = in, out
+	return h, nil
+}
+
+// CheckTrim validates trim points against a highlight.
+func CheckTrim(h ingest.Highlight, in, out time.Duration) error {
+	if in == 0 && out == 0 {
+		return nil
+	}
+	if h.State != ingest.HighlightReady {
+		return fmt.Errorf("%w: the clip is %s, not ready", ingest.ErrBadTrim, h.State)
+	}
+	switch {
+	case in < 0:
+		return fmt.Errorf("%w: in point %s is before the clip's start", ingest.ErrBadTrim, in)
+	case out > h.Duration:
+		return fmt.Errorf("%w: out point %s is past the clip's end (%s)", ingest.ErrBadTrim, out, h.Duration)
+	case out <= in:
+		return fmt.Errorf("%w: out point %s must come after in point %s", ingest.ErrBadTrim, out, in)
+	}
+	return nil
+}
+
+// Cues lists a drop's aired cues.
+func (s *SQLite) Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at FROM cues_aired WHERE drop_id = ? ORDER BY at`, dropID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ingest.CueRecord
+	for rows.Next() {
+		var c ingest.CueRecord
+		var code, heard, at int64
+		if err := rows.Scan(&c.DropID, &c.Channel, &c.Stream, &code, &c.DelayMS, &c.SNRDB, &heard, &at); err != nil {
+			return nil, err
+		}
+		c.Code, c.HeardAt, c.At = uint32(code), fromNS(heard), fromNS(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// isNotFound reports the store's not-found errors.
+func isNotFound(err error) bool {
+	return errors.Is(err, ingest.ErrNoSession) || errors.Is(err, ingest.ErrNoHighlight)
+}

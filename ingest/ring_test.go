@@ -1,0 +1,233 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// A real SPS/PPS (x264, 320x240 constrained baseline): MP4 writing parses
+// the SPS for the picture size.
+var (
+	testSPS, _ = hex.DecodeString("6742c00dda0507ec0440000003004000000ca3c50aa8")
+	testPPS, _ = hex.DecodeString("68ce0fc8")
+)
+
+// synth makes a synthetic stream: fps video with a keyframe every gop
+// frames and 20 ms Opus packets, frameBytes per video access unit.
+type synth struct {
+	t0         time.Time
+	fps, gop   int
+	frameBytes int
+	params     *h264Params
+	frame      int
+	audio      int
+}
+
+func newSynth(fps, gop, frameBytes int) *synth {
+	return &synth{t0: time.Unix(1_700_000_000, 0), fps: fps, gop: gop, frameBytes: frameBytes,
+		params: &h264Params{sps: testSPS, pps: testPPS}}
+}
+
+// next returns the units of the next video frame and the audio packets
+// that precede it.
+func (s *synth) next() []accessUnit {
+	ft := time.Duration(s.frame) * time.Second / time.Duration(s.fps)
+	var out []accessUnit
+	for time.Duration(s.audio)*20*time.Millisecond < ft {
+		at := time.Duration(s.audio) * 20 * time.Millisecond
+		// TOC 0xfc: CELT fullband 20 ms, one frame.
+		out = append(out, accessUnit{track: trackAudio, dts: at, pts: at, recv: s.t0.Add(at), data: []byte{0xfc, 0xff, 0xfe}})
+		s.audio++
+	}
+	key := s.frame%s.gop == 0
+	nal := byte(0x41)
+	if key {
+		nal = 0x65
+	}
+	data := make([]byte, 4+s.frameBytes)
+	n := s.frameBytes
+	data[0], data[1], data[2], data[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	data[4] = nal
+	out = append(out, accessUnit{track: trackVideo, key: key, dts: ft, pts: ft, recv: s.t0.Add(ft), data: data, params: s.params})
+	s.frame++
+	return out
+}
+
+func (s *synth) feed(r *Ring, d time.Duration) {
+	for time.Duration(s.frame)*time.Second/time.Duration(s.fps) < d {
+		for _, u := range s.next() {
+			r.push(u)
+		}
+	}
+}
+
+// TestRingBounds: the ring keeps at least the last MaxDuration, never more
+// than one group of pictures beyond it, always starts on a keyframe, and
+// the memory bound wins when it is the tighter one.
+func TestRingBounds(t *testing.T) {
+	t.Run("duration", func(t *testing.T) {
+		r := NewRing(RingConfig{MaxDuration: 10 * time.Second, MaxBytes: 1 << 30})
+		s := newSynth(25, 25, 1000)
+		s.feed(r, 60*time.Second)
+		st := r.Stats()
+		if st.Span < 10*time.Second-40*time.Millisecond || st.Span > 11*time.Second {
+			t.Errorf("span %s, want the last 10 s (plus less than one keyframe interval)", st.Span)
+		}
+		if st.Evicted == 0 || st.Keyframes < 10 || st.Keyframes > 11 {
+			t.Errorf("stats %+v", st)
+		}
+		if r.units[0].track != trackVideo || !r.units[0].key {
+			t.Errorf("ring starts with %+v, not a keyframe", r.units[0])
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		r := NewRing(RingConfig{MaxDuration: 120 * time.Second, MaxBytes: 1 << 20})
+		s := newSynth(25, 25, 10_000)
+		s.feed(r, 30*time.Second)
+		st := r.Stats()
+		if st.Bytes > 1<<20 || st.Bytes < (1<<20)-260_000 {
+			t.Errorf("bytes %d, want just under the 1 MiB bound", st.Bytes)
+		}
+		if !r.units[0].key {
+			t.Error("ring does not start on a keyframe")
+		}
+	})
+	t.Run("before first keyframe", func(t *testing.T) {
+		r := NewRing(RingConfig{})
+		r.push(accessUnit{track: trackAudio, data: []byte{1}})
+		r.push(accessUnit{track: trackVideo, data: []byte{1}})
+		if st := r.Stats(); st.Units != 0 || st.Evicted != 2 {
+			t.Errorf("units before the first keyframe were kept: %+v", st)
+		}
+	})
+}
+
+// TestRingWindow: a window starts at the last keyframe at or before its
+// start and ends at its end.
+func TestRingWindow(t *testing.T) {
+	r := NewRing(RingConfig{MaxDuration: time.Minute})
+	s := newSynth(25, 25, 100)
+	s.feed(r, 20*time.Second)
+	from, to := s.t0.Add(5500*time.Millisecond), s.t0.Add(9*time.Second)
+	w := r.window(from, to)
+	if len(w) == 0 || !w[0].key || w[0].recv != s.t0.Add(5*time.Second) {
+		t.Fatalf("window starts at %v (key %v), want the keyframe at 5 s", w[0].recv.Sub(s.t0), w[0].key)
+	}
+	if last := w[len(w)-1].recv; last.After(to) || to.Sub(last) > 40*time.Millisecond {
+		t.Errorf("window ends at %v, want 9 s", last.Sub(s.t0))
+	}
+	if w := r.window(s.t0.Add(-time.Hour), s.t0.Add(-time.Minute)); w != nil {
+		t.Errorf("a window before the buffer returned %d units", len(w))
+	}
+}
+
+// TestClipMP4RoundTrip writes a clip, reads it back, trims it by remuxing,
+// and refuses bad trims without writing.
+func TestClipMP4RoundTrip(t *testing.T) {
+	r := NewRing(RingConfig{MaxDuration: time.Minute})
+	s := newSynth(25, 25, 500)
+	s.feed(r, 12*time.Second)
+	units := r.window(s.t0.Add(2*time.Second), s.t0.Add(8*time.Second))
+	var clip bytes.Buffer
+	info, err := writeClipMP4(&clip, units, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.start != 2*time.Second || info.duration != 6*time.Second+40*time.Millisecond {
+		t.Errorf("clip start %s duration %s, want 2s and 6.04s", info.start, info.duration)
+	}
+	pi, err := ProbeMP4(bytes.NewReader(clip.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pi.Duration != info.duration || len(pi.Keyframes) != 7 || pi.Keyframes[1] != time.Second {
+		t.Errorf("probe %+v", pi)
+	}
+	for _, bad := range [][2]time.Duration{{0, 7 * time.Second}, {3 * time.Second, 2 * time.Second}, {-time.Second, time.Second}} {
+		var out bytes.Buffer
+		if _, _, err := TrimMP4(&out, bytes.NewReader(clip.Bytes()), bad[0], bad[1]); !errors.Is(err, ErrBadTrim) || out.Len() != 0 {
+			t.Errorf("trim %v: %v, wrote %d bytes; want ErrBadTrim and nothing", bad, err, out.Len())
+		}
+	}
+	var trimmed bytes.Buffer
+	start, dur, err := TrimMP4(&trimmed, bytes.NewReader(clip.Bytes()), 2500*time.Millisecond, 4*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start != 2*time.Second || dur != 2*time.Second {
+		t.Errorf("trim [2.5s,4s) gave start %s duration %s, want the keyframe at 2s and 2s", start, dur)
+	}
+	ti, err := ProbeMP4(bytes.NewReader(trimmed.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.Duration != dur || len(ti.Keyframes) != 2 || ti.Keyframes[0] != 0 {
+		t.Errorf("trimmed probe %+v", ti)
+	}
+	if _, err := ProbeMP4(bytes.NewReader([]byte("not an mp4 at all"))); !errors.Is(err, ErrBadMP4) {
+		t.Errorf("garbage: %v, want ErrBadMP4", err)
+	}
+}
+
+func TestIDChecks(t *testing.T) {
+	id := SessionID("studio/main", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if id != "studio_main-20260102T030405Z" || CheckSessionID(id) != nil {
+		t.Errorf("session id %q", id)
+	}
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", "a\\b", "x\x00"} {
+		if !errors.Is(CheckSessionID(bad), ErrBadID) {
+			t.Errorf("session id %q accepted", bad)
+		}
+	}
+	for _, bad := range []string{"h123", "../h0123456789abcdef", "H0123456789ABCDEF"} {
+		if !errors.Is(CheckHighlightID(bad), ErrBadID) {
+			t.Errorf("highlight id %q accepted", bad)
+		}
+	}
+}
+
+// BenchmarkRing6Mbps fills a ring with 120 s of a 6 Mbit/s, 30 fps stream
+// (keyframe every 2 s, Opus every 20 ms) and reports the ring's accounted
+// bytes and the Go heap it holds.
+func BenchmarkRing6Mbps(b *testing.B) {
+	const fps, bitrate = 30, 6_000_000
+	for b.Loop() {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r := NewRing(RingConfig{MaxDuration: 120 * time.Second, MaxBytes: 1 << 30})
+		s := newSynth(fps, 2*fps, bitrate/8/fps)
+		s.feed(r, 130*time.Second)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		st := r.Stats()
+		b.ReportMetric(float64(st.Bytes), "ring-bytes")
+		b.ReportMetric(float64(after.HeapAlloc)-float64(before.HeapAlloc), "heap-bytes")
+		b.ReportMetric(float64(st.Units), "units")
+		runtime.KeepAlive(r)
+	}
+}
+
+// BenchmarkWriteClip60s writes a 60 s clip of a 6 Mbit/s stream to a file.
+func BenchmarkWriteClip60s(b *testing.B) {
+	const fps = 30
+	r := NewRing(RingConfig{MaxDuration: 120 * time.Second, MaxBytes: 1 << 30})
+	s := newSynth(fps, 2*fps, 6_000_000/8/fps)
+	s.feed(r, 70*time.Second)
+	units := r.window(s.t0.Add(4*time.Second), s.t0.Add(64*time.Second))
+	dir := b.TempDir()
+	c := &Capturer{cfg: CaptureConfig{Dir: dir}}
+	b.ResetTimer()
+	for b.Loop() {
+		h := Highlight{ID: newHighlightID(), SessionID: "bench-20260101T000000Z"}
+		if err := c.writeFile(&h, units, 2); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(h.Bytes)
+	}
+}
