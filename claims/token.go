@@ -6,18 +6,27 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	qrcode "github.com/skip2/go-qrcode"
 )
 
 // A pickup token is 16 characters of Crockford's base32 (no I, L, O or U, so
-// nothing reads two ways): 48 random bits naming the win, then 32 bits of
+// nothing reads two ways): 48 bits naming the win, then 32 bits of
 // HMAC-SHA256 over them. The signature lets the desk turn away a forgery
 // without touching the ledger; expiry and single use live in the ledger, which
 // is the only place that can make "exactly once" true.
+//
+// The 48 bits are 30 bits of seconds since 2026 and an 18-bit counter that
+// starts at a random point each second. Time-ordered ids keep the ledger's
+// token index append-only: random ids dirtied one index page per win and cost
+// the SQLite ledger a tenfold slowdown in a big drop. Nothing relies on the ids
+// being secret; a token cannot be made without the key.
 const (
 	TokenLength   = 16
 	tokenIDBytes  = 6
@@ -31,6 +40,38 @@ var crockford = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPaddi
 // without invalidating tokens already handed out.
 type TokenSigner struct {
 	keys [][]byte
+
+	mu     sync.Mutex
+	second uint64 // of the last id
+	count  uint64 // next counter value in that second
+}
+
+const (
+	tokenEpoch     = 1767225600 // 2026-01-01T00:00:00Z
+	tokenCountBits = 18
+)
+
+// nextID returns a fresh 48-bit id, increasing within this signer.
+func (s *TokenSigner) nextID() uint64 {
+	sec := uint64(time.Now().Unix()-tokenEpoch) & (1<<30 - 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sec > s.second || s.second == 0 {
+		var r [4]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			panic(err) // crypto/rand never fails on supported platforms
+		}
+		s.second = sec
+		// Start low in the range so a busy second rarely runs out.
+		s.count = uint64(binary.BigEndian.Uint32(r[:])) & (1<<(tokenCountBits-1) - 1)
+	}
+	if s.count == 1<<tokenCountBits {
+		s.second++ // borrow the next second; ids stay unique and ordered
+		s.count = 0
+	}
+	id := s.second<<tokenCountBits | s.count
+	s.count++
+	return id
 }
 
 // ErrNoTokenKey means the config gave no signing key.
@@ -64,8 +105,10 @@ func (s *TokenSigner) mac(key, id []byte) []byte {
 // New returns a fresh signed token.
 func (s *TokenSigner) New() string {
 	var raw [tokenIDBytes + tokenMACBytes]byte
-	if _, err := rand.Read(raw[:tokenIDBytes]); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
+	id := s.nextID()
+	for i := tokenIDBytes - 1; i >= 0; i-- {
+		raw[i] = byte(id)
+		id >>= 8
 	}
 	copy(raw[tokenIDBytes:], s.mac(s.keys[0], raw[:tokenIDBytes]))
 	return crockford.EncodeToString(raw[:])

@@ -34,6 +34,7 @@ const (
 	ScopeWriteChat  = "user:write:chat"          // Send Chat Message
 	ScopeWhispers   = "user:manage:whispers"     // Send Whisper (pickup codes)
 	ScopeBroadcast  = "channel:manage:broadcast" // Create Stream Marker
+	ScopeClips      = "clips:edit"               // Create Clip (a Twitch clip of each highlight)
 	messageTypeChat = "channel.chat.message"
 )
 
@@ -231,7 +232,7 @@ func (c *Client) Start(ctx context.Context) error {
 		go func() { defer c.wg.Done(); c.markers(ctx, sub) }()
 	}
 	c.log.Info("twitch chat starting", "channel", c.cfg.Channel, "bot", c.botLogin, "send_limit", fmt.Sprintf("%d/%s", limit.Messages, limit.Per),
-		"whispers", c.scopes[ScopeWhispers], "markers", c.scopes[ScopeBroadcast])
+		"whispers", c.scopes[ScopeWhispers], "markers", c.scopes[ScopeBroadcast], "clips", c.scopes[ScopeClips])
 	return nil
 }
 
@@ -287,6 +288,9 @@ func (c *Client) authenticate() error {
 	if !c.scopes[ScopeBroadcast] {
 		c.log.Warn("stream markers off: the token lacks "+ScopeBroadcast, "bot", c.botLogin)
 	}
+	if !c.scopes[ScopeClips] {
+		c.log.Info("platform clips off: the token lacks "+ScopeClips+"; highlights are still captured locally", "bot", c.botLogin)
+	}
 	return nil
 }
 
@@ -314,9 +318,10 @@ func (c *Client) refresh() error {
 	return nil
 }
 
-// AllScopes lists every scope microdrop can use, required first.
+// AllScopes lists every scope microdrop can use, required first, then the
+// optional ones (whispers, stream markers, clips).
 func AllScopes() []string {
-	return []string{ScopeReadChat, ScopeWriteChat, ScopeWhispers, ScopeBroadcast}
+	return []string{ScopeReadChat, ScopeWriteChat, ScopeWhispers, ScopeBroadcast, ScopeClips}
 }
 
 // CheckScopes returns ErrMissingScope naming each required scope the token lacks.

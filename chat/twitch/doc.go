@@ -1,8 +1,9 @@
 // Package twitch connects the chat router to Twitch: it reads chat through
 // an EventSub WebSocket (channel.chat.message), answers through helix Send
 // Chat Message and Send Whisper under Twitch's send limits, looks up
-// account ages for progressive caps (Get Users), and marks drop moments
-// with stream markers.
+// account ages for progressive caps (Get Users), marks drop moments
+// with stream markers, and makes Twitch clips of highlights for capture
+// (Create Clip, Get Clips).
 //
 // It owns the Twitch connection and nothing else: it must never decide a
 // claim (chat and claims do), never let one failing helix call block a

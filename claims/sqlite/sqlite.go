@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS entries (
 	seq INTEGER NOT NULL,
 	user_id TEXT NOT NULL,
 	login TEXT NOT NULL,
-	unit INTEGER NOT NULL,
+	unit INTEGER NOT NULL, -- the user's nth won unit; -seq for entries that hold none
 	cap INTEGER NOT NULL,
 	outcome TEXT NOT NULL,
 	arrived_at INTEGER NOT NULL,
@@ -68,11 +68,17 @@ CREATE TABLE IF NOT EXISTS entries (
 	token TEXT,
 	expires_at INTEGER NOT NULL,
 	redeemed_at INTEGER NOT NULL DEFAULT 0,
-	PRIMARY KEY (drop_id, user_id, seq)
+	PRIMARY KEY (drop_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_token ON entries (token) WHERE token IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS entries_one_unit ON entries (drop_id, user_id, unit) WHERE outcome = 'won';
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id, unit);
 `
+
+// The layout keeps a big drop's writes append-only where it can: entries are
+// keyed by arrival order and tokens are time-ordered, so only the small
+// (drop, user, unit) index takes inserts in random places. That index also
+// enforces the per-user cap: a user cannot hold the same unit twice; entries
+// that hold no unit use -seq, which never collides.
 
 // Ledger is the SQLite claims.Ledger.
 type Ledger struct {
@@ -366,8 +372,17 @@ func entryArgs(args []any, e *claims.Entry) []any {
 	if e.Token != "" {
 		tok = e.Token
 	}
-	return append(args, e.DropID, e.Seq, e.UserID, e.Login, e.Unit, e.Cap, e.Outcome, ns(e.ArrivedAt), e.Bucket,
+	return append(args, e.DropID, e.Seq, e.UserID, e.Login, storedUnit(e), e.Cap, e.Outcome, ns(e.ArrivedAt), e.Bucket,
 		ns(e.DecidedAt), tok, ns(e.ExpiresAt))
+}
+
+// storedUnit is the unit column: the won unit, or -seq for an entry that
+// holds none (so the unique (drop, user, unit) index only bites on wins).
+func storedUnit(e *claims.Entry) int64 {
+	if e.Outcome == claims.OutcomeWon {
+		return int64(e.Unit)
+	}
+	return -e.Seq
 }
 
 // Commit applies a decider's batch atomically.
@@ -380,7 +395,7 @@ func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 const (
 	updateRemaining = "UPDATE drops SET remaining = remaining - ? WHERE id = ? AND remaining >= ?"
 	updateEntry     = `UPDATE entries SET outcome = ?, unit = ?, token = ?, expires_at = ?, decided_at = ?
-			WHERE drop_id = ? AND user_id = ? AND seq = ?`
+			WHERE drop_id = ? AND seq = ?`
 	updateState = "UPDATE drops SET state = ?, closes_at = ?, closed_at = ?, close_reason = ? WHERE id = ?"
 )
 
@@ -422,7 +437,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		if e.Token != "" {
 			tok = e.Token
 		}
-		res, err := l.exec(ctx, tx, updateEntry, e.Outcome, e.Unit, tok, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.UserID, e.Seq)
+		res, err := l.exec(ctx, tx, updateEntry, e.Outcome, storedUnit(&e), tok, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.Seq)
 		if err != nil {
 			return uniqueErr(err)
 		}
@@ -465,6 +480,9 @@ func scanEntry(s scanner) (claims.Entry, error) {
 	err := s.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &redeemed)
 	e.ArrivedAt, e.DecidedAt, e.ExpiresAt, e.Redeemed = fromNS(arrived), fromNS(decided), fromNS(expires), fromNS(redeemed)
 	e.Token = tok.String
+	if e.Unit < 0 {
+		e.Unit = 0
+	}
 	return e, err
 }
 

@@ -48,6 +48,7 @@ type Main struct {
 
 	server  *http.Server
 	closers []namedCloser
+	clips   ingest.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 }
 
 type namedCloser struct {

@@ -44,5 +44,8 @@ func (m *Main) startChat(ctx context.Context) error {
 		return err
 	}
 	m.onClose("chat.twitch", tc.Close)
+	if tc.CanClip() { // else the client has logged that platform clips are off
+		m.clips = tc // highlights start after chat
+	}
 	return nil
 }

@@ -22,8 +22,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	h := m.Config.Highlights
 	if m.Ingest != nil {
 		capt, err := ingest.NewCapturer(ingest.CaptureDeps{
-			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now,
-			// Clips: the lead wires chat/twitch's ClipMaker here when Twitch is on.
+			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now, Clips: m.clips,
 			Config: ingest.CaptureConfig{
 				Dir:         dir,
 				Buffer:      ingest.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},

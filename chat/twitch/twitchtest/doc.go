@@ -3,8 +3,8 @@
 // speaking the message shapes of Twitch's reference (EventSub WebSocket
 // messages: session_welcome, session_keepalive, notification,
 // session_reconnect, revocation; Create EventSub Subscription; Send Chat
-// Message; Send Whisper; Get Users; Create Stream Marker; Validate and
-// refresh tokens).
+// Message; Send Whisper; Get Users; Create Stream Marker; Create Clip and
+// Get Clips; Validate and refresh tokens).
 //
 // It owns only test scaffolding: it must never be imported by non-test
 // code, and it listens on 127.0.0.1 only.

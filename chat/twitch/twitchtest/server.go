@@ -31,7 +31,7 @@ type Options struct {
 	ClientID string // "testclientid"
 	Token    string // "testtoken"
 	// Scopes of Token: user:read:chat, user:write:chat, user:manage:whispers,
-	// channel:manage:broadcast when nil.
+	// channel:manage:broadcast, clips:edit when nil.
 	Scopes []string
 	Bot    User // the token's user: id 1001, login "dropbot"
 	// Broadcaster is the channel: id 2002, login "streamer".
@@ -41,6 +41,8 @@ type Options struct {
 	Keepalive int
 	// RefreshToken, when set, is accepted at /oauth2/token and turns into Token.
 	RefreshToken string
+	// Clips shape Create Clip and Get Clips (SetClips changes them later).
+	Clips ClipOptions
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -79,6 +81,9 @@ type Server struct {
 	connects    int
 	userLookups int
 	failMarkers bool
+	clipOpt     ClipOptions // Options.Clips, then SetClips
+	clips       []*Clip
+	clipLookups int
 	changed     chan struct{}
 	closed      bool
 }
@@ -103,7 +108,7 @@ func New(tb testing.TB, opt Options) *Server {
 		opt.Token = "testtoken"
 	}
 	if opt.Scopes == nil {
-		opt.Scopes = []string{"user:read:chat", "user:write:chat", "user:manage:whispers", "channel:manage:broadcast"}
+		opt.Scopes = []string{"user:read:chat", "user:write:chat", "user:manage:whispers", "channel:manage:broadcast", "clips:edit"}
 	}
 	if opt.Bot.ID == "" {
 		opt.Bot = User{ID: "1001", Login: "dropbot", DisplayName: "DropBot", CreatedAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -114,7 +119,8 @@ func New(tb testing.TB, opt Options) *Server {
 	if opt.Keepalive == 0 {
 		opt.Keepalive = 1
 	}
-	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{})}
+	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
+		clipOpt: opt.Clips}
 	s.users[opt.Bot.ID] = opt.Bot
 	s.users[opt.Broadcaster.ID] = opt.Broadcaster
 	mux := http.NewServeMux()
@@ -126,6 +132,8 @@ func New(tb testing.TB, opt Options) *Server {
 	mux.HandleFunc("POST /helix/whispers", s.authed(s.whisper))
 	mux.HandleFunc("GET /helix/users", s.authed(s.getUsers))
 	mux.HandleFunc("POST /helix/streams/markers", s.authed(s.createMarker))
+	mux.HandleFunc("POST /helix/clips", s.authed(s.createClip))
+	mux.HandleFunc("GET /helix/clips", s.authed(s.getClips))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -222,6 +230,8 @@ type State struct {
 	Whispers      []Whisper
 	Markers       []Marker
 	UserLookups   int
+	Clips         []Clip // Create Clip calls, in order
+	ClipLookups   int    // Get Clips calls
 	ActiveSession string
 }
 
@@ -229,6 +239,10 @@ func (s *Server) stateLocked() State {
 	st := State{Connects: s.connects, Open: len(s.conns), UserLookups: s.userLookups,
 		Subscriptions: append([]Subscription(nil), s.subs...), Sent: append([]SentMessage(nil), s.sent...),
 		Whispers: append([]Whisper(nil), s.whispers...), Markers: append([]Marker(nil), s.markers...)}
+	for _, c := range s.clips {
+		st.Clips = append(st.Clips, *c)
+	}
+	st.ClipLookups = s.clipLookups
 	if s.active != nil {
 		st.ActiveSession = s.active.session
 	}
