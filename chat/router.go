@@ -288,6 +288,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"
+		case claims.ReasonSoldOut:
+			if d := r.recent(ctx, m.Channel); d != nil {
+				msg = "sorry, " + d.Title + " sold out"
+			}
 		case claims.ReasonNotOpen:
 			// Right after a drop ends, say how it ended rather than "no drop".
 			if d := r.recent(ctx, m.Channel); d != nil {
