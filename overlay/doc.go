@@ -12,6 +12,12 @@
 // falls behind is disconnected (the page reconnects and resyncs from a fresh
 // snapshot) and never delays the others.
 //
+// A frame is encoded once per channel and written to the clients' sockets
+// by a few goroutines (one per CPU), each write a non-blocking write(2): a
+// fan-out to ten thousand overlays wakes no goroutine per client. Only a
+// client whose socket is full gets a goroutine, which waits for it (at most
+// HubOptions.WriteTimeout) while later frames queue in its buffer.
+//
 // The package reads claims (through claims.Service) and asks it to open,
 // close, extend, claim and redeem; it never writes the ledger itself, never
 // decides a claim, and never sends the overlay key or the admin token to a

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,9 @@ type HubOptions struct {
 	MaxWinners int
 	// BusBuffer is the hub's bus subscription buffer [65536].
 	BusBuffer int
+	// Writers is how many goroutines at most write one broadcast out to
+	// the clients [GOMAXPROCS].
+	Writers int
 }
 
 func (o *HubOptions) fill() {
@@ -57,6 +62,9 @@ func (o *HubOptions) fill() {
 	}
 	if o.BusBuffer <= 0 {
 		o.BusBuffer = 1 << 16
+	}
+	if o.Writers <= 0 {
+		o.Writers = runtime.GOMAXPROCS(0)
 	}
 }
 
@@ -112,6 +120,10 @@ type topic struct {
 	lastAt   time.Time
 }
 
+// outMsg is one message queued for a client. For a client the hub's
+// writers write (client.raw set), data is the whole encoded WebSocket frame;
+// for one with its own writer goroutine, pm is a broadcast frame and data
+// otherwise the text message.
 type outMsg struct {
 	pm   *websocket.PreparedMessage
 	data []byte
@@ -122,6 +134,14 @@ type client struct {
 	send chan outMsg
 	gone chan struct{}
 	once sync.Once
+
+	// raw, when set, is the socket the hub writes frames to without ever
+	// blocking: whoever takes pending from 0 to 1 writes until it is back
+	// at 0, or hands the rest to a goroutine that waits for the socket.
+	// Without raw (not a plain socket), a writer goroutine drains send.
+	raw     rawWriter
+	pending atomic.Int32
+	ping    atomic.Pointer[time.Timer]
 }
 
 func (c *client) kick() {
@@ -138,6 +158,67 @@ func (c *client) offer(m outMsg) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// message is a text message for c alone, in the form c's writer takes.
+func (c *client) message(data []byte) outMsg {
+	if c.raw != nil {
+		return outMsg{data: encodeFrame(opText, data)}
+	}
+	return outMsg{data: data}
+}
+
+// push queues m for c and, if nobody is writing to c, writes it on the
+// calling goroutine (never blocking on the socket). False when c's buffer
+// is full.
+func (h *Hub) push(c *client, m outMsg) bool {
+	if !c.offer(m) {
+		return false
+	}
+	if c.raw != nil && c.pending.Add(1) == 1 {
+		h.drain(c)
+	}
+	return true
+}
+
+// drain writes c's queued frames while the socket takes them at once. The
+// caller must own c's writing (it took pending from 0 to 1); ownership ends
+// here, goes to a goroutine that waits for a full socket, or dies with c.
+func (h *Hub) drain(c *client) {
+	for h.write1(c, (<-c.send).data) { // pending > 0: the frame is there
+	}
+}
+
+// write1 writes one frame of the owner of c's writing and reports whether
+// it still owns it and has another frame queued.
+func (h *Hub) write1(c *client, frame []byte) bool {
+	n, err := c.raw.tryWrite(frame)
+	if err != nil {
+		c.kick()
+		return false
+	}
+	if n < len(frame) {
+		go h.finish(c, frame[n:])
+		return false
+	}
+	return c.pending.Add(-1) != 0
+}
+
+// finish waits, at most WriteTimeout, for c to take the rest of a frame,
+// then goes back to writing without waiting. A client that does not read
+// meanwhile fills its buffer and is dropped by the next broadcast.
+func (h *Hub) finish(c *client, rest []byte) {
+	nc := c.conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+	_, err := nc.Write(rest)
+	_ = nc.SetWriteDeadline(time.Time{}) // the next wait sets its own
+	if err != nil {
+		c.kick()
+		return
+	}
+	if c.pending.Add(-1) != 0 {
+		h.drain(c)
 	}
 }
 
@@ -392,21 +473,97 @@ func (t *topic) frameLocked(typ string, kind microdrop.Kind, seq uint64, at, now
 }
 
 // broadcastLocked sends one prepared frame to every client of t. A client
-// whose buffer is full is dropped, never waited for.
+// whose buffer is full is dropped, never waited for. The frame is encoded
+// once; a few goroutines write it to every client's socket, none of them
+// ever waiting for one socket, so there is no wake-up per client.
 func (h *Hub) broadcastLocked(t *topic, data []byte) {
 	if len(t.clients) == 0 {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	if err != nil {
-		return
-	}
 	h.frames.Add(1)
+	var pm *websocket.PreparedMessage // for clients with a writer goroutine
+	var out *fanout                   // for the others
+	var direct, queued []*client
+	sent := 0 // direct[:sent] are with the writers
 	for c := range t.clients {
-		if !c.offer(outMsg{pm: pm}) {
+		var m outMsg
+		if c.raw != nil {
+			if out == nil {
+				out = h.startFanout(encodeFrame(opText, data), len(t.clients))
+				direct = make([]*client, 0, len(t.clients))
+			}
+			if c.pending.CompareAndSwap(0, 1) {
+				// Nothing queued and nobody writing: a writer takes the
+				// frame straight to the socket, while this loop goes on.
+				if direct = append(direct, c); len(direct)-sent == writeBatch {
+					out.batches <- writeJob{clients: direct[sent:]}
+					sent = len(direct)
+				}
+				continue
+			}
+			m.data = out.frame
+		} else {
+			if pm == nil {
+				// A text message, never compressed: this cannot fail.
+				pm, _ = websocket.NewPreparedMessage(websocket.TextMessage, data)
+			}
+			m.pm = pm
+		}
+		if !c.offer(m) {
 			delete(t.clients, c)
 			h.slowDrops.Add(1)
 			c.kick()
+			continue
+		}
+		if c.raw != nil && c.pending.Add(1) == 1 {
+			queued = append(queued, c) // its writer finished meanwhile
+		}
+	}
+	if out != nil {
+		if sent < len(direct) {
+			out.batches <- writeJob{clients: direct[sent:]}
+		}
+		if len(queued) > 0 {
+			out.batches <- writeJob{clients: queued, queued: true}
+		}
+		close(out.batches)
+	}
+}
+
+// writeBatch is how many clients a writer takes at a time.
+const writeBatch = 64
+
+// fanout is one frame on its way to the sockets of a topic's clients.
+type fanout struct {
+	frame   []byte
+	batches chan writeJob
+}
+
+// writeJob is clients whose writing the writer that receives it owns: to
+// write the fanout's frame to, or (queued) to drain their queued frames.
+type writeJob struct {
+	clients []*client
+	queued  bool
+}
+
+// startFanout starts the writers of a frame to at most n clients: up to
+// Writers goroutines that take batches of clients as the broadcast loop
+// hands them out, so a writer slowed down by the scheduler holds back no
+// fixed share. The channel holds every batch: the loop never waits.
+func (h *Hub) startFanout(frame []byte, n int) *fanout {
+	out := &fanout{frame: frame, batches: make(chan writeJob, n/writeBatch+2)}
+	for range max(1, min(h.opts.Writers, n/(4*writeBatch))) {
+		go out.write(h)
+	}
+	return out
+}
+
+func (out *fanout) write(h *Hub) {
+	for job := range out.batches {
+		for _, c := range job.clients {
+			if job.queued || h.write1(c, out.frame) {
+				h.drain(c)
+			}
 		}
 	}
 }
@@ -428,11 +585,13 @@ var errTooManyClients = errors.New("too many overlay connections")
 
 // serve runs one upgraded connection until it ends.
 func (h *Hub) serve(conn *websocket.Conn, t *topic) {
-	c := &client{conn: conn, send: make(chan outMsg, h.opts.SendBuffer), gone: make(chan struct{})}
+	c := &client{conn: conn, send: make(chan outMsg, h.opts.SendBuffer), gone: make(chan struct{}), raw: newRawWriter(conn.NetConn())}
 	defer h.clients.Add(-1)
 
 	t.mu.Lock()
-	c.send <- outMsg{data: t.frameLocked(FrameSnapshot, "", t.lastSeq, time.Time{}, h.now(), true)}
+	snap := c.message(t.frameLocked(FrameSnapshot, "", t.lastSeq, time.Time{}, h.now(), true))
+	c.send <- snap
+	own := c.raw != nil && c.pending.Add(1) == 1 // always: nobody else knows c yet
 	t.clients[c] = struct{}{}
 	t.mu.Unlock()
 	defer func() {
@@ -440,12 +599,43 @@ func (h *Hub) serve(conn *websocket.Conn, t *topic) {
 		delete(t.clients, c)
 		t.mu.Unlock()
 		c.kick()
+		if p := c.ping.Load(); p != nil {
+			p.Stop()
+		}
 	}()
 
-	go h.write(c)
+	if c.raw == nil {
+		go h.write(c)
+	} else {
+		if own {
+			h.drain(c) // the snapshot, and whatever was broadcast since
+		}
+		// Pings go through the queue, so they never cut into a frame.
+		ping := []byte{0x80 | opPing, 0}
+		tm := time.AfterFunc(time.Duration(1<<62), func() {
+			select {
+			case <-c.gone:
+				return
+			default:
+			}
+			h.push(c, outMsg{data: ping})
+			c.ping.Load().Reset(h.opts.PingInterval)
+		})
+		c.ping.Store(tm)
+		// The first ping comes at a random point of the second half of
+		// the interval: overlays that connected together (after a
+		// restart, say) are not all pinged in the same instant.
+		tm.Reset(h.opts.PingInterval/2 + rand.N(h.opts.PingInterval/2+1))
+		c.conn.SetPingHandler(func(data string) error {
+			h.push(c, outMsg{data: encodeFrame(opPong, []byte(data))})
+			return nil
+		})
+	}
 	h.read(c)
 }
 
+// write is the writer goroutine of a client the hub cannot write to
+// without waiting (not a plain socket).
 func (h *Hub) write(c *client) {
 	ping := time.NewTicker(h.opts.PingInterval)
 	defer ping.Stop()
@@ -499,7 +689,7 @@ func (h *Hub) read(c *client) {
 		if now := time.Now(); now.Sub(last) >= 200*time.Millisecond {
 			last = now
 			b, _ := json.Marshal(Frame{Type: FrameTime, ServerMS: unixMS(h.now()), Client: m.Client})
-			c.offer(outMsg{data: b})
+			h.push(c, c.message(b))
 		}
 	}
 }
@@ -517,7 +707,10 @@ func (h *Hub) admit() bool {
 func (h *Hub) upgrader(checkOrigin func(r *http.Request) bool) *websocket.Upgrader {
 	return &websocket.Upgrader{
 		ReadBufferSize: 1024, WriteBufferSize: 4096, WriteBufferPool: &h.wpool,
-		HandshakeTimeout: 10 * time.Second,
-		CheckOrigin:      checkOrigin,
+		// No per-message compression: frames are small, and one encoding
+		// of a frame serves every client.
+		EnableCompression: false,
+		HandshakeTimeout:  10 * time.Second,
+		CheckOrigin:       checkOrigin,
 	}
 }
