@@ -154,8 +154,26 @@ var (
 	channelPattern  = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 	codePattern     = regexp.MustCompile(`^[A-Z0-9]{3,16}$`)
 	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
-	idPattern       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	idPattern       idChars
 )
+
+// idChars matches ids and user ids: 1-64 letters, digits, '_' or '-'. It is
+// on every claim's path, where a regexp cost a tenth of the handler's CPU.
+type idChars struct{}
+
+// MatchString reports whether s is a well-formed id.
+func (idChars) MatchString(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Limits that keep one drop's memory and the ledger bounded.
 const (

@@ -2,6 +2,8 @@ package claims
 
 import (
 	"bytes"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -62,3 +64,15 @@ func FuzzParseToken(f *testing.F) {
 }
 
 func fixedNow() time.Time { return time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC) }
+
+func FuzzIDChars(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	for _, s := range []string{"", "a", "user_123-x", "has space", "ünïcode", strings.Repeat("a", 64), strings.Repeat("a", 65)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := idPattern.MatchString(s), re.MatchString(s); got != want {
+			t.Fatalf("idChars(%q) = %v, the regexp says %v", s, got, want)
+		}
+	})
+}

@@ -134,7 +134,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // DecodeJSON reads one JSON object of at most MaxBodyBytes into v, refusing
 // unknown fields, trailing data and non-JSON content types.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return Errorf(EINVALID, "send the body as application/json")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,11 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,12 +310,16 @@ func (t *localTarget) close() error {
 	return err
 }
 
-// httpTarget fires at running servers through the JSON API.
+// httpTarget fires at running servers through the JSON API. Claims go over
+// a lean HTTP/1.1 client of its own (raw keep-alive connections, one request
+// in flight each): net/http's client cost more CPU than the server it was
+// measuring, on the same two cores.
 type httpTarget struct {
 	urls   []string
 	token  string
 	client *http.Client
 	next   atomic.Uint64
+	conns  chan *rawConn
 }
 
 func newHTTPTarget(urls []string, token string, conc int) *httpTarget {
@@ -319,7 +327,136 @@ func newHTTPTarget(urls []string, token string, conc int) *httpTarget {
 		urls[i] = strings.TrimRight(strings.TrimSpace(urls[i]), "/")
 	}
 	tr := &http.Transport{MaxIdleConns: conc * 2, MaxIdleConnsPerHost: conc, IdleConnTimeout: time.Minute}
-	return &httpTarget{urls: urls, token: token, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &httpTarget{urls: urls, token: token, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		conns: make(chan *rawConn, conc)}
+}
+
+// rawConn is one keep-alive HTTP/1.1 connection to one server.
+type rawConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	host string
+	buf  []byte
+}
+
+func dialRaw(base string) (*rawConn, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" {
+		return nil, fmt.Errorf("loadgen speaks plain http to %q", base)
+	}
+	c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &rawConn{conn: c, r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 4096), host: u.Host}, nil
+}
+
+// post sends one request and reads one response (Content-Length or chunked).
+func (c *rawConn) post(path, token string, body []byte) (int, []byte, error) {
+	_ = c.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(c.w, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
+		path, c.host, token, len(body))
+	c.w.Write(body)
+	if err := c.w.Flush(); err != nil {
+		return 0, nil, err
+	}
+	line, err := c.r.ReadSlice('\n')
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, nil, fmt.Errorf("bad status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, nil, fmt.Errorf("bad status line %q", line)
+	}
+	length, chunked := -1, false
+	for {
+		h, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		k, v, _ := bytes.Cut(h, []byte(":"))
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			length, err = strconv.Atoi(string(v))
+			if err != nil {
+				return 0, nil, fmt.Errorf("bad Content-Length %q", v)
+			}
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")) && bytes.EqualFold(v, []byte("chunked")):
+			chunked = true
+		}
+	}
+	c.buf = c.buf[:0]
+	switch {
+	case chunked:
+		for {
+			h, err := c.r.ReadSlice('\n')
+			if err != nil {
+				return 0, nil, err
+			}
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(h)), 16, 32)
+			if err != nil {
+				return 0, nil, fmt.Errorf("bad chunk size %q", h)
+			}
+			if n == 0 {
+				_, err = c.r.ReadSlice('\n')
+				return status, c.buf, err
+			}
+			start := len(c.buf)
+			c.buf = append(c.buf, make([]byte, n)...)
+			if _, err := io.ReadFull(c.r, c.buf[start:]); err != nil {
+				return 0, nil, err
+			}
+			if _, err := c.r.ReadSlice('\n'); err != nil {
+				return 0, nil, err
+			}
+		}
+	case length >= 0:
+		c.buf = append(c.buf, make([]byte, length)...)
+		_, err := io.ReadFull(c.r, c.buf)
+		return status, c.buf, err
+	}
+	return 0, nil, errors.New("response without a length")
+}
+
+// postClaim sends a claim over a pooled raw connection; a broken connection
+// is dropped, never reused.
+func (t *httpTarget) postClaim(base, path string, body []byte) (int, []byte, error) {
+	var c *rawConn
+	select {
+	case c = <-t.conns:
+		if c.host != strings.TrimPrefix(base, "http://") {
+			c.conn.Close()
+			c = nil
+		}
+	default:
+	}
+	if c == nil {
+		var err error
+		if c, err = dialRaw(base); err != nil {
+			return 0, nil, err
+		}
+	}
+	status, resp, err := c.post(path, t.token, body)
+	if err != nil {
+		c.conn.Close()
+		return 0, nil, err
+	}
+	resp = append([]byte(nil), resp...)
+	select {
+	case t.conns <- c:
+	default:
+		c.conn.Close()
+	}
+	return status, resp, nil
 }
 
 func (t *httpTarget) do(ctx context.Context, method, url string, in, out any) (int, error) {
@@ -368,15 +505,24 @@ func (t *httpTarget) open(ctx context.Context, req claims.OpenRequest) (string, 
 }
 
 func (t *httpTarget) claim(ctx context.Context, dropID, user string) (string, bool, error) {
-	var res claims.ClaimResult
-	status, err := t.do(ctx, "POST", t.url()+"/api/drops/"+dropID+"/claims", claims.ClaimBody{UserID: user, Login: user}, &res)
-	if err != nil {
-		if status >= 400 && status < 500 || status == http.StatusGone {
-			return "", true, nil
-		}
+	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
-	return res.Token, false, nil
+	body, _ := json.Marshal(claims.ClaimBody{UserID: user, Login: user})
+	status, resp, err := t.postClaim(t.url(), "/api/drops/"+dropID+"/claims", body)
+	switch {
+	case err != nil:
+		return "", false, err
+	case status == http.StatusOK:
+		var res claims.ClaimResult
+		if err := json.Unmarshal(resp, &res); err != nil {
+			return "", false, fmt.Errorf("claim answer %q: %w", resp, err)
+		}
+		return res.Token, false, nil
+	case status >= 400 && status < 500:
+		return "", true, nil
+	}
+	return "", false, fmt.Errorf("claim answered %d: %s", status, resp)
 }
 
 func (t *httpTarget) verify(ctx context.Context, dropID string) ([]claims.Entry, claims.AuditReport, error) {
@@ -414,4 +560,14 @@ func (t *httpTarget) verify(ctx context.Context, dropID string) ([]claims.Entry,
 	return es, audit, nil
 }
 
-func (t *httpTarget) close() error { t.client.CloseIdleConnections(); return nil }
+func (t *httpTarget) close() error {
+	t.client.CloseIdleConnections()
+	for {
+		select {
+		case c := <-t.conns:
+			c.conn.Close()
+		default:
+			return nil
+		}
+	}
+}

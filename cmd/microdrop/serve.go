@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,6 +182,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
 	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	// Profiles for the admin only: they reveal internals and cost CPU.
+	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
+	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
 
 	ln, err := net.Listen("tcp", m.Config.HTTP)
 	if err != nil {
@@ -231,6 +235,16 @@ func (m *Main) publicURL() string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+func (m *Main) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.Admin.Allowed(r) {
+			claims.WriteError(w, claims.Errorf(claims.EUNAUTHORIZED, "this needs the admin token"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
