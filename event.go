@@ -20,8 +20,9 @@ const (
 )
 
 // Event is one state change, published after the ledger has committed it.
-// Exactly one of the payload pointers is set, according to Kind (Drop is also
-// set on claim events so subscribers always see the stock that follows).
+// One payload pointer is set, according to Kind: Drop for the drop's life
+// cycle, Claim for Claimed and Redeemed (with the stock that follows a win),
+// Highlight and Cue for theirs.
 type Event struct {
 	// Seq is assigned by the Bus: strictly increasing per bus.
 	Seq     uint64    `json:"seq"`
@@ -69,6 +70,8 @@ type ClaimView struct {
 	Login   string `json:"login,omitempty"`
 	Outcome string `json:"outcome"`
 	Units   int    `json:"units"`
+	// Remaining is the drop's stock right after this win.
+	Remaining int `json:"remaining"`
 }
 
 // HighlightView marks a moment worth clipping.
@@ -78,7 +81,8 @@ type HighlightView struct {
 	By     string `json:"by,omitempty"`
 }
 
-// CueView reports an audio cue heard on air.
+// CueView reports an audio cue heard on air. DelayMS is measured from the
+// drop's open to the moment the cue was heard in the output.
 type CueView struct {
 	Code      uint32  `json:"code"`
 	Stream    string  `json:"stream"`

@@ -52,6 +52,7 @@ type Batch struct {
 type DropState struct {
 	State       State
 	ClosesAt    time.Time
+	Grace       time.Duration
 	ClosedAt    time.Time
 	CloseReason string
 }

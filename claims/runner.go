@@ -40,6 +40,7 @@ type ctlOp int
 const (
 	ctlClose ctlOp = iota + 1
 	ctlExtend
+	ctlGrace
 )
 
 type ctlReq struct {
@@ -266,7 +267,7 @@ func (r *runner) advance(now time.Time) bool {
 }
 
 func (r *runner) stateOf() *DropState {
-	return &DropState{State: r.d.State, ClosesAt: r.d.ClosesAt, ClosedAt: r.d.ClosedAt, CloseReason: r.d.CloseReason}
+	return &DropState{State: r.d.State, ClosesAt: r.d.ClosesAt, Grace: r.d.Grace, ClosedAt: r.d.ClosedAt, CloseReason: r.d.CloseReason}
 }
 
 func (r *runner) event(k microdrop.Kind, at time.Time) microdrop.Event {
@@ -447,7 +448,7 @@ func (r *runner) award(cr *claimReq, now time.Time, job *commitJob) {
 	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: ClaimResult{
 		DropID: r.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Token: e.Token, ExpiresAt: e.ExpiresAt, Remaining: r.d.Remaining}})
 	job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: r.d.Channel, DropID: r.d.ID, At: now,
-		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: unit}})
+		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: unit, Remaining: r.d.Remaining}})
 }
 
 // decideBuckets decides every pending bucket that has ended (all of them
@@ -514,7 +515,7 @@ func (r *runner) draw(now time.Time, job *commitJob) {
 			e.ExpiresAt = now.Add(r.s.opts.TokenTTL).UTC()
 			job.wins++
 			job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: r.d.Channel, DropID: r.d.ID, At: now,
-				Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: 1}})
+				Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: 1, Remaining: r.d.Remaining}})
 		} else {
 			e.Outcome = OutcomeLost
 		}
@@ -548,6 +549,16 @@ func (r *runner) control(c ctlReq) ctlReply {
 			r.queue(&commitJob{state: r.stateOf(), events: []microdrop.Event{r.event(microdrop.DropClosed, now)}})
 		}
 		r.s.log.Info("drop closed", "drop", r.d.ID, "by", c.by, "state", r.d.State)
+	case ctlGrace:
+		// Grace only grows: viewers told they have until close plus grace
+		// keep it.
+		if c.d <= r.d.Grace {
+			return ctlReply{drop: r.d.Clone()}
+		}
+		r.d.Grace = min(c.d, MaxGrace)
+		r.publishSnap()
+		r.queue(&commitJob{state: r.stateOf(), events: []microdrop.Event{r.event(microdrop.DropExtended, now)}})
+		r.s.log.Info("drop grace set from the measured cue-to-air delay", "drop", r.d.ID, "grace", r.d.Grace, "by", c.by)
 	case ctlExtend:
 		base := r.d.ClosesAt
 		if base.Before(now) {

@@ -610,3 +610,53 @@ func TestTokensAreUniqueAndOrdered(t *testing.T) {
 		prev = tok
 	}
 }
+
+func TestGraceFollowsMeasuredCueDelay(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.svc.FollowCueDelays(ctx, f.bus, time.Second)
+	grace := claims.Duration(2 * time.Second)
+	d := f.open(t, claims.OpenRequest{Stock: 5, Policy: claims.FCFS, Grace: &grace})
+	publish := func(delay time.Duration) {
+		f.bus.Publish(ctx, microdrop.Event{Kind: microdrop.CueAired, Channel: d.Channel, DropID: d.ID,
+			Cue: &microdrop.CueView{Code: d.CueCode, Stream: "live", DelayMS: delay.Milliseconds()}})
+	}
+	waitGrace := func(want time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, _ := f.svc.Drop(ctx, d.ID)
+			if got.Grace == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("grace = %v, want %v", got.Grace, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	publish(6500 * time.Millisecond)
+	waitGrace(7500 * time.Millisecond)
+	publish(500 * time.Millisecond) // a shorter delay never shrinks the promise
+	publish(7 * time.Second)
+	waitGrace(8 * time.Second)
+	// The window is over but the measured delay still counts late viewers.
+	f.clock.Advance(90*time.Second + 7*time.Second)
+	if _, err := f.claim(d.ID, "late_by_seven_seconds"); err != nil {
+		t.Fatalf("claim inside the measured grace: %v", err)
+	}
+	// And it survived in the ledger.
+	f.waitState(t, d.ID, claims.Grace)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ld, _ := f.ledger.Drop(ctx, d.ID)
+		if ld.Grace == 8*time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger grace = %v", ld.Grace)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -178,12 +178,12 @@ func Run(t *testing.T, open Opener) {
 		e2.Outcome, e2.Unit, e2.Token = claims.OutcomeWon, 1, tok(9)
 		e1.Outcome = claims.OutcomeLost
 		closed := t0.Add(95 * time.Second)
-		st := &claims.DropState{State: claims.SoldOut, ClosesAt: t0.Add(90 * time.Second), ClosedAt: closed, CloseReason: "sold_out"}
+		st := &claims.DropState{State: claims.SoldOut, ClosesAt: t0.Add(90 * time.Second), Grace: 7 * time.Second, ClosedAt: closed, CloseReason: "sold_out"}
 		if err := l.Commit(ctx, claims.Batch{DropID: "r1", Wins: 1, Update: []claims.Entry{e1, e2}, State: st}); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := l.Drop(ctx, "r1")
-		if got.State != claims.SoldOut || got.Remaining != 0 || !got.ClosedAt.Equal(closed) || got.CloseReason != "sold_out" {
+		if got.State != claims.SoldOut || got.Remaining != 0 || !got.ClosedAt.Equal(closed) || got.CloseReason != "sold_out" || got.Grace != 7*time.Second {
 			t.Fatalf("state not saved: %+v", got)
 		}
 		es, _ := l.UserEntries(ctx, "r1", "b")

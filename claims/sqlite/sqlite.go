@@ -396,7 +396,7 @@ const (
 	updateRemaining = "UPDATE drops SET remaining = remaining - ? WHERE id = ? AND remaining >= ?"
 	updateEntry     = `UPDATE entries SET outcome = ?, unit = ?, token = ?, expires_at = ?, decided_at = ?
 			WHERE drop_id = ? AND seq = ?`
-	updateState = "UPDATE drops SET state = ?, closes_at = ?, closed_at = ?, close_reason = ? WHERE id = ?"
+	updateState = "UPDATE drops SET state = ?, closes_at = ?, grace_ns = ?, closed_at = ?, close_reason = ? WHERE id = ?"
 )
 
 // exec runs a prepared statement inside the writer's transaction.
@@ -446,7 +446,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		}
 	}
 	if s := b.State; s != nil {
-		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), ns(s.ClosedAt), s.CloseReason, b.DropID)
+		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID)
 		if err != nil {
 			return err
 		}

@@ -175,6 +175,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Claims = svc
+	if m.Config.Claims.GraceFromCue {
+		// The measured cue-to-air delay, plus a second to react, becomes the
+		// drop's grace when it is longer.
+		svc.FollowCueDelays(ctx, bus, time.Second)
+	}
 	// Deciders finish their pending group commit before the ledger closes.
 	m.onClose("claims", svc.Close)
 

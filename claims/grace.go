@@ -1,0 +1,44 @@
+package claims
+
+import (
+	"context"
+	"time"
+
+	"github.com/microdrop/microdrop"
+)
+
+// SetGrace raises a live drop's grace to d (never lowers it, never above
+// MaxGrace). by says who asked, for the log.
+func (s *Service) SetGrace(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
+	if d <= 0 {
+		return nil, Errorf(EINVALID, "grace must be positive")
+	}
+	return s.control(ctx, id, ctlGrace, d, by)
+}
+
+// FollowCueDelays makes each drop's grace at least the measured cue-to-air
+// delay plus margin: viewers who see the stream that late still get their
+// claims counted. It runs until ctx ends.
+func (s *Service) FollowCueDelays(ctx context.Context, bus microdrop.Bus, margin time.Duration) {
+	sub := bus.Subscribe(1024)
+	go func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-sub.C():
+				if !ok {
+					return
+				}
+				if e.Kind != microdrop.CueAired || e.Cue == nil || e.DropID == "" || e.Cue.DelayMS <= 0 {
+					continue
+				}
+				grace := time.Duration(e.Cue.DelayMS)*time.Millisecond + margin
+				if _, err := s.SetGrace(ctx, e.DropID, grace, "cue on "+e.Cue.Stream); err != nil && ErrorCode(err) != ECONFLICT {
+					s.log.Warn("grace from cue delay", "drop", e.DropID, "err", err)
+				}
+			}
+		}
+	}()
+}
