@@ -87,18 +87,18 @@ type runner struct {
 	closing  atomic.Bool  // set once the decider stops taking claims
 	inflight atomic.Int64 // senders between checking closing and sending
 	ctl      chan ctlReq
-	quit    chan struct{}
-	done    chan struct{}
-	commits chan *commitJob
-	resync  chan struct{}
-	stopped sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+	commits  chan *commitJob
+	resync   chan struct{}
+	stopped  sync.Once
 
 	units   map[string]int // units won (raffle: entries) per user
 	queued  map[string]int // bucketed: claims waiting for their bucket per user
 	seq     int64
-	pending []*claimReq // bucketed: in arrival order
+	pending []*claimReq  // bucketed: in arrival order
 	waiting atomic.Int64 // len(pending), for readers outside the decider
-	entries []Entry     // raffle: entries awaiting the draw
+	entries []Entry      // raffle: entries awaiting the draw
 }
 
 func newRunner(s *Service, d *Drop, entries []Entry) *runner {

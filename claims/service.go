@@ -79,6 +79,10 @@ type Service struct {
 	ended   *lru.Cache[string, *Drop]
 	closed  bool
 	wg      sync.WaitGroup
+
+	// replicas is set when the ledger is shared by several replicas
+	// (claims/replica.go); nil on a single node.
+	replicas *replicaSet
 }
 
 // New returns a Service. Call Start to resume live drops from the ledger.
@@ -100,14 +104,17 @@ func New(d Deps) (*Service, error) {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(nil)
 	}
-	return &Service{
+	s := &Service{
 		ledger: d.Ledger, bus: d.Bus, signer: d.Signer,
 		log: d.Logger.With("component", "claims"), now: d.Now, opts: d.Options,
 		metrics: d.Metrics,
 		limiter: newUserLimiter(d.Options.ClaimRate, d.Options.ClaimBurst, 1<<17),
 		runners: make(map[string]*runner),
 		ended:   ended,
-	}, nil
+	}
+	// Scale-out: a shared ledger makes this one replica of several.
+	s.replicas = newReplicaSet(s, d.Ledger, d.Bus)
+	return s, nil
 }
 
 // Metrics returns the service's counters.
@@ -116,6 +123,10 @@ func (s *Service) Metrics() *Metrics { return s.metrics }
 // Start resumes the deciders of every drop that was live when the service
 // last stopped, rebuilt from the ledger.
 func (s *Service) Start(ctx context.Context) error {
+	if s.replicas != nil {
+		// Scale-out: resume only the drops whose decider is gone.
+		return s.replicas.start(ctx)
+	}
 	drops, err := s.ledger.Drops(ctx, DropFilter{Live: true})
 	if err != nil {
 		return fmt.Errorf("claims: load live drops: %w", err)
@@ -149,32 +160,40 @@ func (s *Service) Close() error {
 		rs = append(rs, r)
 	}
 	s.mu.Unlock()
+	if s.replicas != nil {
+		s.replicas.stop() // no more takeovers
+	}
+	ids := make([]string, 0, len(rs))
 	for _, r := range rs {
 		r.stop()
+		ids = append(ids, r.id)
 	}
 	s.wg.Wait()
+	if s.replicas != nil {
+		s.replicas.release(ids) // after the last commits: others take over at once
+	}
 	return nil
 }
 
 // OpenRequest asks for a new drop. Zero values take defaults.
 type OpenRequest struct {
-	Channel      string        `json:"channel"`
-	SKU          string        `json:"sku"`
-	Title        string        `json:"title"`
-	Stock        int           `json:"stock"`
-	PriceMinor   int64         `json:"price_minor"`
-	Currency     string        `json:"currency"`
-	OpensAt      time.Time     `json:"opens_at,omitzero"`
-	Duration     Duration      `json:"duration"`
-	Grace        *Duration     `json:"grace,omitempty"`
-	Cap          int           `json:"cap"`
-	Stages       []Stage       `json:"stages,omitempty"`
-	LimitedRunID string        `json:"limited_run_id"`
-	CreatorID    string        `json:"creator_id"`
-	Policy       Policy        `json:"policy"`
-	BucketWidth  Duration      `json:"bucket_width"`
-	ClaimCode    string        `json:"claim_code"`
-	By           string        `json:"-"`
+	Channel      string    `json:"channel"`
+	SKU          string    `json:"sku"`
+	Title        string    `json:"title"`
+	Stock        int       `json:"stock"`
+	PriceMinor   int64     `json:"price_minor"`
+	Currency     string    `json:"currency"`
+	OpensAt      time.Time `json:"opens_at,omitzero"`
+	Duration     Duration  `json:"duration"`
+	Grace        *Duration `json:"grace,omitempty"`
+	Cap          int       `json:"cap"`
+	Stages       []Stage   `json:"stages,omitempty"`
+	LimitedRunID string    `json:"limited_run_id"`
+	CreatorID    string    `json:"creator_id"`
+	Policy       Policy    `json:"policy"`
+	BucketWidth  Duration  `json:"bucket_width"`
+	ClaimCode    string    `json:"claim_code"`
+	By           string    `json:"-"`
 }
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
@@ -342,7 +361,7 @@ func (s *Service) OpenDrop(ctx context.Context, req OpenRequest) (*Drop, error) 
 	s.runners[d.ID] = r
 	s.mu.Unlock()
 
-	if err := s.ledger.CreateDrop(ctx, d); err != nil {
+	if err := s.createDrop(ctx, d); err != nil { // scale-out: also checks other replicas' channels
 		s.mu.Lock()
 		delete(s.runners, d.ID)
 		s.mu.Unlock()
@@ -420,11 +439,15 @@ func (s *Service) Current(ctx context.Context, channel string) (*Drop, error) {
 func (s *Service) Live(channel string) (*Drop, bool) {
 	channel = NormalizeChannel(channel)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, r := range s.runners {
 		if r.channel == channel {
+			s.mu.Unlock()
 			return r.snapshot(), true
 		}
+	}
+	s.mu.Unlock()
+	if s.replicas != nil {
+		return s.replicas.liveDrop(channel) // decided by another replica
 	}
 	return nil, false
 }
@@ -471,6 +494,9 @@ func (s *Service) ExtendDrop(ctx context.Context, id string, d time.Duration, by
 
 func (s *Service) control(ctx context.Context, id string, op ctlOp, d time.Duration, by string) (*Drop, error) {
 	r := s.runner(id)
+	if r == nil && s.replicas != nil && !isForwarded(ctx) {
+		return s.replicas.controlElsewhere(ctx, id, op, d, by)
+	}
 	if r == nil {
 		dr, err := s.Drop(ctx, id)
 		if err != nil {
@@ -543,6 +569,9 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 	var r *runner
 	if req.DropID != "" {
 		r = s.runner(req.DropID)
+		if r == nil && s.replicas != nil && !isForwarded(ctx) {
+			return s.replicas.claimElsewhere(ctx, req) // decided by another replica
+		}
 		if r == nil {
 			if d, ok := s.ended.Get(req.DropID); ok && d.State == SoldOut {
 				return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
@@ -556,6 +585,9 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 			if d.State == SoldOut {
 				return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
 			}
+			if s.replicas != nil && !d.State.Final() { // scale-out: live, but its decider could not be reached
+				return ClaimResult{}, reject(EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
+			}
 			return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has closed")
 		}
 	} else {
@@ -568,6 +600,12 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 			}
 		}
 		s.mu.Unlock()
+		if r == nil && s.replicas != nil && !isForwarded(ctx) {
+			if d, ok := s.replicas.liveDrop(ch); ok { // decided by another replica
+				req.DropID = d.ID
+				return s.claim(ctx, req)
+			}
+		}
 		if r == nil {
 			return ClaimResult{}, reject(ENOTFOUND, ReasonNotOpen, "no drop is open right now")
 		}

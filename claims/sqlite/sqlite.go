@@ -86,7 +86,7 @@ type Ledger struct {
 	read  *sql.DB
 	log   *slog.Logger
 
-	stmts  map[string]*sql.Stmt // prepared on the writer connection, used only by the writer
+	stmts map[string]*sql.Stmt // prepared on the writer connection, used only by the writer
 
 	ops    chan *op
 	mu     sync.RWMutex // guards closed against sends on ops

@@ -10,31 +10,53 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	mdnats "github.com/microdrop/microdrop/claims/nats"
+	"github.com/microdrop/microdrop/claims/postgres"
 	"github.com/microdrop/microdrop/claims/sqlite"
 )
 
-// openLedger opens the configured ledger: SQLite in the data dir by default.
+// openLedger opens the configured ledger: SQLite in the data dir by default,
+// or PostgreSQL shared by several replicas (postgres://...; search_path=...
+// picks a schema). With Postgres this replica decides only the drops whose
+// lease it holds and forwards the rest over the bus (claims/replica.go).
 func (m *Main) openLedger(ctx context.Context) (claims.Ledger, error) {
-	switch {
-	case m.Config.Ledger == "":
+	switch l := m.Config.Ledger; {
+	case l == "":
 		return sqlite.Open(ctx, filepath.Join(m.Config.Data, "ledger.db"), m.Logger)
-	case strings.HasPrefix(m.Config.Ledger, "sqlite:"):
-		return sqlite.Open(ctx, strings.TrimPrefix(m.Config.Ledger, "sqlite:"), m.Logger)
+	case strings.HasPrefix(l, "sqlite:"):
+		return sqlite.Open(ctx, strings.TrimPrefix(l, "sqlite:"), m.Logger)
+	case strings.HasPrefix(l, "postgres://"), strings.HasPrefix(l, "postgresql://"):
+		return postgres.Open(ctx, l, postgres.Options{Logger: m.Logger})
 	}
 	return nil, fmt.Errorf("ledger %q is not supported by this build", m.Config.Ledger)
 }
 
-// openBus opens the configured event bus: in-process by default.
-func (m *Main) openBus(_ context.Context) (microdrop.Bus, func() error, error) {
+// openBus opens the configured event bus: in-process by default, or NATS
+// JetStream shared by several replicas (nats://host:port?stream=S&prefix=P).
+func (m *Main) openBus(ctx context.Context) (microdrop.Bus, func() error, error) {
 	if m.Config.Bus == "" {
 		return microdrop.NewMemoryBus(), func() error { return nil }, nil
 	}
-	return nil, nil, fmt.Errorf("bus %q is not supported by this build", m.Config.Bus)
+	servers, o, err := mdnats.ParseURL(m.Config.Bus)
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Logger = m.Logger
+	b, err := mdnats.Open(ctx, servers, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
 }
 
-// registerBusMetrics exposes subscribers, lag and drops of an in-memory bus.
+// busStats is what both buses report for /metrics.
+type busStats interface {
+	Stats() (subscribers, lag int, dropped uint64)
+}
+
+// registerBusMetrics exposes this replica's subscribers, their lag and drops.
 func (m *Main) registerBusMetrics() {
-	mb, ok := m.Bus.(*microdrop.MemoryBus)
+	mb, ok := m.Bus.(busStats)
 	if !ok {
 		return
 	}

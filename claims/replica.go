@@ -1,0 +1,549 @@
+package claims
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Scale-out: several replicas share one ledger and one bus. Each live drop
+// still has exactly one decider, on the replica holding the drop's lease in
+// the ledger; the other replicas forward claims and controls for it over the
+// bus and take the lease over when its holder is gone. Deciding in one place
+// keeps bucketed and raffle results the same as on a single node; the ledger
+// fences every commit with the lease, so a replica that lost its lease (a
+// frozen process, a broken connection) cannot write.
+
+// DropLeases is implemented by a ledger that several replicas share
+// (claims/postgres). A Service whose ledger implements it decides only the
+// drops it holds the lease of.
+type DropLeases interface {
+	// ReplicaID names this replica; leases are held under it.
+	ReplicaID() string
+	// LeaseTTL is how long a lease lasts without renewal.
+	LeaseTTL() time.Duration
+	// CreateLeasedDrop records a new drop with this replica as its decider.
+	// It refuses (ECONFLICT) when the channel already has a live drop on
+	// any replica.
+	CreateLeasedDrop(ctx context.Context, d *Drop) error
+	// DropOwner returns the drop and the replica holding its lease ("" for
+	// none). ENOTFOUND when the drop is unknown.
+	DropOwner(ctx context.Context, dropID string) (owner string, d *Drop, err error)
+	// AcquireLease makes this replica the decider of a live drop when
+	// nobody holds it, its lease has lapsed or its holder's session is gone.
+	// It reports whether this replica now holds it.
+	AcquireLease(ctx context.Context, dropID string) (bool, error)
+	// RenewLeases extends this replica's leases and returns those it still holds.
+	RenewLeases(ctx context.Context, dropIDs []string) ([]string, error)
+	// OrphanedDrops lists live drops whose decider is gone.
+	OrphanedDrops(ctx context.Context) ([]string, error)
+	// ReleaseLeases lets other replicas take these drops at once.
+	ReleaseLeases(ctx context.Context, dropIDs []string) error
+}
+
+// Forwarder carries a request to one replica by its id and brings back the
+// answer (claims/nats implements it on the bus).
+type Forwarder interface {
+	// ServeReplica answers requests addressed to replica id until stop.
+	ServeReplica(id string, handle func(ctx context.Context, req []byte) []byte) (stop func(), err error)
+	// ForwardReplica sends req to replica id. ErrReplicaUnreachable when
+	// nobody answers to that id.
+	ForwardReplica(ctx context.Context, id string, req []byte) ([]byte, error)
+}
+
+var (
+	// ErrLeaseLost is returned by a ledger's Commit when another replica
+	// holds the drop's lease: this replica must stop deciding it.
+	ErrLeaseLost = errors.New("ledger: drop is decided by another replica")
+	// ErrReplicaUnreachable is returned by a Forwarder when no replica
+	// answers to the id.
+	ErrReplicaUnreachable = errors.New("replica unreachable")
+)
+
+type forwardedKey struct{}
+
+// forwarded marks a context whose request already travelled to its decider
+// (or was re-entered after a takeover): it is decided here or refused,
+// never forwarded again.
+func forwarded(ctx context.Context) context.Context {
+	return context.WithValue(ctx, forwardedKey{}, true)
+}
+
+func isForwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
+
+// forwardTimeout bounds one forwarded request beyond the bucket it may wait for.
+const forwardTimeout = 5 * time.Second
+
+// replicaSet is a Service's view of the other replicas.
+type replicaSet struct {
+	s      *Service
+	leases DropLeases
+	fwd    Forwarder // nil: claims for drops decided elsewhere are refused
+	id     string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	owners map[string]string        // drop -> replica, a cache refreshed on any miss
+	waits  map[string]time.Duration // drop -> longest a claim may wait for its bucket
+	live   map[string]liveEntry
+
+	stopServe func()
+	quit      chan struct{}
+	done      chan struct{}
+	stopOnce  sync.Once
+}
+
+type liveEntry struct {
+	d  *Drop
+	at time.Time
+}
+
+func newReplicaSet(s *Service, l Ledger, bus any) *replicaSet {
+	leases, ok := l.(DropLeases)
+	if !ok {
+		return nil
+	}
+	fwd, _ := bus.(Forwarder)
+	return &replicaSet{s: s, leases: leases, fwd: fwd, id: leases.ReplicaID(),
+		log: s.log.With("replica", leases.ReplicaID()), owners: map[string]string{}, waits: map[string]time.Duration{}, live: map[string]liveEntry{},
+		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start answers forwarded requests, takes over orphaned drops and keeps
+// the leases of the drops decided here.
+func (rs *replicaSet) start(ctx context.Context) error {
+	if rs.fwd != nil {
+		stop, err := rs.fwd.ServeReplica(rs.id, rs.serve)
+		if err != nil {
+			return fmt.Errorf("claims: serve forwarded claims: %w", err)
+		}
+		rs.stopServe = stop
+	} else {
+		rs.log.Warn("ledger is shared but the bus cannot forward claims: claims for drops decided by other replicas are refused; use --bus nats://...")
+	}
+	rs.adopt(ctx)
+	go rs.loop()
+	return nil
+}
+
+func (rs *replicaSet) loop() {
+	defer close(rs.done)
+	t := time.NewTicker(rs.leases.LeaseTTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-rs.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), rs.leases.LeaseTTL())
+		rs.renew(ctx)
+		rs.adopt(ctx)
+		cancel()
+	}
+}
+
+func (rs *replicaSet) owned() []string {
+	rs.s.mu.Lock()
+	defer rs.s.mu.Unlock()
+	ids := make([]string, 0, len(rs.s.runners))
+	for id := range rs.s.runners {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// renew keeps our leases; a drop whose lease went to another replica stops
+// deciding here (its commits are refused by the ledger anyway).
+func (rs *replicaSet) renew(ctx context.Context) {
+	ids := rs.owned()
+	if len(ids) == 0 {
+		return
+	}
+	held, err := rs.leases.RenewLeases(ctx, ids)
+	if err != nil {
+		rs.log.Warn("renew drop leases", "err", err)
+		return
+	}
+	keep := make(map[string]bool, len(held))
+	for _, id := range held {
+		keep[id] = true
+	}
+	for _, id := range ids {
+		if keep[id] {
+			continue
+		}
+		// A drop being opened has its runner before its lease: only stop a
+		// runner whose lease is really someone else's.
+		owner, _, err := rs.leases.DropOwner(ctx, id)
+		if err != nil || owner == rs.id || owner == "" {
+			continue
+		}
+		if r := rs.s.runner(id); r != nil {
+			rs.log.Warn("lost the lease of a drop; another replica decides it now", "drop", id, "owner", owner)
+			go r.stop()
+		}
+	}
+}
+
+// adopt takes over live drops whose decider is gone.
+func (rs *replicaSet) adopt(ctx context.Context) {
+	ids, err := rs.leases.OrphanedDrops(ctx)
+	if err != nil {
+		rs.log.Warn("look for orphaned drops", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if _, err := rs.takeOver(ctx, id); err != nil {
+			rs.log.Warn("take over drop", "drop", id, "err", err)
+		}
+	}
+}
+
+// takeOver acquires the drop's lease and resumes its decider from the
+// ledger. It reports whether the drop is now decided here.
+func (rs *replicaSet) takeOver(ctx context.Context, id string) (bool, error) {
+	if rs.s.runner(id) != nil {
+		return true, nil
+	}
+	ok, err := rs.leases.AcquireLease(ctx, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	rs.setOwner(id, rs.id)
+	if err := rs.s.resume(ctx, id); err != nil {
+		return false, err
+	}
+	return rs.s.runner(id) != nil, nil
+}
+
+func (rs *replicaSet) stop() {
+	rs.stopOnce.Do(func() {
+		close(rs.quit)
+		<-rs.done
+	})
+}
+
+// release hands the drops decided here to the other replicas at once, after
+// their deciders have committed what they had.
+func (rs *replicaSet) release(ids []string) {
+	if rs.stopServe != nil {
+		rs.stopServe()
+	}
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rs.leases.ReleaseLeases(ctx, ids); err != nil {
+		rs.log.Warn("release drop leases", "err", err)
+	}
+}
+
+func (rs *replicaSet) setOwner(id, owner string) {
+	rs.mu.Lock()
+	if owner == "" {
+		delete(rs.owners, id)
+	} else {
+		rs.owners[id] = owner
+	}
+	rs.mu.Unlock()
+}
+
+// owner returns who decides a drop: the cache, else the ledger. A final
+// drop is remembered as ended so later claims are answered here.
+func (rs *replicaSet) owner(ctx context.Context, id string, fresh bool) (string, error) {
+	if !fresh {
+		rs.mu.Lock()
+		o, ok := rs.owners[id]
+		rs.mu.Unlock()
+		if ok {
+			return o, nil
+		}
+	}
+	o, d, err := rs.leases.DropOwner(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if d.State.Final() {
+		rs.s.rememberEnded(d)
+		rs.setOwner(id, "")
+		return "", nil
+	}
+	rs.mu.Lock()
+	if len(rs.waits) > 4096 { // old drops: forget them, the ledger still knows
+		clear(rs.waits)
+		clear(rs.owners)
+	}
+	if d.Policy == Bucketed {
+		rs.waits[id] = d.BucketWidth
+	} else {
+		rs.waits[id] = 0
+	}
+	rs.mu.Unlock()
+	rs.setOwner(id, o)
+	return o, nil
+}
+
+// liveDrop is the channel's live drop on any replica, cached briefly: chat
+// asks for it on every message.
+func (rs *replicaSet) liveDrop(channel string) (*Drop, bool) {
+	now := time.Now()
+	rs.mu.Lock()
+	e, ok := rs.live[channel]
+	rs.mu.Unlock()
+	if ok && now.Sub(e.at) < 250*time.Millisecond {
+		return e.d, e.d != nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ds, err := rs.s.ledger.Drops(ctx, DropFilter{Channel: channel, Live: true, Limit: 1})
+	if err != nil {
+		rs.log.Warn("look up live drop", "channel", channel, "err", err)
+		return nil, false
+	}
+	var d *Drop
+	if len(ds) > 0 {
+		d = ds[0]
+	}
+	rs.mu.Lock()
+	if len(rs.live) > 4096 {
+		clear(rs.live)
+	}
+	rs.live[channel] = liveEntry{d: d, at: now}
+	rs.mu.Unlock()
+	return d, d != nil
+}
+
+// wireRequest is a claim or control sent to a drop's decider.
+type wireRequest struct {
+	Op     string        `json:"op"` // claim, control
+	Ctl    ctlOp         `json:"ctl,omitempty"`
+	DropID string        `json:"drop_id"`
+	Claim  *ClaimRequest `json:"claim,omitempty"`
+	By     string        `json:"by,omitempty"`
+	D      time.Duration `json:"d,omitempty"`
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message"`
+}
+
+type wireReply struct {
+	NotHere bool         `json:"not_here,omitempty"`
+	Result  *ClaimResult `json:"result,omitempty"`
+	Drop    *Drop        `json:"drop,omitempty"`
+	Seed    []byte       `json:"seed,omitempty"`
+	Err     *wireError   `json:"err,omitempty"`
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &wireError{Code: EINTERNAL, Reason: ReasonUnavailable, Message: "the decider did not answer in time; try again"}
+	}
+	return &wireError{Code: ErrorCode(err), Reason: ErrorReason(err), Message: ErrorMessage(err)}
+}
+
+func (w *wireError) err() error {
+	if w == nil {
+		return nil
+	}
+	return &Error{Code: w.Code, Reason: w.Reason, Message: w.Message}
+}
+
+// serve decides a request forwarded by another replica, or says the drop is
+// not decided here.
+func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
+	var req wireRequest
+	var rep wireReply
+	if err := json.Unmarshal(raw, &req); err != nil {
+		rep.Err = toWire(Errorf(EINVALID, "malformed forwarded request"))
+	} else if rs.s.runner(req.DropID) == nil {
+		rep.NotHere = true
+	} else {
+		ctx = forwarded(ctx)
+		switch req.Op {
+		case "claim":
+			if req.Claim == nil {
+				rep.Err = toWire(Errorf(EINVALID, "malformed forwarded request"))
+				break
+			}
+			res, err := rs.s.claim(ctx, *req.Claim)
+			if err == nil {
+				rep.Result = &res
+			}
+			rep.Err = toWire(err)
+		case "control":
+			d, err := rs.s.control(ctx, req.DropID, req.Ctl, req.D, req.By)
+			if d != nil {
+				rep.Drop, rep.Seed = d, d.Seed
+			}
+			rep.Err = toWire(err)
+		default:
+			rep.Err = toWire(Errorf(EINVALID, "unknown forwarded op %q", req.Op))
+		}
+	}
+	out, _ := json.Marshal(rep)
+	return out
+}
+
+// forward sends a request to the drop's decider, taking the drop over when
+// its decider is gone. done is false when the drop turned out to be decided
+// here (or final): the caller then decides or refuses it locally.
+func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireReply, done bool, err error) {
+	if _, ok := rs.s.ended.Peek(req.DropID); ok {
+		return rep, false, nil // final: answered here
+	}
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return rep, true, err
+	}
+	unavailable := reject(EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 25 * time.Millisecond):
+			case <-ctx.Done():
+				return rep, true, ctx.Err()
+			}
+		}
+		owner, err := rs.owner(ctx, req.DropID, attempt > 0)
+		if err != nil {
+			if ErrorCode(err) == ENOTFOUND {
+				return rep, false, nil
+			}
+			return rep, true, fmt.Errorf("claims: find the drop's decider: %w", err)
+		}
+		if owner == "" || owner == rs.id {
+			// Final, never leased, or ours but not running: take it (a
+			// no-op on a final drop) and answer locally.
+			if _, err := rs.takeOver(ctx, req.DropID); err != nil {
+				rs.log.Warn("take over drop", "drop", req.DropID, "err", err)
+			}
+			if rs.s.runner(req.DropID) != nil || owner == "" {
+				return rep, false, nil
+			}
+			continue
+		}
+		if rs.fwd == nil {
+			return rep, true, Errorf(EINTERNAL, "this drop is decided by another replica and no bus connects them")
+		}
+		fctx, cancel := context.WithTimeout(ctx, forwardTimeout+rs.bucketWidth(req.DropID))
+		out, err := rs.fwd.ForwardReplica(fctx, owner, raw)
+		cancel()
+		if err != nil {
+			rs.setOwner(req.DropID, "")
+			// Its decider may be gone: take over when the ledger says so.
+			if ok, terr := rs.takeOver(ctx, req.DropID); terr == nil && ok {
+				rs.log.Info("took over drop from an unreachable replica", "drop", req.DropID, "from", owner)
+				return rep, false, nil
+			}
+			if !errors.Is(err, ErrReplicaUnreachable) {
+				// It may have decided: do not ask again on the caller's behalf.
+				rs.log.Warn("forwarded request failed", "drop", req.DropID, "owner", owner, "err", err)
+				return rep, true, unavailable
+			}
+			continue
+		}
+		rep = wireReply{}
+		if err := json.Unmarshal(out, &rep); err != nil {
+			return rep, true, fmt.Errorf("claims: malformed forwarded reply: %w", err)
+		}
+		if rep.NotHere {
+			rs.setOwner(req.DropID, "")
+			continue
+		}
+		return rep, true, nil
+	}
+	return rep, true, unavailable
+}
+
+func (rs *replicaSet) bucketWidth(id string) time.Duration {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if w, ok := rs.waits[id]; ok {
+		return w
+	}
+	return 10 * time.Second // the widest bucket a drop may have
+}
+
+// claimElsewhere decides a claim for a drop that has no decider here.
+func (rs *replicaSet) claimElsewhere(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+	rep, done, err := rs.forward(ctx, wireRequest{Op: "claim", DropID: req.DropID, Claim: &req})
+	switch {
+	case !done:
+		return rs.s.claim(forwarded(ctx), req)
+	case err != nil:
+		return ClaimResult{}, err
+	case rep.Err != nil:
+		return ClaimResult{}, rep.Err.err()
+	case rep.Result == nil:
+		return ClaimResult{}, Errorf(EINTERNAL, "empty forwarded reply")
+	}
+	return *rep.Result, nil
+}
+
+// controlElsewhere closes, extends or otherwise controls a drop decided by
+// another replica (every ctlOp travels as is).
+func (rs *replicaSet) controlElsewhere(ctx context.Context, id string, op ctlOp, d time.Duration, by string) (*Drop, error) {
+	rep, done, err := rs.forward(ctx, wireRequest{Op: "control", Ctl: op, DropID: id, By: by, D: d})
+	switch {
+	case !done:
+		return rs.s.control(forwarded(ctx), id, op, d, by)
+	case err != nil:
+		return nil, err
+	case rep.Err != nil:
+		return nil, rep.Err.err()
+	case rep.Drop == nil:
+		return nil, Errorf(EINTERNAL, "empty forwarded reply")
+	}
+	rep.Drop.Seed = rep.Seed
+	return rep.Drop, nil
+}
+
+// resume starts the decider of one live drop from the ledger, as Start does
+// for all of them on a single node.
+func (s *Service) resume(ctx context.Context, id string) error {
+	d, err := s.ledger.Drop(ctx, id)
+	if err != nil {
+		return fmt.Errorf("claims: load drop %s: %w", id, err)
+	}
+	if d.State.Final() {
+		s.rememberEnded(d)
+		return nil
+	}
+	entries, err := s.ledger.Entries(ctx, id)
+	if err != nil {
+		return fmt.Errorf("claims: load entries of %s: %w", id, err)
+	}
+	r := newRunner(s, d, entries)
+	s.mu.Lock()
+	if s.closed || s.runners[id] != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.runners[id] = r
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go r.run()
+	s.log.Info("resumed drop", "drop", d.ID, "channel", d.Channel, "remaining", d.Remaining, "entries", len(entries))
+	return nil
+}
+
+// createDrop records a new drop: on a shared ledger with this replica as its
+// decider, refused when another replica has a live drop in the channel.
+func (s *Service) createDrop(ctx context.Context, d *Drop) error {
+	if s.replicas != nil {
+		return s.replicas.leases.CreateLeasedDrop(ctx, d)
+	}
+	return s.ledger.CreateDrop(ctx, d)
+}
