@@ -128,6 +128,9 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	for _, d := range ds {
 		v.Drops = append(v.Drops, dashDrop(s.publicURL, d))
 	}
+	if s.streams != nil {
+		v.Streams = s.streams()
+	}
 	return v
 }
 

@@ -51,6 +51,9 @@ type Deps struct {
 	// CueProfile is the cue overlays play unless their URL says otherwise:
 	// audible (default) or ultrasonic.
 	CueProfile string
+	// Streams, when set, lists the published media streams for the
+	// dashboard (the media path owns them; the overlay only shows them).
+	Streams func() []templates.DashboardStream
 	// AllowedOrigins are extra origins (scheme://host[:port]) whose pages may
 	// open the overlay WebSocket; the service's own origin always may.
 	AllowedOrigins []string
@@ -68,6 +71,7 @@ type Server struct {
 	keys      map[string]string
 	channels  []string
 	grace     time.Duration
+	streams   func() []templates.DashboardStream
 	profile   string
 	origins   []string
 	hub       *Hub
@@ -137,7 +141,7 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
-		keys: keys, channels: channels, grace: d.DefaultGrace, profile: d.CueProfile,
+		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, profile: d.CueProfile,
 		origins: d.AllowedOrigins,
 		hub:     newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:   newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),

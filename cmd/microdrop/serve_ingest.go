@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"os/exec"
+	"strings"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
 
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/templates"
 )
 
 // startIngest starts the media path: RTSP server, pull clients, WHIP/WHEP,
@@ -45,4 +49,50 @@ func (m *Main) startIngest(ctx context.Context) error {
 		m.Logger.Info("rtsp is off (--rtsp off)", "component", "ingest")
 	}
 	return nil
+}
+
+// streamStatus describes the published streams for the dashboard, saying
+// plainly where drop cues cannot be mixed in.
+func (m *Main) streamStatus() []templates.DashboardStream {
+	if m.Ingest == nil {
+		return nil
+	}
+	var out []templates.DashboardStream
+	for _, st := range m.Ingest.Streams() {
+		ds := templates.DashboardStream{Path: st.Path(), Channel: st.Channel(), Source: st.Source(),
+			Readers: st.ReaderCount(), Dropped: st.Dropped()}
+		var codecs []string
+		audio := ""
+		if desc := st.Description(); desc != nil {
+			for _, md := range desc.Medias {
+				for _, f := range md.Formats {
+					codecs = append(codecs, f.Codec())
+					if md.Type == description.MediaTypeAudio && audio == "" {
+						audio = f.Codec()
+					}
+				}
+			}
+		}
+		ds.Codecs = strings.Join(codecs, ", ")
+		ds.Cue, ds.CueOK = cueStatus(audio)
+		out = append(out, ds)
+	}
+	return out
+}
+
+// cueStatus says what the relay does with a drop cue for an audio codec.
+func cueStatus(codec string) (string, bool) {
+	switch codec {
+	case "Opus":
+		return "mixed into the Opus audio", true
+	case "LPCM":
+		return "mixed into the LPCM audio", true
+	case "G711":
+		return "mixed into the G.711 audio (the audible cue's upper tones lie above G.711's band)", true
+	case "":
+		return "no audio: no cue", false
+	case "MPEG-4 Audio":
+		return "not mixed: AAC passes through unchanged (publish Opus to carry the cue)", false
+	}
+	return "not mixed: " + codec + " passes through unchanged", false
 }
