@@ -160,58 +160,14 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	}
 	id := open.Drop.ID
 
-	var mu sync.Mutex
-	acked := map[string]string{}
-	var next, failures atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				user := fmt.Sprintf("viewer%06d", next.Add(1))
-				b, _ := json.Marshal(claims.ClaimBody{UserID: user})
-				resp, err := client.Post(s.url+"/api/drops/"+id+"/claims", "application/json", bytes.NewReader(b))
-				if err != nil {
-					failures.Add(1)
-					continue
-				}
-				var res claims.ClaimResult
-				_ = json.NewDecoder(resp.Body).Decode(&res)
-				resp.Body.Close()
-				if resp.StatusCode == 200 && res.Token != "" {
-					mu.Lock()
-					acked[res.Token] = user
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	// Kill once a good number of wins have been acknowledged, mid-burst.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 500 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	b := startBurst(s.url, id, 32)
+	b.waitAcked(500, 30*time.Second)
 	s.kill()
-	close(stop)
-	wg.Wait()
+	acked, failures := b.stop()
 	if len(acked) < 500 {
 		t.Fatalf("only %d wins acknowledged before the kill", len(acked))
 	}
-	if failures.Load() == 0 {
+	if failures == 0 {
 		t.Fatal("no claim failed: the kill did not land mid-burst")
 	}
 
@@ -264,7 +220,73 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		}
 		break
 	}
-	t.Logf("acknowledged %d wins before SIGKILL; ledger holds %d; %d requests failed at the kill", len(acked), len(won), failures.Load())
+	t.Logf("acknowledged %d wins before SIGKILL; ledger holds %d; %d requests failed at the kill", len(acked), len(won), failures)
+}
+
+// burst fires claims from new viewers at a drop over HTTP until stopped,
+// remembering every win acknowledged (token to user).
+type burst struct {
+	mu       sync.Mutex
+	acked    map[string]string
+	failures atomic.Int64
+	halt     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startBurst(base, dropID string, workers int) *burst {
+	b := &burst{acked: map[string]string{}, halt: make(chan struct{})}
+	var next atomic.Int64
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	for w := 0; w < workers; w++ {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-b.halt:
+					return
+				default:
+				}
+				user := fmt.Sprintf("viewer%06d", next.Add(1))
+				body, _ := json.Marshal(claims.ClaimBody{UserID: user})
+				resp, err := client.Post(base+"/api/drops/"+dropID+"/claims", "application/json", bytes.NewReader(body))
+				if err != nil {
+					b.failures.Add(1)
+					continue
+				}
+				var res claims.ClaimResult
+				_ = json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+				if resp.StatusCode == 200 && res.Token != "" {
+					b.mu.Lock()
+					b.acked[res.Token] = user
+					b.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return b
+}
+
+// waitAcked waits (bounded) until n wins have been acknowledged.
+func (b *burst) waitAcked(n int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		b.mu.Lock()
+		got := len(b.acked)
+		b.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stop ends the burst and returns the acknowledged wins and failed requests.
+func (b *burst) stop() (map[string]string, int64) {
+	close(b.halt)
+	b.wg.Wait()
+	return b.acked, b.failures.Load()
 }
 
 // TestServeInProcess starts the same Main the binary runs, on port 0, and
@@ -327,54 +349,13 @@ func TestSIGTERMFinishesPendingCommits(t *testing.T) {
 	if st, err := api(t, "POST", s.url+"/api/drops", map[string]any{"channel": "term", "sku": "tee", "stock": 50000, "duration": "10m", "policy": "fcfs"}, &open); st != 201 || err != nil {
 		t.Fatalf("open: %d %v", st, err)
 	}
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	var next atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 5 * time.Second}
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 5000; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				b, _ := json.Marshal(claims.ClaimBody{UserID: fmt.Sprintf("v%06d", next.Add(1))})
-				resp, err := client.Post(s.url+"/api/drops/"+open.Drop.ID+"/claims", "application/json", bytes.NewReader(b))
-				if err != nil {
-					continue
-				}
-				var res claims.ClaimResult
-				_ = json.NewDecoder(resp.Body).Decode(&res)
-				resp.Body.Close()
-				if resp.StatusCode == 200 && res.Token != "" {
-					mu.Lock()
-					acked[res.Token] = true
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 300 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	b := startBurst(s.url, open.Drop.ID, 16)
+	b.waitAcked(300, 30*time.Second)
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	err := s.cmd.Wait()
-	close(stop)
-	wg.Wait()
+	acked, _ := b.stop()
 	if err != nil {
 		t.Fatalf("server did not exit cleanly on SIGTERM: %v\n%s", err, s.logs.String())
 	}
