@@ -18,7 +18,6 @@ type claimReq struct {
 	at    time.Time
 	seq   int64
 	cap   int
-	enq   time.Time
 }
 
 type claimReply struct {

@@ -87,7 +87,7 @@ func newRingFeed(st *Stream, ring *Ring, start time.Time, log *slog.Logger) *rin
 	if f.videoMedia < 0 {
 		return nil
 	}
-	f.dts = h264.NewDTSExtractor()
+	f.dts = newDTSExtractor()
 	return f
 }
 
@@ -166,7 +166,7 @@ func (f *ringFeed) onVideo(p *Packet) {
 	if err != nil {
 		f.log.Debug("h264 dts", "err", err)
 		f.needKey = true
-		f.dts = h264.NewDTSExtractor()
+		f.dts = newDTSExtractor()
 		return
 	}
 	dts := pts - time.Duration((ptsTicks-dtsTicks)*int64(time.Second)/f.video.rate)
@@ -175,4 +175,10 @@ func (f *ringFeed) onVideo(p *Packet) {
 		return
 	}
 	f.ring.push(accessUnit{track: trackVideo, key: key, dts: dts, pts: pts, recv: p.Received, data: data, params: f.params})
+}
+
+func newDTSExtractor() *h264.DTSExtractor {
+	d := &h264.DTSExtractor{}
+	d.Initialize()
+	return d
 }

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -171,7 +172,7 @@ func TestHubDropsClientWhoseSocketIsFull(t *testing.T) {
 	_ = stuck.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		if _, _, err := stuck.ReadMessage(); err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				t.Fatal("the stuck client's connection was not closed")
 			}
 			break

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,16 +32,6 @@ type replicaProc struct {
 	cmd *exec.Cmd
 	url string
 	log string
-}
-
-func buildMicrodrop(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "microdrop")
-	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func startReplicaProc(t *testing.T, bin, pgURL, busURL string) *replicaProc {
@@ -133,7 +122,7 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 	}
 	pgURL := postgres.TestURL(t)
 	busURL := natstest.BusURL(t)
-	bin := buildMicrodrop(t)
+	bin := microdropBinary(t)
 	reps := []*replicaProc{}
 	for i := 0; i < 3; i++ {
 		reps = append(reps, startReplicaProc(t, bin, pgURL, busURL))
