@@ -26,10 +26,12 @@ func (m *Main) startIngest(ctx context.Context) error {
 		CueProfile: m.Config.Ingest.CueProfile, CueLevelDB: m.Config.Ingest.CueLevelDB, MaxReaderQueue: m.Config.Ingest.MaxReaderQ,
 		WebRTCLoopbackOnly: m.Config.Ingest.ICEHostOnly,
 	}
-	if len(cfg.PlaybackURL) > 0 {
-		if _, err := exec.LookPath("ffmpeg"); err != nil {
-			m.Logger.Warn("on-air confirmation from playback URLs is off: ffmpeg not found (apt-get install -y ffmpeg)", "component", "ingest")
-		}
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		m.Logger.Warn("ffmpeg not found: confirming cues from playback URLs is off (and `microdrop cue detect` reads only WAV); install it with apt-get install -y ffmpeg",
+			"component", "ingest", "playback_urls", len(cfg.PlaybackURL))
+	}
+	if cfg.WHIPToken == "" {
+		m.Logger.Warn("WHIP publishing needs no token: set ingest.whip_token (MICRODROP_WHIP_TOKEN) before exposing this port", "component", "ingest")
 	}
 	srv, err := ingest.New(ingest.Deps{Logger: m.Logger, Bus: m.Bus, Now: m.Now, Config: cfg})
 	if err != nil {
@@ -43,9 +45,7 @@ func (m *Main) startIngest(ctx context.Context) error {
 	h := srv.Handler()
 	m.Mux.Handle("/whip/", h)
 	m.Mux.Handle("/whep/", h)
-	if cfg.RTSPAddress != "" {
-		m.Logger.Info("rtsp listening", "component", "ingest", "addr", srv.RTSPAddr().String())
-	} else {
+	if cfg.RTSPAddress == "" {
 		m.Logger.Info("rtsp is off (--rtsp off)", "component", "ingest")
 	}
 	return nil
