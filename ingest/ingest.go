@@ -120,7 +120,10 @@ type Server struct {
 	log *slog.Logger
 	bus microdrop.Bus
 	now func() time.Time
-	cfg Config
+	// clockInjected is set when Deps.Now replaces time.Now: packets are
+	// then stamped with it rather than with their socket read time.
+	clockInjected bool
+	cfg           Config
 
 	rtsp     *gortsplib.Server
 	rtspLn   net.Listener
@@ -159,11 +162,12 @@ func New(deps Deps) (*Server, error) {
 	}
 	prof, _ := cueProfile(cfg.CueProfile)
 	s := &Server{
-		log:     log.With("component", "ingest"),
-		bus:     deps.Bus,
-		now:     now,
-		cfg:     cfg,
-		streams: make(map[string]*Stream),
+		log:           log.With("component", "ingest"),
+		bus:           deps.Bus,
+		now:           now,
+		clockInjected: deps.Now != nil,
+		cfg:           cfg,
+		streams:       make(map[string]*Stream),
 	}
 	s.cues = newCueBook(prof, cfg.CueLevelDB)
 	s.confirms = newConfirmer(s, prof)

@@ -27,10 +27,11 @@ func (s *Server) startRTSP() error {
 		WriteQueueSize: nextPow2(s.cfg.MaxReaderQueue),
 		Listen: func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
-			if err == nil {
-				s.rtspLn = ln
+			if err != nil {
+				return nil, err
 			}
-			return ln, err
+			s.rtspLn = ln
+			return relayListener{ln}, nil
 		},
 	}
 	s.rtsp = srv
@@ -131,9 +132,20 @@ func (h *rtspHandler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.R
 		return &base.Response{StatusCode: base.StatusBadRequest}, fmt.Errorf("%w: record without announce", ErrNoStream)
 	}
 	index := mediaIndex(st.desc)
-	ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
-		st.writePacket(index[m], pkt, h.s.now())
-	})
+	// Over TCP the packets arrive on our connection's reader goroutine,
+	// which runs this callback: they reached the server when the read(2)
+	// that brought them returned. Over UDP, or with an injected clock,
+	// read the clock per packet.
+	rc, _ := ctx.Conn.NetConn().(*relayConn)
+	if rc == nil || h.s.clockInjected || ctx.Session.SetuppedTransport() == nil || *ctx.Session.SetuppedTransport() != gortsplib.TransportTCP {
+		ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+			st.writePacket(index[m], pkt, h.s.now())
+		})
+	} else {
+		ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+			st.writePacket(index[m], pkt, rc.readAt)
+		})
+	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

@@ -199,9 +199,11 @@ func (h *h264Marker) process(pkt *rtp.Packet, arm *cueArm) []*rtp.Packet {
 		h.auFresh = false
 	}
 	if h.seqOffset != 0 {
-		cp := *pkt
-		cp.SequenceNumber += h.seqOffset
-		pkt = &cp
+		// The publisher's packet is this callback's alone (every edge
+		// decodes a fresh one and is done with it once writePacket
+		// returns), so it is renumbered in place: no copy per packet for
+		// the rest of the stream.
+		pkt.SequenceNumber += h.seqOffset
 	}
 	if sei != nil {
 		return []*rtp.Packet{sei, pkt}

@@ -35,6 +35,11 @@ type Stream struct {
 	desc    *description.Session
 	rtsp    *gortsplib.ServerStream
 	procs   []packetProc
+	// scratch holds, per media, the copy of each packet handed to
+	// gortsplib (which rewrites its SSRC) while readers share the
+	// original; a media's packets come from one goroutine at a time, as
+	// its packetProc already requires.
+	scratch []rtp.Packet
 
 	readerMu sync.Mutex
 	readers  atomic.Pointer[[]*Reader]
@@ -71,6 +76,7 @@ func (s *Server) newStream(path, source string, desc *description.Session) (*Str
 	for _, m := range desc.Medias {
 		st.procs = append(st.procs, s.newProc(st, m))
 	}
+	st.scratch = make([]rtp.Packet, len(desc.Medias))
 	if err := s.register(st); err != nil {
 		return nil, err
 	}
@@ -145,8 +151,9 @@ func (st *Stream) writePacket(media int, pkt *rtp.Packet, recv time.Time) {
 	readers := *st.readers.Load()
 	for _, p := range out {
 		if st.rtsp != nil {
-			cp := *p // gortsplib rewrites the SSRC
-			if err := st.rtsp.WritePacketRTPWithNTP(m, &cp, recv); err != nil {
+			cp := &st.scratch[media]
+			*cp = *p
+			if err := st.rtsp.WritePacketRTPWithNTP(m, cp, recv); err != nil {
 				st.log.Debug("rtsp write", "err", err)
 			}
 		}

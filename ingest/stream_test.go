@@ -35,9 +35,21 @@ func startSyntheticPublisher(t testing.TB, url string) (*gortsplib.Client, *desc
 // never reads: the worst reader a server can have.
 func stalledRTSPReader(t testing.TB, addr, path string) net.Conn {
 	t.Helper()
+	nc, _ := playRTSPRaw(t, addr, path, 4096)
+	return nc
+}
+
+// playRTSPRaw plays path over RTSP/TCP (interleaved channels 0-1) by hand
+// and returns the connection and its reader positioned at the first
+// interleaved frame; rcvbuf > 0 sets SO_RCVBUF.
+func playRTSPRaw(t testing.TB, addr, path string, rcvbuf int) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		if rcvbuf <= 0 {
+			return nil
+		}
 		return c.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
 		})
 	}}
 	nc, err := d.Dial("tcp", addr)
@@ -87,7 +99,8 @@ func stalledRTSPReader(t testing.TB, addr, path string) net.Conn {
 	do(1, "DESCRIBE", url, "Accept: application/sdp\r\n")
 	do(2, "SETUP", url+"/trackID=0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n")
 	do(3, "PLAY", url, "")
-	return nc
+	_ = nc.SetReadDeadline(time.Time{})
+	return nc, br
 }
 
 // TestSlowReaderDoesNotStall: a reader whose callback never returns and an

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,25 +36,67 @@ import (
 )
 
 // relayReport is the --json output of loadgen relay.
+//
+// Every latency is per packet and measured in the load generator with one
+// monotonic clock. added_latency is from the publisher's WritePacketRTP
+// call to the reader's OnPacketRTP callback. It splits into parts that add
+// up packet by packet: publisher_queue (the call to the write(2) that hands
+// the packet's frame to the kernel: the publisher client's own write
+// queue), relay_path (that write(2) to the read(2) that brings the frame's
+// last bytes to the reader) and reader_queue (that read(2) to the
+// callback: the reader client's parsing). Where the kernel stamps arrivals
+// (Linux), relay_path splits further into in_relay (the publisher's
+// write(2) to the frame's arrival in the reader's socket: the time the
+// packet spent in the relay, loopback delivery included) and reader_wake
+// (arrival to the reader's read(2): the reader's scheduling); -1 where
+// unknown. The publishers and readers share the machine's cores with the
+// relay, so a burst that keeps the clients busy delays the relay too.
+//
+// CPU is in percent of one core over the publishing window: cpu_percent is
+// everything the test costs (load generator plus relay),
+// server_cpu_percent the relay alone (its child process, from
+// /proc/<pid>/stat; -1 when it runs in-process) and client_cpu_percent the
+// load generator alone (-1 in-process).
 type relayReport struct {
 	Streams           int     `json:"streams"`
 	Readers           int     `json:"readers"`
 	BitrateBPS        int64   `json:"bitrate_bps"`
 	Seconds           float64 `json:"seconds"`
+	Server            string  `json:"server"`
+	Stagger           bool    `json:"stagger"`
+	ClientGOGC        int     `json:"client_gogc"` // -1: off
+	ServerGOGC        int     `json:"server_gogc"`
 	PacketsSent       uint64  `json:"packets_sent"`
 	PacketsReceived   uint64  `json:"packets_received"`
 	AddedLatencyP50MS float64 `json:"added_latency_p50_ms"`
+	AddedLatencyP90MS float64 `json:"added_latency_p90_ms"`
 	AddedLatencyP99MS float64 `json:"added_latency_p99_ms"`
 	AddedLatencyMaxMS float64 `json:"added_latency_max_ms"`
+	PathLatencyP50MS  float64 `json:"relay_path_latency_p50_ms"`
+	PathLatencyP99MS  float64 `json:"relay_path_latency_p99_ms"`
+	RelayLatencyP50MS float64 `json:"in_relay_latency_p50_ms"`
+	RelayLatencyP90MS float64 `json:"in_relay_latency_p90_ms"`
+	RelayLatencyP99MS float64 `json:"in_relay_latency_p99_ms"`
+	RelayLatencyMaxMS float64 `json:"in_relay_latency_max_ms"`
+	ReaderWakeP50MS   float64 `json:"reader_wake_p50_ms"`
+	ReaderWakeP99MS   float64 `json:"reader_wake_p99_ms"`
+	PubQueueP50MS     float64 `json:"publisher_queue_p50_ms"`
+	PubQueueP99MS     float64 `json:"publisher_queue_p99_ms"`
+	ReadQueueP50MS    float64 `json:"reader_queue_p50_ms"`
+	ReadQueueP99MS    float64 `json:"reader_queue_p99_ms"`
 	CPUPercent        float64 `json:"cpu_percent"`
+	ServerCPUPercent  float64 `json:"server_cpu_percent"`
+	ClientCPUPercent  float64 `json:"client_cpu_percent"`
 	DroppedPackets    uint64  `json:"dropped_packets"`
 	ReaderLostPackets uint64  `json:"reader_lost_packets"`
+	LoadAvg1          float64 `json:"loadavg_1m"`
 }
 
-// runLoadgenRelay runs `microdrop loadgen relay`: an in-process ingest
-// server on loopback, P RTSP publishers of synthetic H.264 over TCP, R RTSP
-// readers per stream, and a report of the latency the relay adds, the CPU
-// it costs and the packets it drops.
+// runLoadgenRelay runs `microdrop loadgen relay`: an ingest server on
+// loopback (a child process by default, so its CPU is measured apart),
+// P RTSP publishers of synthetic H.264 over TCP and R RTSP readers per
+// stream in this process, and a report of the latency the relay path adds,
+// the CPU it costs and the packets it drops.
 func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -55,8 +105,22 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 	bitrateS := fs.String("bitrate", "6M", "video bitrate per stream (k/M suffixes)")
 	seconds := fs.Float64("seconds", 10, "how long to publish")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	serverMode := fs.String("server", "child", "where the relay runs: child (a child process, CPU measured apart) or inproc")
+	stagger := fs.Bool("stagger", false, "spread the publishers' frames over the frame interval instead of sending every stream's frame at the same instant")
+	clientGOGC := fs.Int("client-gogc", 0, "GOGC of this process (the clients; with --server inproc also the relay); 0 leaves the Go default or $GOGC")
+	serverGOGC := fs.Int("server-gogc", 0, "GOGC of the relay child; 0 leaves the Go default or $GOGC")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the clients; with --server inproc also the relay) over the publishing window")
+	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the relay child over the publishing window")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of this process when the publishing window ends")
+	serverMemProfile := fs.String("server-memprofile", "", "write an allocation profile of the relay child when the publishing window ends")
+	traceOut := fs.String("trace", "", "write an execution trace of this process over the first second of the publishing window")
+	serverTrace := fs.String("server-trace", "", "write an execution trace of the relay child over the first second of the publishing window")
+	serveChild := fs.Bool("serve-child", false, "internal: run as the relay child")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *serveChild {
+		return runRelayServeChild(ctx, os.Stdin, stdout, stderr)
 	}
 	bitrate, err := parseBitrate(*bitrateS)
 	if err != nil {
@@ -65,25 +129,34 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 	if *publishers < 1 || *publishers > 500 || *readers < 0 || *readers > 100 || *seconds <= 0 || *seconds > 3600 {
 		return errors.New("loadgen relay: need 1..500 publishers, 0..100 readers and 0 < seconds <= 3600")
 	}
+	if *serverMode != "child" && *serverMode != "inproc" {
+		return fmt.Errorf("loadgen relay: --server must be child or inproc, not %q", *serverMode)
+	}
+	clientGC, serverGC := envGOGC(), envGOGC()
+	if *clientGOGC > 0 {
+		clientGC = *clientGOGC
+		defer debug.SetGCPercent(debug.SetGCPercent(clientGC))
+	}
+	if *serverGOGC > 0 {
+		serverGC = *serverGOGC
+	}
 
-	srv, err := ingest.New(ingest.Deps{
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Bus:    microdrop.NewMemoryBus(),
-		Config: ingest.Config{RTSPAddress: "127.0.0.1:0"},
-	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var relay relayServer
+	if *serverMode == "child" {
+		relay, err = startRelayChild(ctx, *serverGOGC, stderr)
+	} else {
+		relay, err = startRelayInProc(ctx, stderr)
+	}
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		return err
-	}
-	defer srv.Close()
-	addr := srv.RTSPAddr().String()
+	defer relay.close()
+	addr := relay.addr()
 
-	lat := &latencies{}
-	var sent, received, lost atomic.Uint64
+	epoch := time.Now() // every time below is monotonic nanoseconds since epoch
+	var sent, lost atomic.Uint64
 	var clients []*gortsplib.Client
 	defer func() {
 		for _, c := range clients {
@@ -93,77 +166,260 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 
 	pubs := make([]*gortsplib.Client, *publishers)
 	medias := make([]*description.Media, *publishers)
+	wires := make([]*wireLog, *publishers)
 	for i := range pubs {
 		m := &description.Media{Type: description.MediaTypeVideo,
 			Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1,
 				SPS: []byte{0x67, 0x42, 0xc0, 0x28, 0xd9, 0x00, 0x78, 0x02, 0x27, 0xe5, 0x84, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc9, 0x20},
 				PPS: []byte{0x68, 0xcb, 0x83, 0xcb, 0x20}}}}
+		wires[i] = &wireLog{}
 		tcp := gortsplib.TransportTCP
-		c := &gortsplib.Client{Transport: &tcp, WriteQueueSize: 4096}
+		c := &gortsplib.Client{Transport: &tcp, WriteQueueSize: 4096, DialContext: wires[i].dialer(epoch)}
 		if err := c.StartRecording(fmt.Sprintf("rtsp://%s/load%d", addr, i), &description.Session{Medias: []*description.Media{m}}); err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}
 		clients = append(clients, c)
 		pubs[i], medias[i] = c, m
 	}
+	var recs []*latencyRecorder
 	for i := range pubs {
 		for range *readers {
-			c, err := relayReader(fmt.Sprintf("rtsp://%s/load%d", addr, i), lat, &received, &lost)
+			rec := &latencyRecorder{}
+			c, err := relayReader(fmt.Sprintf("rtsp://%s/load%d", addr, i), epoch, wires[i], rec, &lost)
 			if err != nil {
 				return fmt.Errorf("reader of stream %d: %w", i, err)
 			}
 			clients = append(clients, c)
+			recs = append(recs, rec)
 		}
 	}
 
-	ru0, t0 := rusage(), time.Now()
+	stopProfiles, err := startRelayProfiles(relay, *cpuProfile, *serverProfile, *traceOut, *serverTrace, *memProfile, *serverMemProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
+	self0, srv0, t0 := rusage(), relay.cpu(), time.Now()
 	dur := time.Duration(*seconds * float64(time.Second))
+	frameEvery := time.Second / relayFPS
 	var wg sync.WaitGroup
 	for i := range pubs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			publishSynthetic(ctx, pubs[i], medias[i], bitrate, dur, &sent)
+			var phase time.Duration
+			if *stagger {
+				phase = frameEvery * time.Duration(i) / time.Duration(len(pubs))
+			}
+			publishSynthetic(ctx, pubs[i], medias[i], bitrate, dur, phase, epoch, &sent)
 		}()
 	}
 	wg.Wait()
 	time.Sleep(300 * time.Millisecond) // let the last packets land
-	ru1, wall := rusage(), time.Since(t0)
+	self1, srv1, wall := rusage(), relay.cpu(), time.Since(t0)
+	stopProfiles()
 
-	st := srv.Stats()
+	st, err := relay.stats()
+	if err != nil {
+		return err
+	}
+	pct := func(d time.Duration) float64 { return round(100*d.Seconds()/wall.Seconds(), 1) }
 	rep := relayReport{
 		Streams:           *publishers,
 		Readers:           *publishers * *readers,
 		BitrateBPS:        bitrate,
 		Seconds:           round(wall.Seconds(), 2),
+		Server:            *serverMode,
+		Stagger:           *stagger,
+		ClientGOGC:        clientGC,
+		ServerGOGC:        serverGC,
 		PacketsSent:       sent.Load(),
-		PacketsReceived:   received.Load(),
-		CPUPercent:        round(100*(ru1-ru0).Seconds()/wall.Seconds(), 1),
+		ClientCPUPercent:  pct(self1 - self0),
+		ServerCPUPercent:  -1,
 		DroppedPackets:    st.DroppedPackets + lost.Load(),
 		ReaderLostPackets: lost.Load(),
+		LoadAvg1:          overlayLoadAvg(),
 	}
-	rep.AddedLatencyP50MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS = lat.summary()
+	if srv0 >= 0 && srv1 >= 0 {
+		rep.ServerCPUPercent = pct(srv1 - srv0)
+		rep.CPUPercent = pct(self1 - self0 + srv1 - srv0)
+	} else {
+		rep.CPUPercent = rep.ClientCPUPercent // in-process: the one figure covers both
+		rep.ClientCPUPercent = -1
+	}
+	var all latencyRecorder
+	for _, r := range recs {
+		all.merge(r)
+	}
+	rep.PacketsReceived = all.received
+	all.sort()
+	rep.AddedLatencyP50MS, rep.AddedLatencyP90MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS = quantileMS(all.e2e, 0.5), quantileMS(all.e2e, 0.9), quantileMS(all.e2e, 0.99), quantileMS(all.e2e, 1)
+	rep.PubQueueP50MS, rep.PubQueueP99MS = quantileMS(all.pubq, 0.5), quantileMS(all.pubq, 0.99)
+	rep.PathLatencyP50MS, rep.PathLatencyP99MS = quantileMS(all.path, 0.5), quantileMS(all.path, 0.99)
+	rep.RelayLatencyP50MS, rep.RelayLatencyP90MS, rep.RelayLatencyP99MS, rep.RelayLatencyMaxMS = -1, -1, -1, -1
+	rep.ReaderWakeP50MS, rep.ReaderWakeP99MS = -1, -1
+	if len(all.relay) > 0 {
+		rep.RelayLatencyP50MS, rep.RelayLatencyP90MS, rep.RelayLatencyP99MS, rep.RelayLatencyMaxMS = quantileMS(all.relay, 0.5), quantileMS(all.relay, 0.9), quantileMS(all.relay, 0.99), quantileMS(all.relay, 1)
+		rep.ReaderWakeP50MS, rep.ReaderWakeP99MS = quantileMS(all.wake, 0.5), quantileMS(all.wake, 0.99)
+	}
+	rep.ReadQueueP50MS, rep.ReadQueueP99MS = quantileMS(all.readq, 0.5), quantileMS(all.readq, 0.99)
 
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		return enc.Encode(rep)
+		return json.NewEncoder(stdout).Encode(rep)
 	}
-	fmt.Fprintf(stdout, "relay: %d streams x %s, %d readers each, %.1fs\n", rep.Streams, *bitrateS, *readers, rep.Seconds)
+	fmt.Fprintf(stdout, "relay: %d streams x %s, %d readers each, %.1fs, relay %s, stagger %v, GOGC relay %d clients %d\n", rep.Streams, *bitrateS, *readers, rep.Seconds, rep.Server, rep.Stagger, rep.ServerGOGC, rep.ClientGOGC)
 	fmt.Fprintf(stdout, "  packets      sent %d, received %d (expected %d)\n", rep.PacketsSent, rep.PacketsReceived, rep.PacketsSent*uint64(*readers))
-	fmt.Fprintf(stdout, "  added latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", rep.AddedLatencyP50MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS)
-	fmt.Fprintf(stdout, "  cpu          %.1f%% of one core (whole process, clients included)\n", rep.CPUPercent)
+	fmt.Fprintf(stdout, "  added latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write call -> reader callback)\n", rep.AddedLatencyP50MS, rep.AddedLatencyP90MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS)
+	fmt.Fprintf(stdout, "    publisher queue p50 %.2f ms, p99 %.2f ms (write call -> write(2))\n", rep.PubQueueP50MS, rep.PubQueueP99MS)
+	fmt.Fprintf(stdout, "    relay path      p50 %.2f ms, p99 %.2f ms (write(2) -> reader's read(2)), of which\n", rep.PathLatencyP50MS, rep.PathLatencyP99MS)
+	if rep.RelayLatencyP50MS >= 0 {
+		fmt.Fprintf(stdout, "      in the relay  p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write(2) -> arrival in the reader's socket)\n", rep.RelayLatencyP50MS, rep.RelayLatencyP90MS, rep.RelayLatencyP99MS, rep.RelayLatencyMaxMS)
+		fmt.Fprintf(stdout, "      reader wake   p50 %.2f ms, p99 %.2f ms (arrival -> read(2))\n", rep.ReaderWakeP50MS, rep.ReaderWakeP99MS)
+	}
+	fmt.Fprintf(stdout, "    reader queue    p50 %.2f ms, p99 %.2f ms (read(2) -> callback)\n", rep.ReadQueueP50MS, rep.ReadQueueP99MS)
+	if rep.ServerCPUPercent >= 0 {
+		fmt.Fprintf(stdout, "  cpu          relay %.1f%%, clients %.1f%%, total %.1f%% of one core (load average %.2f)\n", rep.ServerCPUPercent, rep.ClientCPUPercent, rep.CPUPercent, rep.LoadAvg1)
+	} else {
+		fmt.Fprintf(stdout, "  cpu          %.1f%% of one core (relay and clients in one process; load average %.2f)\n", rep.CPUPercent, rep.LoadAvg1)
+	}
 	fmt.Fprintf(stdout, "  dropped      %d packets\n", rep.DroppedPackets)
 	return nil
 }
 
+// envGOGC is the GOGC the Go runtime took from the environment: 100 by
+// default, -1 for off.
+func envGOGC() int {
+	v := os.Getenv("GOGC")
+	if v == "off" {
+		return -1
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return n
+	}
+	return 100
+}
+
+// startRelayProfiles starts the requested CPU profiles and traces (traces
+// stop after a second: they grow fast) and returns what stops them; it may
+// be called more than once.
+func startRelayProfiles(relay relayServer, cpuPath, serverCPUPath, tracePath, serverTracePath, memPath, serverMemPath string) (func(), error) {
+	var local profiler
+	stop := func() {
+		local.stop()
+		if serverCPUPath != "" || serverTracePath != "" || serverMemPath != "" {
+			_ = relay.profile("", "")
+		}
+	}
+	for _, p := range []struct{ kind, local, server string }{{"cpu", cpuPath, serverCPUPath}, {"trace", tracePath, serverTracePath}, {"allocs", memPath, serverMemPath}} {
+		if p.local != "" {
+			if err := local.start(p.kind, p.local); err != nil {
+				stop()
+				return nil, err
+			}
+		}
+		if p.server != "" {
+			if err := relay.profile(p.kind, p.server); err != nil {
+				stop()
+				return nil, err
+			}
+		}
+	}
+	return sync.OnceFunc(stop), nil
+}
+
+// profiler holds a running CPU profile and execution trace.
+type profiler struct {
+	mu                 sync.Mutex
+	cpu, trace, allocs *os.File
+}
+
+func (p *profiler) start(kind, path string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case "cpu":
+		if p.cpu != nil {
+			err = errors.New("a CPU profile is already running")
+		} else if err = pprof.StartCPUProfile(f); err == nil {
+			p.cpu = f
+		}
+	case "allocs":
+		p.allocs = f // written when the window ends
+		return nil
+	case "trace":
+		if p.trace != nil {
+			err = errors.New("a trace is already running")
+		} else if err = trace.Start(f); err == nil {
+			p.trace = f
+			time.AfterFunc(time.Second, p.stopTrace)
+		}
+	default:
+		err = fmt.Errorf("unknown profile kind %q", kind)
+	}
+	if err != nil {
+		f.Close()
+	}
+	return err
+}
+
+func (p *profiler) stopTrace() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.trace != nil {
+		trace.Stop()
+		p.trace.Close()
+		p.trace = nil
+	}
+}
+
+func (p *profiler) stop() {
+	p.stopTrace()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cpu != nil {
+		pprof.StopCPUProfile()
+		p.cpu.Close()
+		p.cpu = nil
+	}
+	if p.allocs != nil {
+		// cumulative since the process started; the setup is noise next
+		// to the publishing window
+		_ = pprof.Lookup("allocs").WriteTo(p.allocs, 0)
+		p.allocs.Close()
+		p.allocs = nil
+	}
+}
+
+const relayFPS = 30
+
 // publishSynthetic sends 30 fps of fake H.264 at bitrate, a keyframe every
-// second, as FU-A packets whose bytes 2..9 carry the send time.
-func publishSynthetic(ctx context.Context, c *gortsplib.Client, m *description.Media, bitrate int64, dur time.Duration, sent *atomic.Uint64) {
-	const fps, mtu = 30, 1200
-	frameBytes := int(bitrate / 8 / fps)
-	tick := time.NewTicker(time.Second / fps)
-	defer tick.Stop()
+// second, as FU-A packets whose bytes 2..9 carry the time of the write
+// call. The first frame goes out phase after the start.
+func publishSynthetic(ctx context.Context, c *gortsplib.Client, m *description.Media, bitrate int64, dur, phase time.Duration, epoch time.Time, sent *atomic.Uint64) {
+	const mtu = 1200
+	frameBytes := int(bitrate / 8 / relayFPS)
 	end := time.Now().Add(dur)
+	if phase > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(phase):
+		}
+	}
+	tick := time.NewTicker(time.Second / relayFPS)
+	defer tick.Stop()
+	// The client marshals the packet before WritePacketRTP returns, so one
+	// packet and payload buffer serve the whole run: the load generator's
+	// own allocations and GC should not weigh on the relay it measures.
+	body := make([]byte, 2+max(mtu, 8))
+	for k := range body {
+		body[k] = byte(k) | 1
+	}
+	var pkt rtp.Packet
 	seq := uint16(0)
 	for frame := 0; time.Now().Before(end); frame++ {
 		select {
@@ -172,13 +428,13 @@ func publishSynthetic(ctx context.Context, c *gortsplib.Client, m *description.M
 		case <-tick.C:
 		}
 		nalType := byte(1)
-		if frame%fps == 0 {
+		if frame%relayFPS == 0 {
 			nalType = 5
 		}
-		ts := uint32(frame * 90000 / fps)
+		ts := uint32(frame * 90000 / relayFPS)
 		for off := 0; off < frameBytes; off += mtu {
 			n := min(mtu, frameBytes-off)
-			payload := make([]byte, 2+max(n, 8))
+			payload := body[:2+max(n, 8)]
 			payload[0] = 0x7c // FU-A, NRI 3
 			payload[1] = nalType
 			if off == 0 {
@@ -188,27 +444,169 @@ func publishSynthetic(ctx context.Context, c *gortsplib.Client, m *description.M
 			if last {
 				payload[1] |= 0x40
 			}
-			for k := 10; k < len(payload); k++ {
-				payload[k] = byte(k) | 1
-			}
-			binary.BigEndian.PutUint64(payload[2:], uint64(time.Now().UnixNano()))
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, Marker: last}, Payload: payload}
+			pkt = rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, Marker: last}, Payload: payload}
 			seq++
-			if c.WritePacketRTP(m, pkt) == nil {
+			binary.BigEndian.PutUint64(payload[2:], uint64(time.Since(epoch)))
+			if c.WritePacketRTP(m, &pkt) == nil {
 				sent.Add(1)
 			}
 		}
 	}
 }
 
-func relayReader(url string, lat *latencies, received, lost *atomic.Uint64) (*gortsplib.Client, error) {
+// frameStamp reads the sequence number and send stamp out of an
+// interleaved RTP frame of publishSynthetic's.
+func frameStamp(b []byte) (seq uint16, stamp int64, ok bool) {
+	// '$', channel 0, length, a 12-byte RTP header without CSRCs or
+	// extension, then the FU-A payload
+	if len(b) < 4+12+10 || b[0] != '$' || b[1] != 0 || b[4]&0x3f != 0 {
+		return 0, 0, false
+	}
+	stamp, ok = payloadStamp(b[16:])
+	return binary.BigEndian.Uint16(b[6:]), stamp, ok
+}
+
+// payloadStamp reads the send stamp out of a publishSynthetic payload.
+func payloadStamp(p []byte) (int64, bool) {
+	if len(p) < 10 || p[0]&0x1f != 28 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(p[2:])), true
+}
+
+// wireLog remembers, by sequence number, when each of a publisher's
+// packets was handed to the kernel: just before the write(2) of its frame.
+type wireLog struct {
+	stamp, at [4096]atomic.Int64
+}
+
+func (w *wireLog) dialer(epoch time.Time) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return &wireConn{Conn: c, log: w, epoch: epoch}, nil
+	}
+}
+
+// lookup returns when the packet stamped stamp went out, if it is still
+// in the log.
+func (w *wireLog) lookup(seq uint16, stamp int64) (int64, bool) {
+	i := seq % uint16(len(w.at))
+	if w.stamp[i].Load() != stamp {
+		return 0, false
+	}
+	return w.at[i].Load(), true
+}
+
+// wireConn is a publisher's connection: gortsplib writes each interleaved
+// frame with one Write.
+type wireConn struct {
+	net.Conn
+	log   *wireLog
+	epoch time.Time
+}
+
+func (c *wireConn) Write(b []byte) (int, error) {
+	if seq, stamp, ok := frameStamp(b); ok {
+		i := seq % uint16(len(c.log.at))
+		c.log.at[i].Store(int64(time.Since(c.epoch)))
+		c.log.stamp[i].Store(stamp)
+	}
+	return c.Conn.Write(b)
+}
+
+// readConn is a reader's connection: it notes when each read(2) returned
+// and, where the kernel tells (Linux), when the last bytes it returned had
+// arrived in the socket: the moment the relay's write(2) delivered them
+// over loopback. gortsplib parses frames and runs the packet callback on
+// the goroutine that reads, so at the callback the last read is the one
+// that completed the packet's frame.
+type readConn struct {
+	net.Conn
+	raw     syscall.RawConn // nil: no kernel timestamps
+	epoch   time.Time
+	toMono  int64 // add to a CLOCK_REALTIME nanosecond timestamp for time since epoch
+	oob     []byte
+	readAt  atomic.Int64
+	arrival atomic.Int64 // 0: unknown
+}
+
+// relaySOTimestampNS is SO_TIMESTAMPNS (and SCM_TIMESTAMPNS) on Linux.
+const relaySOTimestampNS = 0x23
+
+func newReadConn(nc net.Conn, epoch time.Time) *readConn {
+	c := &readConn{Conn: nc, epoch: epoch, toMono: -epoch.UnixNano()}
+	tc, ok := nc.(*net.TCPConn)
+	if !ok || runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
+		return c
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, relaySOTimestampNS, 1)
+	}); err != nil || serr != nil {
+		return c
+	}
+	c.raw, c.oob = raw, make([]byte, syscall.CmsgSpace(16))
+	return c
+}
+
+func (c *readConn) Read(b []byte) (int, error) {
+	if c.raw == nil {
+		n, err := c.Conn.Read(b)
+		c.readAt.Store(int64(time.Since(c.epoch)))
+		return n, err
+	}
+	var n, oobn int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = syscall.Recvmsg(int(fd), b, c.oob, 0)
+		return !errors.Is(rerr, syscall.EAGAIN)
+	})
+	c.readAt.Store(int64(time.Since(c.epoch)))
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 && len(b) > 0 {
+		return 0, io.EOF
+	}
+	if msgs, perr := syscall.ParseSocketControlMessage(c.oob[:oobn]); perr == nil {
+		for _, m := range msgs {
+			if m.Header.Level == syscall.SOL_SOCKET && m.Header.Type == relaySOTimestampNS && len(m.Data) >= 16 {
+				sec := int64(binary.NativeEndian.Uint64(m.Data[0:]))
+				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:]))
+				c.arrival.Store(sec*1e9 + nsec + c.toMono)
+			}
+		}
+	}
+	return n, nil
+}
+
+func relayReader(url string, epoch time.Time, wires *wireLog, rec *latencyRecorder, lost *atomic.Uint64) (*gortsplib.Client, error) {
 	u, err := base.ParseURL(url)
 	if err != nil {
 		return nil, err
 	}
+	var rc *readConn
 	tcp := gortsplib.TransportTCP
 	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp,
-		OnPacketsLost: func(n uint64) { lost.Add(n) }}
+		OnPacketsLost: func(n uint64) { lost.Add(n) },
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			rc = newReadConn(nc, epoch)
+			return rc, nil
+		}}
 	if err := c.Start2(); err != nil {
 		return nil, err
 	}
@@ -221,11 +619,13 @@ func relayReader(url string, lat *latencies, received, lost *atomic.Uint64) (*go
 		return nil, err
 	}
 	c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
-		received.Add(1)
-		if len(pkt.Payload) >= 10 && pkt.Payload[0]&0x1f == 28 {
-			sentAt := int64(binary.BigEndian.Uint64(pkt.Payload[2:]))
-			lat.add(time.Now().UnixNano() - sentAt)
+		now := int64(time.Since(epoch))
+		stamp, ok := payloadStamp(pkt.Payload)
+		wire, onWire := int64(0), false
+		if ok {
+			wire, onWire = wires.lookup(pkt.SequenceNumber, stamp)
 		}
+		rec.add(ok, stamp, wire, onWire, rc.arrival.Load(), rc.readAt.Load(), now)
 	})
 	if _, err := c.Play(nil); err != nil {
 		c.Close()
@@ -234,28 +634,312 @@ func relayReader(url string, lat *latencies, received, lost *atomic.Uint64) (*go
 	return c, nil
 }
 
-type latencies struct {
-	mu sync.Mutex
-	ns []int64
+// latencyRecorder collects one reader's latencies (nanoseconds).
+type latencyRecorder struct {
+	mu       sync.Mutex
+	received uint64
+	// e2e: write call -> callback, split into pubq: write call ->
+	// write(2); path: write(2) -> read(2), itself split into relay:
+	// write(2) -> arrival in the reader's socket and wake: arrival ->
+	// read(2); readq: read(2) -> callback.
+	e2e, pubq, path, relay, wake, readq []int64
 }
 
-func (l *latencies) add(ns int64) {
-	l.mu.Lock()
-	l.ns = append(l.ns, ns)
-	l.mu.Unlock()
+func (r *latencyRecorder) add(stamped bool, stamp, wire int64, onWire bool, arrival, read, now int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.received++
+	if !stamped {
+		return
+	}
+	r.e2e = append(r.e2e, now-stamp)
+	r.readq = append(r.readq, now-read)
+	if !onWire {
+		return
+	}
+	r.pubq = append(r.pubq, wire-stamp)
+	r.path = append(r.path, read-wire)
+	if arrival != 0 {
+		r.relay = append(r.relay, arrival-wire)
+		r.wake = append(r.wake, read-arrival)
+	}
 }
 
-func (l *latencies) summary() (p50, p99, maxMS float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.ns) == 0 {
-		return 0, 0, 0
+func (r *latencyRecorder) merge(o *latencyRecorder) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r.received += o.received
+	r.e2e = append(r.e2e, o.e2e...)
+	r.pubq = append(r.pubq, o.pubq...)
+	r.path = append(r.path, o.path...)
+	r.relay = append(r.relay, o.relay...)
+	r.wake = append(r.wake, o.wake...)
+	r.readq = append(r.readq, o.readq...)
+}
+
+func (r *latencyRecorder) sort() {
+	for _, s := range [][]int64{r.e2e, r.pubq, r.path, r.relay, r.wake, r.readq} {
+		slices.Sort(s)
 	}
-	slices.Sort(l.ns)
-	at := func(q float64) float64 {
-		return round(float64(l.ns[min(int(q*float64(len(l.ns))), len(l.ns)-1)])/1e6, 3)
+}
+
+// quantileMS is the q-quantile of sorted nanoseconds, in milliseconds.
+func quantileMS(ns []int64, q float64) float64 {
+	if len(ns) == 0 {
+		return 0
 	}
-	return at(0.50), at(0.99), round(float64(l.ns[len(l.ns)-1])/1e6, 3)
+	return round(float64(ns[min(int(q*float64(len(ns))), len(ns)-1)])/1e6, 3)
+}
+
+// relayServer is the ingest server under test, in a child process or in
+// this one.
+type relayServer interface {
+	addr() string
+	// cpu is the relay's CPU time so far, or -1 when it cannot be told
+	// apart from the load generator's.
+	cpu() time.Duration
+	stats() (ingest.Stats, error)
+	// profile starts a CPU profile ("cpu"), an execution trace ("trace")
+	// or an allocation profile written at the stop ("allocs") into path;
+	// with kind "" it stops them all.
+	profile(kind, path string) error
+	close()
+}
+
+type relayInProc struct {
+	srv    *ingest.Server
+	cancel context.CancelFunc
+}
+
+func startRelayInProc(ctx context.Context, stderr io.Writer) (*relayInProc, error) {
+	srv, err := newRelayIngest(stderr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	if err := srv.Start(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	return &relayInProc{srv: srv, cancel: cancel}, nil
+}
+
+func newRelayIngest(stderr io.Writer) (*ingest.Server, error) {
+	return ingest.New(ingest.Deps{
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Bus:    microdrop.NewMemoryBus(),
+		Config: ingest.Config{RTSPAddress: "127.0.0.1:0"},
+	})
+}
+
+func (r *relayInProc) addr() string                 { return r.srv.RTSPAddr().String() }
+func (r *relayInProc) cpu() time.Duration           { return -1 }
+func (r *relayInProc) stats() (ingest.Stats, error) { return r.srv.Stats(), nil }
+func (r *relayInProc) profile(kind, _ string) error {
+	if kind == "" {
+		return nil
+	}
+	return errors.New("--server-cpuprofile, --server-memprofile and --server-trace need --server child (in-process, use --cpuprofile, --memprofile and --trace)")
+}
+func (r *relayInProc) close() { r.cancel(); _ = r.srv.Close() }
+
+// relayChild is this binary in `loadgen relay --serve-child` mode. It
+// speaks a line protocol: it prints "addr HOST:PORT" once listening, then
+// answers "stats" with a JSON ingest.Stats line and "profile
+// cpu|trace|allocs PATH" / "profile" (start / stop all) with "ok" or
+// "error MSG". It
+// exits when its standard input closes.
+type relayChild struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	mu   sync.Mutex
+	done chan struct{}
+	a    string
+}
+
+// relayChildEnv marks a process started as the relay child, so a test
+// binary (whose flags are not microdrop's) can route itself to it.
+const relayChildEnv = "MICRODROP_LOADGEN_RELAY_CHILD"
+
+func startRelayChild(ctx context.Context, gogc int, stderr io.Writer) (*relayChild, error) {
+	if os.Getenv(relayChildEnv) != "" {
+		return nil, errors.New("relay child: refusing to start a child from a child")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "loadgen", "relay", "--serve-child")
+	cmd.Env = append(os.Environ(), relayChildEnv+"=1")
+	if gogc > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOGC=%d", gogc))
+	}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // it ends when its stdin closes
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start relay child: %w", err)
+	}
+	c := &relayChild{cmd: cmd, in: in, out: bufio.NewScanner(outPipe), done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	type result struct {
+		line string
+		err  error
+	}
+	first := make(chan result, 1)
+	go func() {
+		line, err := c.readLine()
+		first <- result{line, err}
+	}()
+	select {
+	case r := <-first:
+		if r.err != nil {
+			c.close()
+			return nil, fmt.Errorf("relay child: %w", r.err)
+		}
+		a, ok := strings.CutPrefix(r.line, "addr ")
+		if !ok {
+			c.close()
+			return nil, fmt.Errorf("relay child said %q", r.line)
+		}
+		c.a = a
+		return c, nil
+	case <-time.After(30 * time.Second):
+		c.close()
+		return nil, errors.New("relay child did not start within 30s")
+	case <-ctx.Done():
+		c.close()
+		return nil, ctx.Err()
+	}
+}
+
+func (c *relayChild) readLine() (string, error) {
+	if !c.out.Scan() {
+		if err := c.out.Err(); err != nil {
+			return "", err
+		}
+		return "", io.ErrUnexpectedEOF
+	}
+	return c.out.Text(), nil
+}
+
+// ask sends one command and returns the reply line.
+func (c *relayChild) ask(cmd string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := io.WriteString(c.in, cmd+"\n"); err != nil {
+		return "", err
+	}
+	return c.readLine()
+}
+
+func (c *relayChild) addr() string { return c.a }
+
+// cpu reads the child's user+system time from /proc/<pid>/stat (fields 14
+// and 15, in clock ticks of 1/100 s on Linux).
+func (c *relayChild) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; fields resume after ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(ut+st) * (time.Second / 100)
+}
+
+func (c *relayChild) stats() (ingest.Stats, error) {
+	var st ingest.Stats
+	line, err := c.ask("stats")
+	if err != nil {
+		return st, fmt.Errorf("relay child stats: %w", err)
+	}
+	if err := json.Unmarshal([]byte(line), &st); err != nil {
+		return st, fmt.Errorf("relay child stats %q: %w", line, err)
+	}
+	return st, nil
+}
+
+func (c *relayChild) profile(kind, path string) error {
+	line, err := c.ask(strings.TrimSpace("profile " + kind + " " + path))
+	if err != nil {
+		return err
+	}
+	if line != "ok" {
+		return fmt.Errorf("relay child profile: %s", line)
+	}
+	return nil
+}
+
+func (c *relayChild) close() {
+	_ = c.in.Close()
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// runRelayServeChild serves the relay for a parent load generator; see
+// relayChild for the protocol.
+func runRelayServeChild(ctx context.Context, in io.Reader, stdout, stderr io.Writer) error {
+	srv, err := newRelayIngest(stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Fprintf(stdout, "addr %s\n", srv.RTSPAddr())
+	var prof profiler
+	defer prof.stop()
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+		switch cmd {
+		case "stats":
+			b, _ := json.Marshal(srv.Stats())
+			fmt.Fprintf(stdout, "%s\n", b)
+		case "profile":
+			kind, path, _ := strings.Cut(arg, " ")
+			if kind == "" {
+				prof.stop()
+				fmt.Fprintln(stdout, "ok")
+				continue
+			}
+			if err := prof.start(kind, path); err != nil {
+				fmt.Fprintf(stdout, "error %v\n", err)
+				continue
+			}
+			fmt.Fprintln(stdout, "ok")
+		default:
+			fmt.Fprintf(stdout, "error unknown command %q\n", cmd)
+		}
+	}
+	return nil
 }
 
 func rusage() time.Duration {
