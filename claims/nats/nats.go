@@ -290,16 +290,32 @@ func (b *Bus) ServeReplica(id string, handle func(ctx context.Context, req []byt
 	sub.SetPendingLimits(-1, -1)
 	return func() {
 		_ = sub.Unsubscribe()
+		// Make sure the server has dropped our interest before saying we
+		// stopped: a request routed to a subscription that is going away
+		// would get neither an answer nor "no responders".
+		_ = b.nc.Flush()
 		wg.Wait()
 	}, b.nc.Flush()
 }
 
+// ForwardTimeout bounds a forwarded request whose context has no deadline:
+// a replica that does not answer in time counts as unreachable.
+const ForwardTimeout = 10 * time.Second
+
 // ForwardReplica sends req to replica id and waits for its answer.
 func (b *Bus) ForwardReplica(ctx context.Context, id string, req []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ForwardTimeout)
+		defer cancel()
+	}
 	m, err := b.nc.RequestWithContext(ctx, b.replicaSubject(id), req)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
 			return nil, fmt.Errorf("%s: %w", id, claims.ErrReplicaUnreachable)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+			return nil, fmt.Errorf("%s: no answer: %w", id, claims.ErrReplicaUnreachable)
 		}
 		return nil, err
 	}
