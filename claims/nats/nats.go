@@ -304,7 +304,8 @@ const ForwardTimeout = 10 * time.Second
 
 // ForwardReplica sends req to replica id and waits for its answer.
 func (b *Bus) ForwardReplica(ctx context.Context, id string, req []byte) ([]byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
+	_, callerDeadline := ctx.Deadline()
+	if !callerDeadline {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ForwardTimeout)
 		defer cancel()
@@ -314,8 +315,10 @@ func (b *Bus) ForwardReplica(ctx context.Context, id string, req []byte) ([]byte
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			return nil, fmt.Errorf("%s: %w", id, claims.ErrReplicaUnreachable)
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-			return nil, fmt.Errorf("%s: no answer: %w", id, claims.ErrReplicaUnreachable)
+		case !callerDeadline && errors.Is(err, context.DeadlineExceeded):
+			// Only our own bound: a caller's deadline means the request
+			// may still be decided, and the caller must not ask again.
+			return nil, fmt.Errorf("%s: no answer in %s: %w", id, ForwardTimeout, claims.ErrReplicaUnreachable)
 		}
 		return nil, err
 	}
