@@ -65,21 +65,12 @@ func (h *Handler) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		// A cookie-authenticated call from a browser must come from our own pages.
-		if h.admin.CookieAuth(r) && r.Method != http.MethodGet && !sameOrigin(r) {
+		if h.admin.CookieAuth(r) && r.Method != http.MethodGet && !SameOrigin(r) {
 			WriteError(w, Errorf(EFORBIDDEN, "cross-site request refused"))
 			return
 		}
 		next(w, r)
 	}
-}
-
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
-	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
 }
 
 // StatusOf maps a domain error code to an HTTP status.

@@ -547,7 +547,6 @@ type ClaimResult struct {
 	Remaining int       `json:"remaining"`
 }
 
-var userIDPattern = idPattern
 
 // Claim decides one claim. It returns after the decision is durable: a win
 // is in the ledger before this returns it. Rejections are *Error values with
@@ -560,7 +559,7 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 }
 
 func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
-	if !userIDPattern.MatchString(req.UserID) {
+	if !idPattern.MatchString(req.UserID) {
 		return ClaimResult{}, reject(EINVALID, ReasonInvalid, "user id must be 1-64 letters, digits, '_' or '-'")
 	}
 	if len(req.Login) > 64 || len(req.Code) > 32 {
@@ -653,7 +652,7 @@ type Pickup struct {
 // Status returns a viewer's entries in a drop (wins with tokens, raffle
 // entries, losses), for !mytoken and the claim page.
 func (s *Service) Status(ctx context.Context, dropID, userID string) ([]Pickup, error) {
-	if !userIDPattern.MatchString(userID) {
+	if !idPattern.MatchString(userID) {
 		return nil, Errorf(EINVALID, "invalid user id")
 	}
 	d, err := s.Drop(ctx, dropID)

@@ -68,7 +68,7 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "the form could not be read (too large or malformed)")
 		return
 	}
-	if !sameOrigin(r) {
+	if !claims.SameOrigin(r) {
 		httpError(w, http.StatusForbidden, "claim from this site's own claim page")
 		return
 	}

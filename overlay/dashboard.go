@@ -17,17 +17,6 @@ import (
 // maxFormBytes bounds every form body.
 const maxFormBytes = 16 << 10
 
-// sameOrigin refuses a cookie-authenticated form posted from another site.
-// SameSite=Strict already keeps the cookie off such requests; this is the
-// second lock.
-func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
-	}
-	return r.Header.Get("Sec-Fetch-Site") != "cross-site"
-}
-
 // adminGET lets a GET through with the admin token or session.
 func (s *Server) adminGET(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +45,7 @@ func (s *Server) adminForm(next http.HandlerFunc) http.HandlerFunc {
 			}
 			return
 		}
-		if s.admin.CookieAuth(r) && (!sameOrigin(r) || !s.admin.CheckCSRF(r.PostFormValue("csrf"))) {
+		if s.admin.CookieAuth(r) && (!claims.SameOrigin(r) || !s.admin.CheckCSRF(r.PostFormValue("csrf"))) {
 			httpError(w, http.StatusForbidden, "this form is stale or came from another site; reload the page and try again")
 			return
 		}
@@ -70,7 +59,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "the form could not be read")
 		return
 	}
-	if !sameOrigin(r) {
+	if !claims.SameOrigin(r) {
 		httpError(w, http.StatusForbidden, "sign in from this site's own login form")
 		return
 	}

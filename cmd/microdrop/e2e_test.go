@@ -68,9 +68,13 @@ type server struct {
 	logs *lockedWriter
 }
 
-func startServer(t *testing.T, data string, port int, extraEnv ...string) *server {
+// startServer runs `microdrop serve` on data and port, plus extra flags and
+// environment (later variables win), and waits until it is healthy. Its log
+// is shown if the test fails.
+func startServer(t *testing.T, data string, port int, extraArgs []string, extraEnv ...string) *server {
 	t.Helper()
-	cmd := exec.Command(microdropBinary(t), "serve", "--http", fmt.Sprintf("127.0.0.1:%d", port), "--rtsp", "off", "--data", data)
+	args := append([]string{"serve", "--http", fmt.Sprintf("127.0.0.1:%d", port), "--rtsp", "off", "--data", data}, extraArgs...)
+	cmd := exec.Command(microdropBinary(t), args...)
 	cmd.Env = append(os.Environ(), append([]string{"MICRODROP_ADMIN_TOKEN=" + testAdminToken}, extraEnv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logs := &lockedWriter{w: &bytes.Buffer{}}
@@ -79,7 +83,12 @@ func startServer(t *testing.T, data string, port int, extraEnv ...string) *serve
 		t.Fatal(err)
 	}
 	s := &server{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: logs}
-	t.Cleanup(func() { s.kill() })
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("server %s log:\n%s", s.url, logs.String())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(s.url + "/healthz")
@@ -152,7 +161,7 @@ func api(t *testing.T, method, url string, in, out any) (int, error) {
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	data := t.TempDir()
 	port := freePort(t)
-	s := startServer(t, data, port)
+	s := startServer(t, data, port, nil)
 	const stock = 100000
 	var open claims.DropResponse
 	if st, err := api(t, "POST", s.url+"/api/drops", map[string]any{"channel": "crash", "sku": "tee", "stock": stock, "duration": "10m", "policy": "fcfs", "cap": 1}, &open); st != 201 || err != nil {
@@ -171,7 +180,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		t.Fatal("no claim failed: the kill did not land mid-burst")
 	}
 
-	s = startServer(t, data, freePort(t))
+	s = startServer(t, data, freePort(t), nil)
 	var listing struct {
 		Drop    claims.DropResponse `json:"-"`
 		Entries []claims.EntryView  `json:"entries"`
@@ -344,7 +353,7 @@ func TestServeInProcess(t *testing.T) {
 // be in the ledger when it comes back.
 func TestSIGTERMFinishesPendingCommits(t *testing.T) {
 	data := t.TempDir()
-	s := startServer(t, data, freePort(t))
+	s := startServer(t, data, freePort(t), nil)
 	var open claims.DropResponse
 	if st, err := api(t, "POST", s.url+"/api/drops", map[string]any{"channel": "term", "sku": "tee", "stock": 50000, "duration": "10m", "policy": "fcfs"}, &open); st != 201 || err != nil {
 		t.Fatalf("open: %d %v", st, err)
@@ -363,7 +372,7 @@ func TestSIGTERMFinishesPendingCommits(t *testing.T) {
 		t.Fatalf("no shutdown in the log:\n%s", s.logs.String())
 	}
 
-	s = startServer(t, data, freePort(t))
+	s = startServer(t, data, freePort(t), nil)
 	var listing struct {
 		Entries []claims.EntryView `json:"entries"`
 	}

@@ -6,12 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,65 +22,12 @@ import (
 
 const replicaAdminToken = "replica-test-admin-token-0123456789"
 
-// replicaProc is one `microdrop serve` child process in its own process
-// group, so the test can really kill it.
-type replicaProc struct {
-	cmd *exec.Cmd
-	url string
-	log string
-}
-
-func startReplicaProc(t *testing.T, bin, pgURL, busURL string) *replicaProc {
-	t.Helper()
-	dir := t.TempDir()
-	port := natstest.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	logPath := filepath.Join(dir, "stderr.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--http", addr, "--rtsp", "off", "--data", dir, "--ledger", pgURL, "--bus", busURL)
-	cmd.Env = append(os.Environ(), "MICRODROP_ADMIN_TOKEN="+replicaAdminToken, "MICRODROP_TOKEN_KEYS=replica-test-token-key-0123456789",
+// startReplica runs one replica as a child process in its own process
+// group (so the test can really kill it), sharing Postgres and NATS.
+func startReplica(t *testing.T, pgURL, busURL string) *server {
+	return startServer(t, t.TempDir(), freePort(t), []string{"--ledger", pgURL, "--bus", busURL},
+		"MICRODROP_ADMIN_TOKEN="+replicaAdminToken, "MICRODROP_TOKEN_KEYS=replica-test-token-key-0123456789",
 		"MICRODROP_CLAIM_RATE=1000000", "MICRODROP_CLAIM_BURST=1000000", "MICRODROP_LOG_LEVEL=info")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &replicaProc{cmd: cmd, url: "http://" + addr, log: logPath}
-	t.Cleanup(func() {
-		p.kill()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("replica %s log:\n%s", p.url, b)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("replica %s did not become healthy:\n%s", p.url, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill -9s the replica's process group and reaps it.
-func (p *replicaProc) kill() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	_ = p.cmd.Wait()
 }
 
 func apiCall(ctx context.Context, c *http.Client, method, url string, in, out any) (int, error) {
@@ -122,10 +65,9 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 	}
 	pgURL := postgres.TestURL(t)
 	busURL := natstest.BusURL(t)
-	bin := microdropBinary(t)
-	reps := []*replicaProc{}
+	reps := []*server{}
 	for i := 0; i < 3; i++ {
-		reps = append(reps, startReplicaProc(t, bin, pgURL, busURL))
+		reps = append(reps, startReplica(t, pgURL, busURL))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/a-h/templ"
 
+	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -82,14 +83,6 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 	_ = c.Render(r.Context(), w)
 }
 
-func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
-	}
-	return r.Header.Get("Sec-Fetch-Site") != "cross-site"
-}
-
 // status maps errors once, at this edge; internal text never leaves.
 func (h *handler) status(err error) (int, string) {
 	switch {
@@ -112,7 +105,7 @@ func (h *handler) status(err error) (int, string) {
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil || !sameOrigin(r) {
+	if err := r.ParseForm(); err != nil || !claims.SameOrigin(r) {
 		http.Error(w, "sign in from this site's own login form", http.StatusForbidden)
 		return
 	}
@@ -245,7 +238,7 @@ func (h *handler) form(next http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "sign in at /editor first", http.StatusUnauthorized)
 			return
 		}
-		if h.d.Admin.CookieAuth(r) && (!sameOrigin(r) || !h.d.Admin.CheckCSRF(r.PostFormValue("csrf"))) {
+		if h.d.Admin.CookieAuth(r) && (!claims.SameOrigin(r) || !h.d.Admin.CheckCSRF(r.PostFormValue("csrf"))) {
 			http.Error(w, "this form is stale or came from another site; reload the page and try again", http.StatusForbidden)
 			return
 		}
