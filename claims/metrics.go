@@ -3,10 +3,10 @@ package claims
 import (
 	"errors"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics counts claims by outcome and rejections by reason, for /metrics
@@ -19,10 +19,6 @@ type Metrics struct {
 	commitTime  prometheus.Histogram
 	commitFails prometheus.Counter
 	redemptions *prometheus.CounterVec
-
-	mu      sync.Mutex
-	reasons map[string]uint64
-	results map[string]uint64
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -52,8 +48,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "microdrop_redemptions_total", Help: "Pickup token redemptions by result.",
 		}, []string{"result"}),
-		reasons: map[string]uint64{},
-		results: map[string]uint64{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.redemptions)
@@ -74,12 +68,6 @@ func (m *Metrics) observeClaim(res ClaimResult, err error, d time.Duration) {
 		m.rejections.WithLabelValues(reason).Inc()
 	}
 	m.claims.WithLabelValues(outcome).Inc()
-	m.mu.Lock()
-	m.results[outcome]++
-	if reason != "" {
-		m.reasons[reason]++
-	}
-	m.mu.Unlock()
 }
 
 func (m *Metrics) observeCommit(n int, d time.Duration, err error) {
@@ -117,18 +105,27 @@ type Count struct {
 }
 
 // Rejections returns rejection counts by reason, largest first.
-func (m *Metrics) Rejections() []Count { return m.sorted(m.reasons) }
+func (m *Metrics) Rejections() []Count { return counts(m.rejections) }
 
 // Outcomes returns claim counts by outcome, largest first.
-func (m *Metrics) Outcomes() []Count { return m.sorted(m.results) }
+func (m *Metrics) Outcomes() []Count { return counts(m.claims) }
 
-func (m *Metrics) sorted(src map[string]uint64) []Count {
-	m.mu.Lock()
-	out := make([]Count, 0, len(src))
-	for k, v := range src {
-		out = append(out, Count{k, v})
+// counts reads a one-label counter vector: the Prometheus counters are the
+// only tally, so the dashboard and /metrics never disagree.
+func counts(vec *prometheus.CounterVec) []Count {
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		vec.Collect(ch)
+		close(ch)
+	}()
+	var out []Count
+	for metric := range ch {
+		var d dto.Metric
+		if err := metric.Write(&d); err != nil || len(d.GetLabel()) != 1 {
+			continue
+		}
+		out = append(out, Count{Name: d.GetLabel()[0].GetValue(), Count: uint64(d.GetCounter().GetValue())})
 	}
-	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
 			return out[i].Count > out[j].Count

@@ -547,7 +547,6 @@ type ClaimResult struct {
 	Remaining int       `json:"remaining"`
 }
 
-
 // Claim decides one claim. It returns after the decision is durable: a win
 // is in the ledger before this returns it. Rejections are *Error values with
 // a Reason and are counted.
