@@ -7,6 +7,6 @@
 //
 // It must never import a platform adapter (chat/twitch, chat/local depend on
 // it, not the reverse), never decide a claim itself (claims does), and never
-// let internal error text reach chat: replies carry claims.ErrorMessage only.
+// let internal error text reach chat: replies carry microdrop.ErrorMessage only.
 // Malformed or unauthorised commands change nothing.
 package chat

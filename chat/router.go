@@ -260,10 +260,10 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 
 // failed words a claims error for chat: the domain message, never internal text.
 func (r *Router) failed(m Message, what string, err error) Reply {
-	if claims.ErrorCode(err) == claims.EINTERNAL {
+	if microdrop.ErrorCode(err) == microdrop.EINTERNAL {
 		r.log.Error(what, "channel", m.Channel, "user", m.UserID, "err", err)
 	}
-	return r.to(m, what+": "+claims.ErrorMessage(err))
+	return r.to(m, what+": "+microdrop.ErrorMessage(err))
 }
 
 func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
@@ -274,17 +274,17 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		Code: c.Code,
 	})
 	if err != nil {
-		reason := claims.ErrorReason(err)
+		reason := microdrop.ErrorReason(err)
 		switch {
 		case reason == claims.ReasonRateLimited:
 			return nil
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return nil
-		case claims.ErrorCode(err) == claims.EINTERNAL:
+		case microdrop.ErrorCode(err) == microdrop.EINTERNAL:
 			r.log.Error("claim", "channel", m.Channel, "user", m.UserID, "err", err)
 			return []Reply{r.grouped(m, "claim-error", "couldn't record your claim, please try again")}
 		}
-		msg := claims.ErrorMessage(err)
+		msg := microdrop.ErrorMessage(err)
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/microdrop/microdrop"
 )
 
 func FuzzDecodeOpenRequest(f *testing.F) {
@@ -16,9 +18,9 @@ func FuzzDecodeOpenRequest(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req OpenRequest
-		err := decodeBody(bytes.NewReader(body), &req)
+		err := microdrop.DecodeBody(bytes.NewReader(body), &req)
 		if err != nil {
-			if ErrorCode(err) != EINVALID || ErrorMessage(err) == "" {
+			if microdrop.ErrorCode(err) != microdrop.EINVALID || microdrop.ErrorMessage(err) == "" {
 				t.Fatalf("decode error is not a clear invalid error: %v", err)
 			}
 			return
@@ -29,7 +31,7 @@ func FuzzDecodeOpenRequest(f *testing.F) {
 		s.opts.fill()
 		if d, err := s.validateOpen(&req, fixedNow()); err == nil && (d.Stock < 1 || d.Cap < 1 || d.ClosesAt.Before(d.OpensAt)) {
 			t.Fatalf("validation let through %+v", d)
-		} else if err != nil && ErrorCode(err) != EINVALID {
+		} else if err != nil && microdrop.ErrorCode(err) != microdrop.EINVALID {
 			t.Fatalf("validation error is not invalid: %v", err)
 		}
 	})
@@ -45,7 +47,7 @@ func FuzzParseToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
 		canon, raw, err := ParseToken(text)
 		if err != nil {
-			if ErrorCode(err) != EINVALID {
+			if microdrop.ErrorCode(err) != microdrop.EINVALID {
 				t.Fatalf("parse error not invalid: %v", err)
 			}
 			return
@@ -57,7 +59,7 @@ func FuzzParseToken(f *testing.F) {
 		if err != nil || again != canon {
 			t.Fatalf("canonical form does not round-trip: %q -> %q, %v", canon, again, err)
 		}
-		if _, err := s.Verify(text); err != nil && ErrorCode(err) != EFORBIDDEN {
+		if _, err := s.Verify(text); err != nil && microdrop.ErrorCode(err) != microdrop.EFORBIDDEN {
 			t.Fatalf("verify of a well-formed token: %v", err)
 		}
 	})

@@ -11,7 +11,7 @@ import (
 // MaxGrace). by says who asked, for the log.
 func (s *Service) SetGrace(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
 	if d <= 0 {
-		return nil, Errorf(EINVALID, "grace must be positive")
+		return nil, microdrop.Errorf(microdrop.EINVALID, "grace must be positive")
 	}
 	return s.control(ctx, id, ctlGrace, d, by)
 }
@@ -35,7 +35,7 @@ func (s *Service) FollowCueDelays(ctx context.Context, bus microdrop.Bus, margin
 					continue
 				}
 				grace := time.Duration(e.Cue.DelayMS)*time.Millisecond + margin
-				if _, err := s.SetGrace(ctx, e.DropID, grace, "cue on "+e.Cue.Stream); err != nil && ErrorCode(err) != ECONFLICT {
+				if _, err := s.SetGrace(ctx, e.DropID, grace, "cue on "+e.Cue.Stream); err != nil && microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 					s.log.Warn("grace from cue delay", "drop", e.DropID, "err", err)
 				}
 			}

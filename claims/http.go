@@ -3,12 +3,9 @@ package claims
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,13 +14,13 @@ import (
 	"github.com/microdrop/microdrop"
 )
 
-// MaxBodyBytes bounds every JSON body the API reads.
-const MaxBodyBytes = 64 << 10
+// adminCheck is the admin check the API needs (microdrop.Admin has it).
+type adminCheck interface{ Check(r *http.Request) error }
 
 // Handler serves the JSON API under /api/.
 type Handler struct {
 	svc       *Service
-	admin     Admin
+	admin     adminCheck
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
@@ -31,7 +28,7 @@ type Handler struct {
 
 // NewHandler returns the API handler. publicURL is where viewers reach the
 // service (for claim links), e.g. "http://localhost:8080".
-func NewHandler(svc *Service, admin Admin, publicURL string, log *slog.Logger) *Handler {
+func NewHandler(svc *Service, admin adminCheck, publicURL string, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -50,7 +47,7 @@ func NewHandler(svc *Service, admin Admin, publicURL string, log *slog.Logger) *
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.svg", h.tokenQR)
 	h.mux.HandleFunc("GET /api/stats", h.adminOnly(h.stats))
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, Errorf(ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
 	})
 	return h
 }
@@ -59,112 +56,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 func (h *Handler) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.admin.Allowed(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
-			WriteError(w, Errorf(EUNAUTHORIZED, "this needs the admin token: Authorization: Bearer <token>"))
-			return
-		}
-		// A cookie-authenticated call from a browser must come from our own pages.
-		if h.admin.CookieAuth(r) && r.Method != http.MethodGet && !SameOrigin(r) {
-			WriteError(w, Errorf(EFORBIDDEN, "cross-site request refused"))
+		if err := h.admin.Check(r); err != nil {
+			if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
+			}
+			microdrop.WriteError(w, err)
 			return
 		}
 		next(w, r)
 	}
-}
-
-// StatusOf maps a domain error code to an HTTP status.
-func StatusOf(code string) int {
-	switch code {
-	case EINVALID:
-		return http.StatusBadRequest
-	case EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case EFORBIDDEN:
-		return http.StatusForbidden
-	case ENOTFOUND:
-		return http.StatusNotFound
-	case ECONFLICT:
-		return http.StatusConflict
-	case ESOLDOUT:
-		return http.StatusGone
-	case ERATELIMIT:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
-
-// ErrorBody is the JSON every error answers with.
-type ErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Reason  string `json:"reason,omitempty"`
-}
-
-// WriteError writes err as {"code","message"} with its status. Internal
-// error text is never sent.
-func WriteError(w http.ResponseWriter, err error) {
-	code := ErrorCode(err)
-	status := StatusOf(code)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		code, status = EINTERNAL, http.StatusServiceUnavailable
-	}
-	if ErrorReason(err) == ReasonUnavailable {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, ErrorBody{Code: code, Message: ErrorMessage(err), Reason: ErrorReason(err)})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// DecodeJSON reads one JSON object of at most MaxBodyBytes into v, refusing
-// unknown fields, trailing data and non-JSON content types.
-func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return Errorf(EINVALID, "send the body as application/json")
-		}
-	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	return decodeBody(body, v)
-}
-
-func decodeBody(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &mbe):
-			return Errorf(EINVALID, "body is larger than %d bytes", MaxBodyBytes)
-		case errors.Is(err, io.EOF):
-			return Errorf(EINVALID, "body is empty; send a JSON object")
-		case errors.As(err, &se):
-			return Errorf(EINVALID, "body is not valid JSON (at byte %d)", se.Offset)
-		case errors.As(err, &te):
-			return Errorf(EINVALID, "field %q must be %s", te.Field, te.Type.Kind())
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return Errorf(EINVALID, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		default:
-			msg := err.Error()
-			if len(msg) > 200 || strings.Contains(msg, "json: ") && !strings.Contains(msg, "duration") {
-				msg = "body does not match the expected JSON"
-			}
-			return Errorf(EINVALID, "%s", msg)
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf(EINVALID, "body has data after the JSON object")
-	}
-	return nil
 }
 
 // DropResponse is a drop as the API returns it.
@@ -191,8 +91,8 @@ func (h *Handler) dropResponse(d *Drop) DropResponse {
 
 func (h *Handler) openDrop(w http.ResponseWriter, r *http.Request) {
 	var req OpenRequest
-	if err := DecodeJSON(w, r, &req); err != nil {
-		WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &req); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	req.By = "api"
@@ -201,7 +101,7 @@ func (h *Handler) openDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusCreated, h.dropResponse(d))
 }
 
 func (h *Handler) listDrops(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +114,7 @@ func (h *Handler) listDrops(w http.ResponseWriter, r *http.Request) {
 	for _, d := range ds {
 		out = append(out, h.dropResponse(d))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"drops": out})
+	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drops": out})
 }
 
 func (h *Handler) getDrop(w http.ResponseWriter, r *http.Request) {
@@ -223,12 +123,12 @@ func (h *Handler) getDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
 }
 
 func (h *Handler) closeDrop(w http.ResponseWriter, r *http.Request) {
 	if err := emptyOrObject(w, r); err != nil {
-		WriteError(w, err)
+		microdrop.WriteError(w, err)
 		return
 	}
 	d, err := h.svc.CloseDrop(r.Context(), r.PathValue("id"), "api")
@@ -236,20 +136,20 @@ func (h *Handler) closeDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
 }
 
 // emptyOrObject accepts no body or "{}" for actions that take no input.
 func emptyOrObject(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, microdrop.MaxBodyBytes))
 	if err != nil {
-		return Errorf(EINVALID, "body is larger than %d bytes", MaxBodyBytes)
+		return microdrop.Errorf(microdrop.EINVALID, "body is larger than %d bytes", microdrop.MaxBodyBytes)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
 	var v struct{}
-	return decodeBody(bytes.NewReader(body), &v)
+	return microdrop.DecodeBody(bytes.NewReader(body), &v)
 }
 
 // ExtendRequest is the body of POST /api/drops/{id}/extend.
@@ -259,8 +159,8 @@ type ExtendRequest struct {
 
 func (h *Handler) extendDrop(w http.ResponseWriter, r *http.Request) {
 	var req ExtendRequest
-	if err := DecodeJSON(w, r, &req); err != nil {
-		WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &req); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	d, err := h.svc.ExtendDrop(r.Context(), r.PathValue("id"), time.Duration(req.By), "api")
@@ -268,7 +168,7 @@ func (h *Handler) extendDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
 }
 
 // ClaimBody is the body of POST /api/drops/{id}/claims. Subscriber and
@@ -284,12 +184,12 @@ type ClaimBody struct {
 
 func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 	var b ClaimBody
-	if err := DecodeJSON(w, r, &b); err != nil {
-		WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &b); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	v := Viewer{UserID: b.UserID, Login: b.Login}
-	if h.admin.Allowed(r) {
+	if h.admin.Check(r) == nil {
 		v.Subscriber, v.AccountCreated = b.Subscriber, b.AccountCreated
 	}
 	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code})
@@ -297,7 +197,7 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	microdrop.WriteJSON(w, http.StatusOK, res)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
@@ -306,7 +206,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"pickups": ps})
+	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"pickups": ps})
 }
 
 func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
@@ -315,7 +215,7 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	microdrop.WriteJSON(w, http.StatusOK, rep)
 }
 
 // EntryView is a recorded entry as the admin API lists it, token included.
@@ -339,7 +239,7 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 	for i, e := range es {
 		out[i] = EntryView{Entry: e, Token: e.Token}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"drop": d.View(), "entries": out})
+	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drop": d.View(), "entries": out})
 }
 
 // RedeemBody is the body of POST /api/redeem.
@@ -349,8 +249,8 @@ type RedeemBody struct {
 
 func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	var b RedeemBody
-	if err := DecodeJSON(w, r, &b); err != nil {
-		WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &b); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	red, err := h.svc.Redeem(r.Context(), b.Token)
@@ -358,7 +258,7 @@ func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, red)
+	microdrop.WriteJSON(w, http.StatusOK, red)
 }
 
 func (h *Handler) tokenQR(w http.ResponseWriter, r *http.Request) {
@@ -366,7 +266,7 @@ func (h *Handler) tokenQR(w http.ResponseWriter, r *http.Request) {
 	// anyone an oracle for guessing tokens.
 	tok, _, err := ParseToken(r.PathValue("token"))
 	if err != nil {
-		WriteError(w, err)
+		microdrop.WriteError(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "private, max-age=3600")
@@ -391,15 +291,14 @@ func (h *Handler) tokenQR(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) stats(w http.ResponseWriter, _ *http.Request) {
 	m := h.svc.Metrics()
-	writeJSON(w, http.StatusOK, map[string]any{"outcomes": m.Outcomes(), "rejections": m.Rejections()})
+	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"outcomes": m.Outcomes(), "rejections": m.Rejections()})
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if ErrorCode(err) == EINTERNAL && !errors.Is(err, context.Canceled) {
+	if microdrop.ErrorCode(err) == microdrop.EINTERNAL && !errors.Is(err, context.Canceled) {
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	WriteError(w, err)
+	microdrop.WriteError(w, err)
 }
 
 // String renders an error body for logs and tests.
-func (b ErrorBody) String() string { return fmt.Sprintf("%s: %s", b.Code, b.Message) }

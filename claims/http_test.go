@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 )
 
@@ -48,7 +49,7 @@ func (c apiClient) do(method, path, auth, body string) (int, map[string]any) {
 
 func TestAPI(t *testing.T) {
 	f := newFixture(t, claims.Options{})
-	srv := httptest.NewServer(claims.NewHandler(f.svc, claims.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
 	defer srv.Close()
 	c := apiClient{t, srv.URL}
 
@@ -73,7 +74,7 @@ func TestAPI(t *testing.T) {
 			t.Fatalf("bad body %q: %d %v", bad, st, body)
 		}
 	}
-	big := `{"title":"` + strings.Repeat("x", claims.MaxBodyBytes) + `"}`
+	big := `{"title":"` + strings.Repeat("x", microdrop.MaxBodyBytes) + `"}`
 	if st, body := c.do("POST", "/api/drops", adminToken, big); st != 400 || !strings.Contains(body["message"].(string), "larger") {
 		t.Fatalf("oversized body: %d %v", st, body)
 	}

@@ -78,7 +78,7 @@ var (
 type Ledger interface {
 	// CreateDrop records a new drop (Remaining = Stock). ErrDropExists if the id is taken.
 	CreateDrop(ctx context.Context, d *Drop) error
-	// Drop returns a drop with its seed. ENOTFOUND when unknown.
+	// Drop returns a drop with its seed. microdrop.ENOTFOUND when unknown.
 	Drop(ctx context.Context, id string) (*Drop, error)
 	// Drops lists drops, newest first.
 	Drops(ctx context.Context, f DropFilter) ([]*Drop, error)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/microdrop/microdrop"
 )
 
 // Metrics counts claims by outcome and rejections by reason, for /metrics
@@ -61,7 +63,7 @@ func (m *Metrics) observeClaim(res ClaimResult, err error, d time.Duration) {
 	reason := ""
 	if err != nil {
 		outcome = "rejected"
-		reason = ErrorReason(err)
+		reason = microdrop.ErrorReason(err)
 		if reason == "" {
 			reason = "error"
 		}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/microdrop/microdrop"
 )
 
 // Scale-out: several replicas share one ledger and one bus. Each live drop
@@ -27,11 +29,11 @@ type DropLeases interface {
 	// LeaseTTL is how long a lease lasts without renewal.
 	LeaseTTL() time.Duration
 	// CreateLeasedDrop records a new drop with this replica as its decider.
-	// It refuses (ECONFLICT) when the channel already has a live drop on
+	// It refuses (microdrop.ECONFLICT) when the channel already has a live drop on
 	// any replica.
 	CreateLeasedDrop(ctx context.Context, d *Drop) error
 	// DropOwner returns the drop and the replica holding its lease ("" for
-	// none). ENOTFOUND when the drop is unknown.
+	// none). microdrop.ENOTFOUND when the drop is unknown.
 	DropOwner(ctx context.Context, dropID string) (owner string, d *Drop, err error)
 	// AcquireLease makes this replica the decider of a live drop when
 	// nobody holds it, its lease has lapsed or its holder's session is gone.
@@ -348,16 +350,16 @@ func toWire(err error) *wireError {
 		return nil
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &wireError{Code: EINTERNAL, Reason: ReasonUnavailable, Message: "the decider did not answer in time; try again"}
+		return &wireError{Code: microdrop.EINTERNAL, Reason: ReasonUnavailable, Message: "the decider did not answer in time; try again"}
 	}
-	return &wireError{Code: ErrorCode(err), Reason: ErrorReason(err), Message: ErrorMessage(err)}
+	return &wireError{Code: microdrop.ErrorCode(err), Reason: microdrop.ErrorReason(err), Message: microdrop.ErrorMessage(err)}
 }
 
 func (w *wireError) err() error {
 	if w == nil {
 		return nil
 	}
-	return &Error{Code: w.Code, Reason: w.Reason, Message: w.Message}
+	return &microdrop.Error{Code: w.Code, Reason: w.Reason, Message: w.Message}
 }
 
 // serve decides a request forwarded by another replica, or says the drop is
@@ -366,7 +368,7 @@ func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
 	var req wireRequest
 	var rep wireReply
 	if err := json.Unmarshal(raw, &req); err != nil {
-		rep.Err = toWire(Errorf(EINVALID, "malformed forwarded request"))
+		rep.Err = toWire(microdrop.Errorf(microdrop.EINVALID, "malformed forwarded request"))
 	} else if rs.s.runner(req.DropID) == nil {
 		rep.NotHere = true
 	} else {
@@ -374,7 +376,7 @@ func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
 		switch req.Op {
 		case "claim":
 			if req.Claim == nil {
-				rep.Err = toWire(Errorf(EINVALID, "malformed forwarded request"))
+				rep.Err = toWire(microdrop.Errorf(microdrop.EINVALID, "malformed forwarded request"))
 				break
 			}
 			res, err := rs.s.claim(ctx, *req.Claim)
@@ -389,7 +391,7 @@ func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
 			}
 			rep.Err = toWire(err)
 		default:
-			rep.Err = toWire(Errorf(EINVALID, "unknown forwarded op %q", req.Op))
+			rep.Err = toWire(microdrop.Errorf(microdrop.EINVALID, "unknown forwarded op %q", req.Op))
 		}
 	}
 	out, _ := json.Marshal(rep)
@@ -407,7 +409,7 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 	if err != nil {
 		return rep, true, err
 	}
-	unavailable := reject(EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
+	unavailable := reject(microdrop.EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
 	for attempt := 0; attempt < 4; attempt++ {
 		if attempt > 0 {
 			select {
@@ -418,7 +420,7 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 		}
 		owner, err := rs.owner(ctx, req.DropID, attempt > 0)
 		if err != nil {
-			if ErrorCode(err) == ENOTFOUND {
+			if microdrop.ErrorCode(err) == microdrop.ENOTFOUND {
 				return rep, false, nil
 			}
 			return rep, true, fmt.Errorf("claims: find the drop's decider: %w", err)
@@ -435,7 +437,7 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 			continue
 		}
 		if rs.fwd == nil {
-			return rep, true, Errorf(EINTERNAL, "this drop is decided by another replica and no bus connects them")
+			return rep, true, microdrop.Errorf(microdrop.EINTERNAL, "this drop is decided by another replica and no bus connects them")
 		}
 		fctx, cancel := context.WithTimeout(ctx, forwardTimeout+rs.bucketWidth(req.DropID))
 		out, err := rs.fwd.ForwardReplica(fctx, owner, raw)
@@ -487,7 +489,7 @@ func (rs *replicaSet) claimElsewhere(ctx context.Context, req ClaimRequest) (Cla
 	case rep.Err != nil:
 		return ClaimResult{}, rep.Err.err()
 	case rep.Result == nil:
-		return ClaimResult{}, Errorf(EINTERNAL, "empty forwarded reply")
+		return ClaimResult{}, microdrop.Errorf(microdrop.EINTERNAL, "empty forwarded reply")
 	}
 	return *rep.Result, nil
 }
@@ -504,7 +506,7 @@ func (rs *replicaSet) controlElsewhere(ctx context.Context, id string, op ctlOp,
 	case rep.Err != nil:
 		return nil, rep.Err.err()
 	case rep.Drop == nil:
-		return nil, Errorf(EINTERNAL, "empty forwarded reply")
+		return nil, microdrop.Errorf(microdrop.EINTERNAL, "empty forwarded reply")
 	}
 	rep.Drop.Seed = rep.Seed
 	return rep.Drop, nil

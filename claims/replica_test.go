@@ -100,7 +100,7 @@ func TestReplicasBucketedMatchSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rs[1].svc.OpenDrop(ctx, claims.OpenRequest{Channel: "streamer", SKU: "cap", Stock: 1, Duration: claims.Duration(time.Minute)}); claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := rs[1].svc.OpenDrop(ctx, claims.OpenRequest{Channel: "streamer", SKU: "cap", Stock: 1, Duration: claims.Duration(time.Minute)}); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("a second live drop in the channel on another replica: %v, want conflict", err)
 	}
 	var mu sync.Mutex
@@ -116,7 +116,7 @@ func TestReplicasBucketedMatchSingleNode(t *testing.T) {
 					mu.Lock()
 					won[res.Token] = res.UserID
 					mu.Unlock()
-				} else if err != nil && claims.ErrorReason(err) != claims.ReasonLostDraw && claims.ErrorReason(err) != claims.ReasonSoldOut {
+				} else if err != nil && microdrop.ErrorReason(err) != claims.ReasonLostDraw && microdrop.ErrorReason(err) != claims.ReasonSoldOut {
 					t.Errorf("claim %d: %v", i, err)
 				}
 			}()

@@ -311,7 +311,7 @@ func (r *runner) soldOut(now time.Time, job *commitJob) {
 	job.events = append(job.events, r.event(microdrop.SoldOut, now))
 	// Claims still waiting in a later bucket lose: nothing is left.
 	for _, cr := range r.pending {
-		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: reject(ESOLDOUT, ReasonSoldOut, "sold out")})
+		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")})
 	}
 	r.pending = r.pending[:0]
 	r.waiting.Store(0)
@@ -324,17 +324,17 @@ func (r *runner) check(cr *claimReq) error {
 	d := r.d
 	switch d.StateAt(cr.at) {
 	case Scheduled:
-		return reject(ECONFLICT, ReasonNotOpen, "this drop has not opened yet")
+		return reject(microdrop.ECONFLICT, ReasonNotOpen, "this drop has not opened yet")
 	case Closed:
-		return reject(ECONFLICT, ReasonClosed, "this drop has closed")
+		return reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 	case SoldOut:
-		return reject(ESOLDOUT, ReasonSoldOut, "sold out")
+		return reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 	}
 	if d.ClaimCode != "" && NormalizeCode(cr.req.Code) != d.ClaimCode {
 		if cr.req.Code == "" {
-			return reject(EINVALID, ReasonWrongCode, "this drop needs the code shown on stream: !claim CODE")
+			return reject(microdrop.EINVALID, ReasonWrongCode, "this drop needs the code shown on stream: !claim CODE")
 		}
-		return reject(EINVALID, ReasonWrongCode, "that is not this drop's code")
+		return reject(microdrop.EINVALID, ReasonWrongCode, "that is not this drop's code")
 	}
 	limit := d.Cap
 	if st := d.stageAt(cr.at); st != nil {
@@ -347,16 +347,16 @@ func (r *runner) check(cr *claimReq) error {
 			if next := d.nextOpenStage(cr.at); !next.IsZero() {
 				msg += fmt.Sprintf("; everyone can claim in %s", next.Sub(cr.at).Round(time.Second))
 			}
-			return reject(EFORBIDDEN, ReasonNotEligible, msg)
+			return reject(microdrop.EFORBIDDEN, ReasonNotEligible, msg)
 		}
 	}
 	cr.cap = limit
 	held := r.units[cr.req.UserID] + r.queued[cr.req.UserID]
 	if held >= limit {
 		if held == 1 || d.Policy == Raffle {
-			return reject(ECONFLICT, ReasonDuplicate, "you already claimed this drop")
+			return reject(microdrop.ECONFLICT, ReasonDuplicate, "you already claimed this drop")
 		}
-		return reject(ECONFLICT, ReasonOverCap, fmt.Sprintf("you already have %d, the most allowed right now", held))
+		return reject(microdrop.ECONFLICT, ReasonOverCap, fmt.Sprintf("you already have %d, the most allowed right now", held))
 	}
 	return nil
 }
@@ -429,9 +429,9 @@ func (r *runner) decide(batch []*claimReq, now time.Time) {
 
 func (r *runner) finalReject() error {
 	if r.d.State == SoldOut {
-		return reject(ESOLDOUT, ReasonSoldOut, "sold out")
+		return reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 	}
-	return reject(ECONFLICT, ReasonClosed, "this drop has closed")
+	return reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 }
 
 // award gives cr one unit. The caller has checked stock and cap.
@@ -480,7 +480,7 @@ func (r *runner) decideBuckets(now time.Time, flush bool) {
 				Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: b, DecidedAt: now.UTC()}
 			job.insert = append(job.insert, e)
 			job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,
-				err: reject(ESOLDOUT, ReasonLostDraw, "sold out: this moment had more claims than stock and the draw went to others")})
+				err: reject(microdrop.ESOLDOUT, ReasonLostDraw, "sold out: this moment had more claims than stock and the draw went to others")})
 		}
 		r.pending = r.pending[n:]
 		r.waiting.Store(int64(len(r.pending)))
@@ -535,7 +535,7 @@ func (r *runner) draw(now time.Time, job *commitJob) {
 func (r *runner) control(c ctlReq) ctlReply {
 	now := r.s.now()
 	if r.d.State.Final() {
-		return ctlReply{err: &Error{Code: ECONFLICT, Message: fmt.Sprintf("drop %s is already %s", r.d.ID, r.d.State)}}
+		return ctlReply{err: &microdrop.Error{Code: microdrop.ECONFLICT, Message: fmt.Sprintf("drop %s is already %s", r.d.ID, r.d.State)}}
 	}
 	switch c.op {
 	case ctlClose:
@@ -565,7 +565,7 @@ func (r *runner) control(c ctlReq) ctlReply {
 		}
 		closes := base.Add(c.d)
 		if closes.Sub(r.d.OpensAt) > MaxDuration {
-			return ctlReply{err: Errorf(EINVALID, "a drop lasts at most %s", MaxDuration)}
+			return ctlReply{err: microdrop.Errorf(microdrop.EINVALID, "a drop lasts at most %s", MaxDuration)}
 		}
 		r.d.ClosesAt = closes.UTC()
 		if r.d.State == Grace {
@@ -606,7 +606,7 @@ func (r *runner) refuseQueued(why func() error) *commitJob {
 // were never acknowledged) and lets the committer finish what it has.
 func (r *runner) shutdown() {
 	job := &commitJob{}
-	busy := reject(EINTERNAL, ReasonUnavailable, "the service is restarting; try again")
+	busy := reject(microdrop.EINTERNAL, ReasonUnavailable, "the service is restarting; try again")
 	for _, cr := range r.pending {
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: busy})
 	}
@@ -699,7 +699,7 @@ func (r *runner) commit(jobs []*commitJob) {
 		for _, p := range j.replies {
 			rep := claimReply{res: p.res, err: p.err}
 			if err != nil && p.entry >= 0 {
-				rep = claimReply{err: reject(EINTERNAL, ReasonUnavailable, "your claim could not be recorded; try again")}
+				rep = claimReply{err: reject(microdrop.EINTERNAL, ReasonUnavailable, "your claim could not be recorded; try again")}
 			}
 			p.cr.reply <- rep
 		}

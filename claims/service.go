@@ -198,7 +198,7 @@ type OpenRequest struct {
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	bad := func(format string, args ...any) (*Drop, error) {
-		return nil, Errorf(EINVALID, format, args...)
+		return nil, microdrop.Errorf(microdrop.EINVALID, format, args...)
 	}
 	r.Channel = NormalizeChannel(r.Channel)
 	if !channelPattern.MatchString(r.Channel) {
@@ -348,12 +348,12 @@ func (s *Service) OpenDrop(ctx context.Context, req OpenRequest) (*Drop, error) 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, Errorf(EINTERNAL, "service is shutting down")
+		return nil, microdrop.Errorf(microdrop.EINTERNAL, "service is shutting down")
 	}
 	for _, r := range s.runners {
 		if r.channel == d.Channel {
 			s.mu.Unlock()
-			return nil, &Error{Code: ECONFLICT, Message: fmt.Sprintf("channel %s already has a live drop (%s); close it first", d.Channel, r.id)}
+			return nil, &microdrop.Error{Code: microdrop.ECONFLICT, Message: fmt.Sprintf("channel %s already has a live drop (%s); close it first", d.Channel, r.id)}
 		}
 	}
 	// Hold the slot while the ledger writes, so two opens cannot race.
@@ -409,7 +409,7 @@ func (s *Service) Drop(ctx context.Context, id string) (*Drop, error) {
 		return d.Clone(), nil
 	}
 	if !idPattern.MatchString(id) {
-		return nil, &Error{Code: ENOTFOUND, Message: "no such drop", Err: ErrDropNotFound}
+		return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: ErrDropNotFound}
 	}
 	return s.ledger.Drop(ctx, id)
 }
@@ -430,7 +430,7 @@ func (s *Service) Current(ctx context.Context, channel string) (*Drop, error) {
 		return nil, err
 	}
 	if len(ds) == 0 {
-		return nil, &Error{Code: ENOTFOUND, Message: "no drop in this channel yet", Err: ErrDropNotFound}
+		return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no drop in this channel yet", Err: ErrDropNotFound}
 	}
 	return ds[0], nil
 }
@@ -487,7 +487,7 @@ func (s *Service) CloseDrop(ctx context.Context, id, by string) (*Drop, error) {
 // ExtendDrop adds d to the drop's window.
 func (s *Service) ExtendDrop(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
 	if d <= 0 || d > MaxDuration {
-		return nil, Errorf(EINVALID, "extend by between 1s and %s", MaxDuration)
+		return nil, microdrop.Errorf(microdrop.EINVALID, "extend by between 1s and %s", MaxDuration)
 	}
 	return s.control(ctx, id, ctlExtend, d, by)
 }
@@ -502,13 +502,13 @@ func (s *Service) control(ctx context.Context, id string, op ctlOp, d time.Durat
 		if err != nil {
 			return nil, err
 		}
-		return nil, &Error{Code: ECONFLICT, Message: fmt.Sprintf("drop %s is already %s", dr.ID, dr.State)}
+		return nil, &microdrop.Error{Code: microdrop.ECONFLICT, Message: fmt.Sprintf("drop %s is already %s", dr.ID, dr.State)}
 	}
 	c := ctlReq{op: op, d: d, by: by, reply: make(chan ctlReply, 1)}
 	select {
 	case r.ctl <- c:
 	case <-r.done:
-		return nil, &Error{Code: ECONFLICT, Message: "drop has just ended"}
+		return nil, &microdrop.Error{Code: microdrop.ECONFLICT, Message: "drop has just ended"}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -548,7 +548,7 @@ type ClaimResult struct {
 }
 
 // Claim decides one claim. It returns after the decision is durable: a win
-// is in the ledger before this returns it. Rejections are *Error values with
+// is in the ledger before this returns it. Rejections are *microdrop.Error values with
 // a Reason and are counted.
 func (s *Service) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	start := time.Now()
@@ -559,10 +559,10 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 
 func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	if !idPattern.MatchString(req.UserID) {
-		return ClaimResult{}, reject(EINVALID, ReasonInvalid, "user id must be 1-64 letters, digits, '_' or '-'")
+		return ClaimResult{}, reject(microdrop.EINVALID, ReasonInvalid, "user id must be 1-64 letters, digits, '_' or '-'")
 	}
 	if len(req.Login) > 64 || len(req.Code) > 32 {
-		return ClaimResult{}, reject(EINVALID, ReasonInvalid, "login or code too long")
+		return ClaimResult{}, reject(microdrop.EINVALID, ReasonInvalid, "login or code too long")
 	}
 	var r *runner
 	if req.DropID != "" {
@@ -572,21 +572,21 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 		}
 		if r == nil {
 			if d, ok := s.ended.Get(req.DropID); ok && d.State == SoldOut {
-				return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
+				return ClaimResult{}, reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 			} else if ok {
-				return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has closed")
+				return ClaimResult{}, reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 			}
 			d, err := s.Drop(ctx, req.DropID)
 			if err != nil {
-				return ClaimResult{}, reject(ENOTFOUND, ReasonNotOpen, "no such drop")
+				return ClaimResult{}, reject(microdrop.ENOTFOUND, ReasonNotOpen, "no such drop")
 			}
 			if d.State == SoldOut {
-				return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
+				return ClaimResult{}, reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 			}
 			if s.replicas != nil && !d.State.Final() { // scale-out: live, but its decider could not be reached
-				return ClaimResult{}, reject(EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
+				return ClaimResult{}, reject(microdrop.EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
 			}
-			return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has closed")
+			return ClaimResult{}, reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 		}
 	} else {
 		ch := NormalizeChannel(req.Channel)
@@ -605,19 +605,19 @@ func (s *Service) claim(ctx context.Context, req ClaimRequest) (ClaimResult, err
 			}
 		}
 		if r == nil {
-			return ClaimResult{}, reject(ENOTFOUND, ReasonNotOpen, "no drop is open right now")
+			return ClaimResult{}, reject(microdrop.ENOTFOUND, ReasonNotOpen, "no drop is open right now")
 		}
 	}
 	if !s.limiter.allow(r.channel, req.UserID) {
-		return ClaimResult{}, reject(ERATELIMIT, ReasonRateLimited, "slow down: too many claim attempts")
+		return ClaimResult{}, reject(microdrop.ERATELIMIT, ReasonRateLimited, "slow down: too many claim attempts")
 	}
 	r.inflight.Add(1)
 	if r.closing.Load() {
 		r.inflight.Add(-1)
 		if r.snap.Load().State == SoldOut {
-			return ClaimResult{}, reject(ESOLDOUT, ReasonSoldOut, "sold out")
+			return ClaimResult{}, reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 		}
-		return ClaimResult{}, reject(ECONFLICT, ReasonClosed, "this drop has closed")
+		return ClaimResult{}, reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 	}
 	cr := getClaimReq()
 	cr.req = req
@@ -652,7 +652,7 @@ type Pickup struct {
 // entries, losses), for !mytoken and the claim page.
 func (s *Service) Status(ctx context.Context, dropID, userID string) ([]Pickup, error) {
 	if !idPattern.MatchString(userID) {
-		return nil, Errorf(EINVALID, "invalid user id")
+		return nil, microdrop.Errorf(microdrop.EINVALID, "invalid user id")
 	}
 	d, err := s.Drop(ctx, dropID)
 	if err != nil {
@@ -694,11 +694,11 @@ func (s *Service) Redeem(ctx context.Context, text string) (Redemption, error) {
 		s.metrics.redeem(err)
 		switch {
 		case errors.Is(err, ErrTokenUsed):
-			return Redemption{}, &Error{Code: ECONFLICT, Message: "this pickup code was already redeemed at " + e.Redeemed.UTC().Format(time.RFC3339), Err: ErrTokenUsed}
+			return Redemption{}, &microdrop.Error{Code: microdrop.ECONFLICT, Message: "this pickup code was already redeemed at " + e.Redeemed.UTC().Format(time.RFC3339), Err: ErrTokenUsed}
 		case errors.Is(err, ErrTokenExpired):
-			return Redemption{}, &Error{Code: EFORBIDDEN, Message: "this pickup code expired at " + e.ExpiresAt.UTC().Format(time.RFC3339), Err: ErrTokenExpired}
+			return Redemption{}, &microdrop.Error{Code: microdrop.EFORBIDDEN, Message: "this pickup code expired at " + e.ExpiresAt.UTC().Format(time.RFC3339), Err: ErrTokenExpired}
 		case errors.Is(err, ErrTokenUnknown):
-			return Redemption{}, &Error{Code: ENOTFOUND, Message: "this pickup code was never issued", Err: ErrTokenUnknown}
+			return Redemption{}, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "this pickup code was never issued", Err: ErrTokenUnknown}
 		}
 		return Redemption{}, err
 	}

@@ -137,7 +137,7 @@ func (f *fixture) waitWaiting(t *testing.T, id string, n int) {
 	}
 }
 
-func reason(err error) string { return claims.ErrorReason(err) }
+func reason(err error) string { return microdrop.ErrorReason(err) }
 
 func TestFCFSSellsOutAndRejectsDuplicates(t *testing.T) {
 	f := newFixture(t, claims.Options{})
@@ -149,13 +149,13 @@ func TestFCFSSellsOutAndRejectsDuplicates(t *testing.T) {
 	if err != nil || r.Outcome != claims.OutcomeWon || r.Unit != 1 || len(r.Token) != claims.TokenLength || r.Remaining != 1 {
 		t.Fatalf("first claim = %+v, %v", r, err)
 	}
-	if _, err := f.claim(d.ID, "alice"); reason(err) != claims.ReasonDuplicate || claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := f.claim(d.ID, "alice"); reason(err) != claims.ReasonDuplicate || microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("duplicate claim: %v", err)
 	}
 	if _, err := f.claim(d.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.claim(d.ID, "carol"); reason(err) != claims.ReasonSoldOut || claims.ErrorCode(err) != claims.ESOLDOUT {
+	if _, err := f.claim(d.ID, "carol"); reason(err) != claims.ReasonSoldOut || microdrop.ErrorCode(err) != microdrop.ESOLDOUT {
 		t.Fatalf("claim after sell-out: %v", err)
 	}
 	got := f.waitState(t, d.ID, claims.SoldOut)
@@ -202,7 +202,7 @@ func TestManyGoroutinesClaimTheLastUnits(t *testing.T) {
 							if n.(int) != 0 {
 								t.Errorf("token %s handed out twice", r.Token)
 							}
-						} else if c := claims.ErrorCode(err); c != claims.ESOLDOUT && c != claims.ECONFLICT {
+						} else if c := microdrop.ErrorCode(err); c != microdrop.ESOLDOUT && c != microdrop.ECONFLICT {
 							t.Errorf("unexpected error %v", err)
 						}
 					}
@@ -338,10 +338,10 @@ func TestGraceAcceptsLateViewersThenCloses(t *testing.T) {
 	if _, err := f.claim(d.ID, "too_late"); reason(err) != claims.ReasonClosed {
 		t.Fatalf("claim after grace: %v", err)
 	}
-	if _, err := f.svc.CloseDrop(context.Background(), d.ID, "mod"); claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := f.svc.CloseDrop(context.Background(), d.ID, "mod"); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("closing a closed drop: %v", err)
 	}
-	if _, err := f.svc.ExtendDrop(context.Background(), d.ID, time.Minute, "mod"); claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := f.svc.ExtendDrop(context.Background(), d.ID, time.Minute, "mod"); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("extending a closed drop: %v", err)
 	}
 }
@@ -410,7 +410,7 @@ func TestProgressiveCapsAndCodes(t *testing.T) {
 	if err := claim(old, "moon42"); err != nil {
 		t.Fatalf("old account in stage 1: %v", err)
 	}
-	if err := claim(fresh, "moon42"); reason(err) != claims.ReasonNotEligible || claims.ErrorCode(err) != claims.EFORBIDDEN {
+	if err := claim(fresh, "moon42"); reason(err) != claims.ReasonNotEligible || microdrop.ErrorCode(err) != microdrop.EFORBIDDEN {
 		t.Fatalf("new account in stage 1: %v", err)
 	}
 	if err := claim(sub, "moon42"); reason(err) != claims.ReasonDuplicate {
@@ -433,7 +433,7 @@ func TestRateLimitCountsRejections(t *testing.T) {
 	d := f.open(t, claims.OpenRequest{Stock: 5, Policy: claims.FCFS})
 	f.claim(d.ID, "bot")
 	f.claim(d.ID, "bot")
-	if _, err := f.claim(d.ID, "bot"); reason(err) != claims.ReasonRateLimited || claims.ErrorCode(err) != claims.ERATELIMIT {
+	if _, err := f.claim(d.ID, "bot"); reason(err) != claims.ReasonRateLimited || microdrop.ErrorCode(err) != microdrop.ERATELIMIT {
 		t.Fatalf("third attempt: %v", err)
 	}
 	counts := map[string]uint64{}
@@ -537,7 +537,7 @@ func TestTransitionsAndValidation(t *testing.T) {
 		{Channel: "c", SKU: "x", Stock: 1, Duration: claims.Duration(time.Minute), Stages: []claims.Stage{{Offset: claims.Duration(time.Second), Cap: 1, Eligible: claims.Eligibility{Everyone: true}}}},
 	}
 	for i, req := range bad {
-		if _, err := f.svc.OpenDrop(ctx, req); claims.ErrorCode(err) != claims.EINVALID {
+		if _, err := f.svc.OpenDrop(ctx, req); microdrop.ErrorCode(err) != microdrop.EINVALID {
 			t.Errorf("bad request %d: %v, want invalid", i, err)
 		}
 	}
@@ -545,7 +545,7 @@ func TestTransitionsAndValidation(t *testing.T) {
 		t.Fatalf("bad requests created %d drops", len(ds))
 	}
 	d := f.open(t, claims.OpenRequest{Stock: 5, Policy: claims.FCFS, Duration: claims.Duration(time.Minute)})
-	if _, err := f.svc.OpenDrop(ctx, claims.OpenRequest{Channel: "streamer", SKU: "x", Stock: 1, Duration: claims.Duration(time.Minute)}); claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := f.svc.OpenDrop(ctx, claims.OpenRequest{Channel: "streamer", SKU: "x", Stock: 1, Duration: claims.Duration(time.Minute)}); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("second live drop in a channel: %v", err)
 	}
 	ext, err := f.svc.ExtendDrop(ctx, d.ID, 30*time.Second, "mod")
@@ -563,10 +563,10 @@ func TestTransitionsAndValidation(t *testing.T) {
 	if err != nil || closed.State != claims.Closed {
 		t.Fatalf("second close ends grace: %+v, %v", closed, err)
 	}
-	if _, err := f.claim(d.ID, "later"); claims.ErrorCode(err) != claims.ECONFLICT {
+	if _, err := f.claim(d.ID, "later"); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("claim after close: %v", err)
 	}
-	if _, err := f.svc.CloseDrop(ctx, "nosuch", "mod"); claims.ErrorCode(err) != claims.ENOTFOUND {
+	if _, err := f.svc.CloseDrop(ctx, "nosuch", "mod"); microdrop.ErrorCode(err) != microdrop.ENOTFOUND {
 		t.Fatalf("close unknown: %v", err)
 	}
 }

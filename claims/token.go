@@ -14,6 +14,8 @@ import (
 	"time"
 
 	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/microdrop/microdrop"
 )
 
 // A pickup token is 16 characters of Crockford's base32 (no I, L, O or U, so
@@ -126,14 +128,14 @@ func (s *TokenSigner) Verify(text string) (string, error) {
 			return canon, nil
 		}
 	}
-	return "", &Error{Code: EFORBIDDEN, Message: "this pickup code is not one of ours", Err: ErrTokenForged}
+	return "", &microdrop.Error{Code: microdrop.EFORBIDDEN, Message: "this pickup code is not one of ours", Err: ErrTokenForged}
 }
 
 // ParseToken normalizes a token as people write it: case, dashes and spaces
 // do not matter, and O, I and L read as 0, 1 and 1.
 func ParseToken(text string) (string, []byte, error) {
 	if len(text) > 64 {
-		return "", nil, &Error{Code: EINVALID, Message: "pickup code is too long", Err: ErrTokenMalformed}
+		return "", nil, &microdrop.Error{Code: microdrop.EINVALID, Message: "pickup code is too long", Err: ErrTokenMalformed}
 	}
 	var b strings.Builder
 	for _, r := range strings.ToUpper(text) {
@@ -149,16 +151,16 @@ func ParseToken(text string) (string, []byte, error) {
 	}
 	canon := b.String()
 	if len(canon) != TokenLength {
-		return "", nil, &Error{Code: EINVALID, Message: fmt.Sprintf("a pickup code has %d characters", TokenLength), Err: ErrTokenMalformed}
+		return "", nil, &microdrop.Error{Code: microdrop.EINVALID, Message: fmt.Sprintf("a pickup code has %d characters", TokenLength), Err: ErrTokenMalformed}
 	}
 	raw, err := crockford.DecodeString(canon)
 	if err != nil || len(raw) != tokenIDBytes+tokenMACBytes {
-		return "", nil, &Error{Code: EINVALID, Message: "pickup code has characters that are not allowed", Err: ErrTokenMalformed}
+		return "", nil, &microdrop.Error{Code: microdrop.EINVALID, Message: "pickup code has characters that are not allowed", Err: ErrTokenMalformed}
 	}
 	// Base32 of 10 bytes is exactly 16 characters, so every canonical string
 	// round-trips; re-encoding guards against a decoder that accepts more.
 	if !bytes.Equal([]byte(crockford.EncodeToString(raw)), []byte(canon)) {
-		return "", nil, &Error{Code: EINVALID, Message: "pickup code is not canonical", Err: ErrTokenMalformed}
+		return "", nil, &microdrop.Error{Code: microdrop.EINVALID, Message: "pickup code is not canonical", Err: ErrTokenMalformed}
 	}
 	return canon, raw, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -43,8 +44,8 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 	}
 	d, err := s.claims.Drop(r.Context(), id)
 	if err != nil {
-		v.Error = claims.ErrorMessage(err)
-		return v, claims.StatusOf(claims.ErrorCode(err))
+		v.Error = microdrop.ErrorMessage(err)
+		return v, microdrop.StatusOf(microdrop.ErrorCode(err))
 	}
 	now := s.now()
 	st := d.StateAt(now)
@@ -68,7 +69,7 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "the form could not be read (too large or malformed)")
 		return
 	}
-	if !claims.SameOrigin(r) {
+	if !microdrop.SameOrigin(r) {
 		httpError(w, http.StatusForbidden, "claim from this site's own claim page")
 		return
 	}
@@ -95,16 +96,16 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		DropID: v.DropID, Viewer: claims.Viewer{UserID: uid, Login: name}, Code: v.Code,
 	})
 	if err != nil {
-		v.Error = claims.ErrorMessage(err)
-		status = claims.StatusOf(claims.ErrorCode(err))
-		if reason := claims.ErrorReason(err); reason == claims.ReasonDuplicate || reason == claims.ReasonOverCap {
+		v.Error = microdrop.ErrorMessage(err)
+		status = microdrop.StatusOf(microdrop.ErrorCode(err))
+		if reason := microdrop.ErrorReason(err); reason == claims.ReasonDuplicate || reason == claims.ReasonOverCap {
 			// They already hold something: show it again rather than only "no".
 			if ps, err := s.claims.Status(r.Context(), v.DropID, uid); err == nil && len(ps) > 0 {
 				v.Result = s.outcomeOf(ps[0].Outcome, ps[0].Token, ps[0].ExpiresAt, ps[0].Redeemed)
 				status = http.StatusOK
 			}
 		}
-		if reason := claims.ErrorReason(err); reason == claims.ReasonLostDraw {
+		if reason := microdrop.ErrorReason(err); reason == claims.ReasonLostDraw {
 			v.Result = &templates.ClaimOutcome{Outcome: claims.OutcomeLost, Message: "Not this time: " + v.Error}
 			v.Error = ""
 		}
@@ -164,12 +165,12 @@ func (s *Server) redeemSubmit(w http.ResponseWriter, r *http.Request) {
 	v := templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken()}
 	red, err := s.claims.Redeem(r.Context(), r.PostFormValue("token"))
 	if err != nil {
-		code := claims.ErrorCode(err)
-		if code == claims.EINTERNAL {
+		code := microdrop.ErrorCode(err)
+		if code == microdrop.EINTERNAL {
 			s.log.Error("redeem failed", "err", err)
 		}
-		v.Error, v.ErrorKind = claims.ErrorMessage(err), refusalKind(err)
-		render(w, r, claims.StatusOf(code), templates.RedeemPage(v))
+		v.Error, v.ErrorKind = microdrop.ErrorMessage(err), refusalKind(err)
+		render(w, r, microdrop.StatusOf(code), templates.RedeemPage(v))
 		return
 	}
 	v.Done = &templates.RedeemDone{Title: red.Title, SKU: red.SKU, UserID: red.UserID, Unit: red.Unit,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -20,7 +21,7 @@ const maxFormBytes = 16 << 10
 // adminGET lets a GET through with the admin token or session.
 func (s *Server) adminGET(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.admin.Allowed(r) {
+		if err := s.admin.Check(r); err != nil {
 			httpError(w, http.StatusUnauthorized, "sign in at /dashboard first")
 			return
 		}
@@ -37,7 +38,8 @@ func (s *Server) adminForm(next http.HandlerFunc) http.HandlerFunc {
 			httpError(w, http.StatusBadRequest, "the form could not be read (too large or malformed)")
 			return
 		}
-		if !s.admin.Allowed(r) {
+		err := s.admin.Check(r)
+		if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
 			if strings.HasPrefix(r.URL.Path, "/redeem") {
 				render(w, r, http.StatusUnauthorized, templates.RedeemPage(templates.RedeemView{Error: "sign in first"}))
 			} else {
@@ -45,8 +47,8 @@ func (s *Server) adminForm(next http.HandlerFunc) http.HandlerFunc {
 			}
 			return
 		}
-		if s.admin.CookieAuth(r) && (!claims.SameOrigin(r) || !s.admin.CheckCSRF(r.PostFormValue("csrf"))) {
-			httpError(w, http.StatusForbidden, "this form is stale or came from another site; reload the page and try again")
+		if err != nil {
+			httpError(w, http.StatusForbidden, microdrop.ErrorMessage(err))
 			return
 		}
 		next(w, r)
@@ -59,7 +61,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "the form could not be read")
 		return
 	}
-	if !claims.SameOrigin(r) {
+	if !microdrop.SameOrigin(r) {
 		httpError(w, http.StatusForbidden, "sign in from this site's own login form")
 		return
 	}
@@ -112,7 +114,7 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	ds, err := s.claims.Recent(ctx, "", 20)
 	if err != nil {
 		s.log.Warn("dashboard: list drops", "err", err)
-		v.Error = "could not list drops: " + claims.ErrorMessage(err)
+		v.Error = "could not list drops: " + microdrop.ErrorMessage(err)
 	}
 	for _, d := range ds {
 		v.Drops = append(v.Drops, dashDrop(s.publicURL, d))
@@ -231,11 +233,11 @@ func (s *Server) openDrop(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) failForm(w http.ResponseWriter, r *http.Request, err error, form *templates.DashboardForm) {
-	code := claims.ErrorCode(err)
-	if code == claims.EINTERNAL {
+	code := microdrop.ErrorCode(err)
+	if code == microdrop.EINTERNAL {
 		s.log.Error("dashboard action failed", "path", r.URL.Path, "err", err)
 	}
-	s.formError(w, r, claims.StatusOf(code), claims.ErrorMessage(err), form)
+	s.formError(w, r, microdrop.StatusOf(code), microdrop.ErrorMessage(err), form)
 }
 
 func (s *Server) closeDrop(w http.ResponseWriter, r *http.Request) {

@@ -34,7 +34,7 @@ type env struct {
 	bus   *microdrop.MemoryBus
 	srv   *overlay.Server
 	ts    *httptest.Server
-	admin claims.Admin
+	admin microdrop.Admin
 }
 
 func newEnv(t *testing.T) *env {
@@ -61,7 +61,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Close() })
-	admin := claims.Admin{Token: testAdminTok}
+	admin := microdrop.Admin{Token: testAdminTok}
 	srv, err := overlay.New(overlay.Deps{Claims: svc, Bus: bus, Admin: admin, PublicURL: ts.URL,
 		Keys: map[string]string{testChannel: testKey}, Ledger: ledger, DefaultGrace: grace, Gatherer: reg})
 	if err != nil {

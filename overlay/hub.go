@@ -319,7 +319,7 @@ func (h *Hub) reload(ctx context.Context, t *topic) {
 	defer cancel()
 	d, err := h.src.Current(ctx, t.channel)
 	if err != nil {
-		if claims.ErrorCode(err) != claims.ENOTFOUND {
+		if microdrop.ErrorCode(err) != microdrop.ENOTFOUND {
 			h.log.Warn("load overlay state", "channel", t.channel, "err", err)
 		}
 		return

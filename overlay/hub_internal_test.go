@@ -20,10 +20,10 @@ import (
 type noDrops struct{}
 
 func (noDrops) Current(context.Context, string) (*claims.Drop, error) {
-	return nil, &claims.Error{Code: claims.ENOTFOUND, Message: "none"}
+	return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "none"}
 }
 func (noDrops) Drop(context.Context, string) (*claims.Drop, error) {
-	return nil, &claims.Error{Code: claims.ENOTFOUND, Message: "none"}
+	return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "none"}
 }
 
 // pipe returns a server-side connection (for the hub) and the client side.

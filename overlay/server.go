@@ -31,7 +31,7 @@ var assetFS embed.FS
 type Deps struct {
 	Claims *claims.Service
 	Bus    microdrop.Bus
-	Admin  claims.Admin
+	Admin  microdrop.Admin
 	Logger *slog.Logger
 	// Now is the server clock the overlays' countdowns follow.
 	Now func() time.Time
@@ -64,7 +64,7 @@ type Deps struct {
 // page and the pickup desk.
 type Server struct {
 	claims    *claims.Service
-	admin     claims.Admin
+	admin     microdrop.Admin
 	log       *slog.Logger
 	now       func() time.Time
 	publicURL string

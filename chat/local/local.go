@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/chat"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/templates"
@@ -28,7 +29,7 @@ var assets embed.FS
 // Config is what the local chat needs.
 type Config struct {
 	Router *chat.Router
-	Admin  claims.Admin
+	Admin  microdrop.Admin
 	// Channel is the room /chat opens: "local" when empty.
 	Channel string
 	Logger  *slog.Logger
@@ -152,20 +153,20 @@ func (c *Chat) message(channel, userID, login, text string, role chat.Role) (cha
 	}
 	channel = claims.NormalizeChannel(channel)
 	if !channelPattern.MatchString(channel) {
-		return chat.Message{}, claims.Errorf(claims.EINVALID, "channel must be 1-64 lowercase letters, digits or _")
+		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "channel must be 1-64 lowercase letters, digits or _")
 	}
 	if !userPattern.MatchString(userID) {
-		return chat.Message{}, claims.Errorf(claims.EINVALID, "user_id must be 1-64 letters, digits, '_' or '-'")
+		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "user_id must be 1-64 letters, digits, '_' or '-'")
 	}
 	if login == "" {
 		login = userID
 	}
 	if !loginPattern.MatchString(login) {
-		return chat.Message{}, claims.Errorf(claims.EINVALID, "login must be 1-64 letters, digits or _")
+		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "login must be 1-64 letters, digits or _")
 	}
 	text = strings.TrimSpace(text)
 	if text == "" || utf8.RuneCountInString(text) > chat.MaxTextLen || !utf8.ValidString(text) {
-		return chat.Message{}, claims.Errorf(claims.EINVALID, "text must be 1-%d characters", chat.MaxTextLen)
+		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "text must be 1-%d characters", chat.MaxTextLen)
 	}
 	c.mu.Lock()
 	if g, ok := c.roles[channel+"\x00"+userID]; ok && g > role {
@@ -182,32 +183,32 @@ func roleOf(names []string, admin bool) (chat.Role, error) {
 	for _, n := range names {
 		r, ok := chat.ParseRole(n)
 		if !ok {
-			return 0, claims.Errorf(claims.EINVALID, "unknown role %q: use viewer, subscriber, vip, moderator or broadcaster", n)
+			return 0, microdrop.Errorf(microdrop.EINVALID, "unknown role %q: use viewer, subscriber, vip, moderator or broadcaster", n)
 		}
 		if r > role {
 			role = r
 		}
 	}
 	if role > chat.Viewer && !admin {
-		return 0, claims.Errorf(claims.EFORBIDDEN, "roles beyond viewer need the admin token (Authorization: Bearer <token>)")
+		return 0, microdrop.Errorf(microdrop.EFORBIDDEN, "roles beyond viewer need the admin token (Authorization: Bearer <token>)")
 	}
 	return role, nil
 }
 
 func (c *Chat) post(w http.ResponseWriter, r *http.Request) {
 	var req PostRequest
-	if err := claims.DecodeJSON(w, r, &req); err != nil {
-		claims.WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &req); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	role, err := roleOf(req.Roles, c.cfg.Admin.Allowed(r))
 	if err != nil {
-		claims.WriteError(w, err)
+		microdrop.WriteError(w, err)
 		return
 	}
 	m, err := c.message(req.Channel, req.UserID, req.Login, req.Text, role)
 	if err != nil {
-		claims.WriteError(w, err)
+		microdrop.WriteError(w, err)
 		return
 	}
 	replies := c.handle(r.Context(), m)
@@ -238,12 +239,12 @@ type GrantRequest struct {
 func (c *Chat) grant(w http.ResponseWriter, r *http.Request) {
 	if !c.cfg.Admin.Allowed(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
-		claims.WriteError(w, claims.Errorf(claims.EUNAUTHORIZED, "this needs the admin token: Authorization: Bearer <token>"))
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.EUNAUTHORIZED, "this needs the admin token: Authorization: Bearer <token>"))
 		return
 	}
 	var req GrantRequest
-	if err := claims.DecodeJSON(w, r, &req); err != nil {
-		claims.WriteError(w, err)
+	if err := microdrop.DecodeJSON(w, r, &req); err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	if req.Channel == "" {
@@ -253,13 +254,13 @@ func (c *Chat) grant(w http.ResponseWriter, r *http.Request) {
 	role, ok := chat.ParseRole(req.Role)
 	switch {
 	case !channelPattern.MatchString(req.Channel):
-		claims.WriteError(w, claims.Errorf(claims.EINVALID, "channel must be 1-64 lowercase letters, digits or _"))
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "channel must be 1-64 lowercase letters, digits or _"))
 		return
 	case !userPattern.MatchString(req.UserID):
-		claims.WriteError(w, claims.Errorf(claims.EINVALID, "user_id must be 1-64 letters, digits, '_' or '-'"))
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "user_id must be 1-64 letters, digits, '_' or '-'"))
 		return
 	case !ok || req.Role == "":
-		claims.WriteError(w, claims.Errorf(claims.EINVALID, "role must be viewer, subscriber, vip, moderator or broadcaster"))
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "role must be viewer, subscriber, vip, moderator or broadcaster"))
 		return
 	}
 	c.SetRole(req.Channel, req.UserID, role)
@@ -309,7 +310,7 @@ func (c *Chat) socket(w http.ResponseWriter, r *http.Request) {
 		_, err = c.message(q.Get("channel"), q.Get("user_id"), q.Get("login"), "hello", role)
 	}
 	if err != nil {
-		claims.WriteError(w, err)
+		microdrop.WriteError(w, err)
 		return
 	}
 	ws, err := c.up.Upgrade(w, r, nil)
@@ -343,7 +344,7 @@ func (c *Chat) socket(w http.ResponseWriter, r *http.Request) {
 		}
 		m, err := c.message(channel, userID, login, in.Text, role)
 		if err != nil {
-			cl.push(mustJSON(frame{Type: "error", Text: claims.ErrorMessage(err)}))
+			cl.push(mustJSON(frame{Type: "error", Text: microdrop.ErrorMessage(err)}))
 			continue
 		}
 		c.handle(r.Context(), m)

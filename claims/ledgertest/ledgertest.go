@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 )
 
@@ -61,7 +62,7 @@ func Run(t *testing.T, open Opener) {
 		if err := l.CreateDrop(ctx, d); !errors.Is(err, claims.ErrDropExists) {
 			t.Fatalf("second create: %v, want ErrDropExists", err)
 		}
-		if _, err := l.Drop(ctx, "nope"); claims.ErrorCode(err) != claims.ENOTFOUND {
+		if _, err := l.Drop(ctx, "nope"); microdrop.ErrorCode(err) != microdrop.ENOTFOUND {
 			t.Fatalf("missing drop: %v, want not_found", err)
 		}
 	})

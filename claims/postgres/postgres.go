@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 )
 
@@ -372,7 +373,7 @@ func (l *Ledger) CreateLeasedDrop(ctx context.Context, d *claims.Drop) error {
 		var other string
 		err := tx.QueryRow(ctx, "SELECT id FROM drops WHERE channel = $1 AND state IN "+liveStates+" LIMIT 1", d.Channel).Scan(&other)
 		if err == nil {
-			return &claims.Error{Code: claims.ECONFLICT, Message: fmt.Sprintf("channel %s already has a live drop (%s); close it first", d.Channel, other)}
+			return &microdrop.Error{Code: microdrop.ECONFLICT, Message: fmt.Sprintf("channel %s already has a live drop (%s); close it first", d.Channel, other)}
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
@@ -399,7 +400,7 @@ func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created}, extra...)
 	if err := row.Scan(dst...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+			return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
 		}
 		return nil, err
 	}
@@ -549,7 +550,7 @@ func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 			rest.Queue(updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID).
 				Exec(func(ct pgconn.CommandTag) error {
 					if ct.RowsAffected() != 1 {
-						return &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+						return &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
 					}
 					return nil
 				})
@@ -576,7 +577,7 @@ func commitErr(err error) error {
 	case pe.Code == "23514" && pe.ConstraintName == "drops_stock":
 		return fmt.Errorf("%w: %v", claims.ErrStockExhausted, err)
 	case pe.Code == "23503":
-		return &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: fmt.Errorf("%w: %v", claims.ErrDropNotFound, err)}
+		return &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: fmt.Errorf("%w: %v", claims.ErrDropNotFound, err)}
 	}
 	return err
 }

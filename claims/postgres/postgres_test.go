@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/ledgertest"
 	"github.com/microdrop/microdrop/claims/postgres"
@@ -145,7 +146,7 @@ func TestLeasesFenceCommits(t *testing.T) {
 	}
 	other := ledgertest.NewDrop("l2", 10)
 	other.Channel = d.Channel
-	if err := b.CreateLeasedDrop(ctx, other); claims.ErrorCode(err) != claims.ECONFLICT {
+	if err := b.CreateLeasedDrop(ctx, other); microdrop.ErrorCode(err) != microdrop.ECONFLICT {
 		t.Fatalf("second live drop in a channel: %v, want conflict", err)
 	}
 	if owner, _, err := b.DropOwner(ctx, "l1"); err != nil || owner != "a" {

@@ -21,6 +21,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 )
 
@@ -316,7 +317,7 @@ func scanDrop(s scanner) (*claims.Drop, error) {
 func (l *Ledger) Drop(ctx context.Context, id string) (*claims.Drop, error) {
 	d, err := scanDrop(l.read.QueryRowContext(ctx, "SELECT "+dropColumns+" FROM drops WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+		return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
 	}
 	return d, err
 }
@@ -451,7 +452,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return &claims.Error{Code: claims.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
+			return &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/sqlite"
 )
@@ -48,7 +49,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer l.Close()
 		d, err := l.Drop(ctx, id)
 		if err != nil {
-			return fmt.Errorf("audit %s: %s", id, claims.ErrorMessage(err))
+			return fmt.Errorf("audit %s: %s", id, microdrop.ErrorMessage(err))
 		}
 		es, err := l.Entries(ctx, id)
 		if err != nil {

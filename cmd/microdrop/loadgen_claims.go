@@ -273,7 +273,7 @@ func (t *localTarget) open(ctx context.Context, req claims.OpenRequest) (string,
 func (t *localTarget) claim(ctx context.Context, dropID, user string) (string, bool, error) {
 	r, err := t.svc.Claim(ctx, claims.ClaimRequest{DropID: dropID, Viewer: claims.Viewer{UserID: user}})
 	if err != nil {
-		if claims.ErrorReason(err) != "" && claims.ErrorReason(err) != claims.ReasonUnavailable {
+		if microdrop.ErrorReason(err) != "" && microdrop.ErrorReason(err) != claims.ReasonUnavailable {
 			return "", true, nil
 		}
 		return "", false, err
@@ -484,9 +484,9 @@ func (t *httpTarget) do(ctx context.Context, method, url string, in, out any) (i
 		return resp.StatusCode, err
 	}
 	if resp.StatusCode >= 300 {
-		var eb claims.ErrorBody
+		var eb microdrop.ErrorBody
 		_ = json.Unmarshal(raw, &eb)
-		return resp.StatusCode, &claims.Error{Code: eb.Code, Reason: eb.Reason, Message: eb.Message}
+		return resp.StatusCode, &microdrop.Error{Code: eb.Code, Reason: eb.Reason, Message: eb.Message}
 	}
 	if out != nil {
 		return resp.StatusCode, json.Unmarshal(raw, out)

@@ -39,7 +39,7 @@ type Main struct {
 	Bus      microdrop.Bus
 	Ledger   claims.Ledger
 	Claims   *claims.Service
-	Admin    claims.Admin
+	Admin    microdrop.Admin
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
 	Ingest   *ingest.Server
@@ -244,8 +244,8 @@ func (m *Main) publicURL() string {
 
 func (m *Main) adminOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.Admin.Allowed(r) {
-			claims.WriteError(w, claims.Errorf(claims.EUNAUTHORIZED, "this needs the admin token"))
+		if err := m.Admin.Check(r); err != nil {
+			microdrop.WriteError(w, err)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -301,7 +301,7 @@ func (m *Main) loadSecrets() error {
 				filepath.Join(m.Config.Data, "admin-token"), tok)
 		}
 	}
-	m.Admin = claims.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
+	m.Admin = microdrop.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
 	if len(m.Config.Claims.TokenKeys) == 0 {
 		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "token-key"))
 		if err != nil {

@@ -15,15 +15,15 @@ import (
 
 	"github.com/a-h/templ"
 
-	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
 
-// Admin is the admin check the editor needs (claims.Admin satisfies it).
+// Admin is the admin check the editor needs (microdrop.Admin satisfies it).
 type Admin interface {
 	Allowed(r *http.Request) bool
-	CookieAuth(r *http.Request) bool
+	Check(r *http.Request) error
 	CheckToken(tok string) bool
 	SetCookie(w http.ResponseWriter)
 	CSRFToken() string
@@ -105,7 +105,7 @@ func (h *handler) status(err error) (int, string) {
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if err := r.ParseForm(); err != nil || !claims.SameOrigin(r) {
+	if err := r.ParseForm(); err != nil || !microdrop.SameOrigin(r) {
 		http.Error(w, "sign in from this site's own login form", http.StatusForbidden)
 		return
 	}
@@ -234,12 +234,13 @@ func (h *handler) form(next http.HandlerFunc) http.HandlerFunc {
 			http.Error(w, "the form could not be read (too large or malformed)", http.StatusBadRequest)
 			return
 		}
-		if !h.d.Admin.Allowed(r) {
+		err := h.d.Admin.Check(r)
+		if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
 			http.Error(w, "sign in at /editor first", http.StatusUnauthorized)
 			return
 		}
-		if h.d.Admin.CookieAuth(r) && (!claims.SameOrigin(r) || !h.d.Admin.CheckCSRF(r.PostFormValue("csrf"))) {
-			http.Error(w, "this form is stale or came from another site; reload the page and try again", http.StatusForbidden)
+		if err != nil {
+			http.Error(w, microdrop.ErrorMessage(err), http.StatusForbidden)
 			return
 		}
 		next(w, r)

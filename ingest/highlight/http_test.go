@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
@@ -22,7 +22,7 @@ const adminToken = "editor-admin-token-0123456789"
 // clip with Range, trim (bad trims refused and nothing changed), export.
 func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipID string) {
 	t.Helper()
-	admin := claims.Admin{Token: adminToken}
+	admin := microdrop.Admin{Token: adminToken}
 	ts := httptest.NewServer(highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: admin, Dir: r.clipDir}))
 	defer ts.Close()
 	do := func(method, path string, form url.Values, hdr map[string]string) (*http.Response, []byte) {

@@ -1,4 +1,4 @@
-package claims
+package microdrop
 
 import (
 	"errors"
@@ -17,31 +17,9 @@ const (
 	EINTERNAL     = "internal"
 )
 
-// Rejection reasons: why a claim was turned down. Each is counted.
-const (
-	ReasonSoldOut     = "sold_out"
-	ReasonLostDraw    = "lost_draw"
-	ReasonDuplicate   = "duplicate"
-	ReasonOverCap     = "over_cap"
-	ReasonNotEligible = "not_eligible"
-	ReasonRateLimited = "rate_limited"
-	ReasonNotOpen     = "not_open"
-	ReasonClosed      = "closed"
-	ReasonWrongCode   = "wrong_code"
-	ReasonInvalid     = "invalid"
-	ReasonUnavailable = "unavailable"
-)
-
-// Sentinel errors, wrapped in *Error so errors.Is works end to end.
-var (
-	ErrTokenMalformed = errors.New("pickup token malformed")
-	ErrTokenForged    = errors.New("pickup token signature invalid")
-	ErrTokenExpired   = errors.New("pickup token expired")
-	ErrTokenUsed      = errors.New("pickup token already redeemed")
-	ErrTokenUnknown   = errors.New("pickup token unknown")
-	ErrDropNotFound   = errors.New("drop not found")
-	ErrLedgerClosed   = errors.New("ledger closed")
-)
+// ReasonUnavailable marks an error the caller may retry: the edge answers
+// 503 so clients and load balancers know to.
+const ReasonUnavailable = "unavailable"
 
 // Error is a domain error: a code for machines, a message safe for users, an
 // optional rejection reason, and the wrapped cause (never shown to users).
@@ -64,11 +42,6 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf returns an *Error with a formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// reject is a claim rejection with its counted reason.
-func reject(code, reason, msg string) *Error {
-	return &Error{Code: code, Reason: reason, Message: msg}
 }
 
 // ErrorCode returns the code of a domain error, or EINTERNAL.

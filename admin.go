@@ -1,10 +1,11 @@
-package claims
+package microdrop
 
 import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -77,6 +78,32 @@ func SameOrigin(r *http.Request) bool {
 		return err == nil && strings.EqualFold(u.Host, r.Host)
 	}
 	return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+}
+
+// Check is the one admin check every edge makes: the request carries the
+// admin bearer token or session cookie, and a cookie-authenticated request
+// that changes something comes from our own pages (same origin) and, when it
+// is a form, carries the session's CSRF token. It returns an EUNAUTHORIZED or
+// EFORBIDDEN *Error; each edge renders that its own way.
+func (a Admin) Check(r *http.Request) error {
+	if !a.Allowed(r) {
+		return Errorf(EUNAUTHORIZED, "this needs the admin token: Authorization: Bearer <token>")
+	}
+	if !a.CookieAuth(r) || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	if !SameOrigin(r) {
+		return Errorf(EFORBIDDEN, "cross-site request refused")
+	}
+	if isForm(r) && !a.CheckCSRF(r.PostFormValue("csrf")) {
+		return Errorf(EFORBIDDEN, "this form is stale or came from another site; reload the page and try again")
+	}
+	return nil
+}
+
+func isForm(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data"
 }
 
 // CSRFToken is the token forms carry when authenticated by cookie.
