@@ -3,6 +3,7 @@ package claims
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
@@ -34,7 +35,9 @@ func newUserLimiter(perSecond float64, burst, size int) *userLimiter {
 	return l
 }
 
-func (l *userLimiter) allow(channel, user string) bool {
+// allow takes one attempt from the user's bucket at now (the Service's
+// injected clock, so tests decide when buckets refill).
+func (l *userLimiter) allow(channel, user string, now time.Time) bool {
 	key := channel + "\x00" + user
 	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
 	sh.mu.Lock()
@@ -44,5 +47,5 @@ func (l *userLimiter) allow(channel, user string) bool {
 		sh.cache.Add(key, lim)
 	}
 	sh.mu.Unlock()
-	return lim.Allow()
+	return lim.AllowN(now, 1)
 }

@@ -14,13 +14,15 @@ import (
 // Metrics counts claims by outcome and rejections by reason, for /metrics
 // and the dashboard.
 type Metrics struct {
-	claims      *prometheus.CounterVec
-	rejections  *prometheus.CounterVec
-	decision    prometheus.Histogram
-	batchSize   prometheus.Histogram
-	commitTime  prometheus.Histogram
-	commitFails prometheus.Counter
-	redemptions *prometheus.CounterVec
+	claims       *prometheus.CounterVec
+	rejections   *prometheus.CounterVec
+	decision     prometheus.Histogram
+	batchSize    prometheus.Histogram
+	commitTime   prometheus.Histogram
+	commitFails  prometheus.Counter
+	commitSlow   prometheus.Counter
+	finalRetries prometheus.Counter
+	redemptions  *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -47,12 +49,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commitFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "microdrop_ledger_commit_failures_total", Help: "Ledger commits that failed (their claims were refused).",
 		}),
+		commitSlow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microdrop_ledger_commit_timeouts_total", Help: "Ledger commits that missed the commit timeout (also counted as failures).",
+		}),
+		finalRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microdrop_drop_final_retries_total", Help: "Tries to record a drop's final state again after its final commit failed.",
+		}),
 		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "microdrop_redemptions_total", Help: "Pickup token redemptions by result.",
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.redemptions)
+		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.commitSlow, m.finalRetries, m.redemptions)
 	}
 	return m
 }
@@ -72,11 +80,14 @@ func (m *Metrics) observeClaim(res ClaimResult, err error, d time.Duration) {
 	m.claims.WithLabelValues(outcome).Inc()
 }
 
-func (m *Metrics) observeCommit(n int, d time.Duration, err error) {
+func (m *Metrics) observeCommit(n int, d time.Duration, err error, timedOut bool) {
 	m.batchSize.Observe(float64(n))
 	m.commitTime.Observe(d.Seconds())
 	if err != nil {
 		m.commitFails.Inc()
+	}
+	if timedOut {
+		m.commitSlow.Inc()
 	}
 }
 

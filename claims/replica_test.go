@@ -41,7 +41,7 @@ func startReplica(t *testing.T, pgURL, busURL string, clk *clock) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := claims.New(claims.Deps{Ledger: l, Bus: b, Signer: signer, Now: clk.Now,
+	svc, err := claims.New(claims.Deps{Ledger: l, Bus: b, Signer: signer, Now: clk.Now, Placement: claims.Leased(l, b),
 		Options: claims.Options{ClaimRate: 1000, ClaimBurst: 1000}})
 	if err != nil {
 		t.Fatal(err)

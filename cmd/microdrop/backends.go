@@ -17,36 +17,53 @@ import (
 
 // openLedger opens the configured ledger: SQLite in the data dir by default,
 // or PostgreSQL shared by several replicas (postgres://...; search_path=...
-// picks a schema). With Postgres this replica decides only the drops whose
-// lease it holds and forwards the rest over the bus (claims/replica.go).
-func (m *Main) openLedger(ctx context.Context) (claims.Ledger, error) {
-	switch l := m.Config.Ledger; {
-	case l == "":
-		return sqlite.Open(ctx, filepath.Join(m.Config.Data, "ledger.db"), m.Logger)
-	case strings.HasPrefix(l, "sqlite:"):
-		return sqlite.Open(ctx, strings.TrimPrefix(l, "sqlite:"), m.Logger)
-	case strings.HasPrefix(l, "postgres://"), strings.HasPrefix(l, "postgresql://"):
-		return postgres.Open(ctx, l, postgres.Options{Logger: m.Logger})
+// picks a schema). leases is set only for a shared ledger: this replica then
+// decides only the drops whose lease it holds (see placement).
+func (m *Main) openLedger(ctx context.Context) (l claims.Ledger, leases claims.DropLeases, err error) {
+	switch dsn := m.Config.Ledger; {
+	case dsn == "":
+		l, err = sqlite.Open(ctx, filepath.Join(m.Config.Data, "ledger.db"), m.Logger)
+		return l, nil, err
+	case strings.HasPrefix(dsn, "sqlite:"):
+		l, err = sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite:"), m.Logger)
+		return l, nil, err
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		pg, err := postgres.Open(ctx, dsn, postgres.Options{Logger: m.Logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		return pg, pg, nil
 	}
-	return nil, fmt.Errorf("ledger %q is not supported by this build", m.Config.Ledger)
+	return nil, nil, fmt.Errorf("ledger %q is not supported by this build", m.Config.Ledger)
 }
 
 // openBus opens the configured event bus: in-process by default, or NATS
 // JetStream shared by several replicas (nats://host:port?stream=S&prefix=P).
-func (m *Main) openBus(ctx context.Context) (microdrop.Bus, func() error, error) {
+// fwd is set only for NATS, which also carries claims between replicas.
+func (m *Main) openBus(ctx context.Context) (bus microdrop.Bus, fwd claims.Forwarder, closeBus func() error, err error) {
 	if m.Config.Bus == "" {
-		return microdrop.NewMemoryBus(), func() error { return nil }, nil
+		return microdrop.NewMemoryBus(), nil, func() error { return nil }, nil
 	}
 	servers, o, err := mdnats.ParseURL(m.Config.Bus)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	o.Logger = m.Logger
 	b, err := mdnats.Open(ctx, servers, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return b, b.Close, nil
+	return b, b, b.Close, nil
+}
+
+// placement is where this process decides drops: all of them on its own
+// ledger, or, on a ledger shared by replicas, the ones whose lease it holds,
+// forwarding the rest to their holders over the bus (claims/leased.go).
+func placement(leases claims.DropLeases, fwd claims.Forwarder) claims.Placement {
+	if leases == nil {
+		return claims.Local()
+	}
+	return claims.Leased(leases, fwd)
 }
 
 // busStats is what both buses report for /metrics.

@@ -133,7 +133,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	bus, closeBus, err := m.openBus(ctx)
+	bus, fwd, closeBus, err := m.openBus(ctx)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.onClose("bus", closeBus)
 	m.registerBusMetrics()
 
-	ledger, err := m.openLedger(ctx)
+	ledger, leases, err := m.openLedger(ctx)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	svc, err := claims.New(claims.Deps{
 		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
-		Metrics: claims.NewMetrics(m.Registry),
+		Metrics:   claims.NewMetrics(m.Registry),
+		Placement: placement(leases, fwd),
 		Options: claims.Options{
 			DefaultGrace:       time.Duration(m.Config.Claims.Grace),
 			DefaultBucketWidth: time.Duration(m.Config.Claims.BucketWidth),
@@ -257,6 +258,11 @@ func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if _, err := m.Ledger.Drops(ctx, claims.DropFilter{Limit: 1}); err != nil {
 		http.Error(w, "ledger unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	// The ledger may answer reads while failing the deciders' commits.
+	if err := m.Claims.Health(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")

@@ -12,7 +12,7 @@ import (
 	"github.com/microdrop/microdrop"
 )
 
-// Scale-out: several replicas share one ledger and one bus. Each live drop
+// Leased placement (scale-out): several replicas share one ledger and one bus. Each live drop
 // still has exactly one decider, on the replica holding the drop's lease in
 // the ledger; the other replicas forward claims and controls for it over the
 // bus and take the lease over when its holder is gone. Deciding in one place
@@ -21,7 +21,7 @@ import (
 // frozen process, a broken connection) cannot write.
 
 // DropLeases is implemented by a ledger that several replicas share
-// (claims/postgres). A Service whose ledger implements it decides only the
+// (claims/postgres). A Service with the Leased placement decides only the
 // drops it holds the lease of.
 type DropLeases interface {
 	// ReplicaID names this replica; leases are held under it.
@@ -66,37 +66,27 @@ var (
 	ErrReplicaUnreachable = errors.New("replica unreachable")
 )
 
-type forwardedKey struct{}
-
-// forwarded marks a context whose request already travelled to its decider
-// (or was re-entered after a takeover): it is decided here or refused,
-// never forwarded again.
-func forwarded(ctx context.Context) context.Context {
-	return context.WithValue(ctx, forwardedKey{}, true)
-}
-
-func isForwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
-
 // forwardTimeout bounds one forwarded request beyond the bucket it may wait for.
 const forwardTimeout = 5 * time.Second
 
-// replicaSet is a Service's view of the other replicas.
-type replicaSet struct {
+// leased is the Leased placement: this Service's view of the other replicas.
+type leased struct {
 	s      *Service
 	leases DropLeases
 	fwd    Forwarder // nil: claims for drops decided elsewhere are refused
 	id     string
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	owners map[string]string        // drop -> replica, a cache refreshed on any miss
-	waits  map[string]time.Duration // drop -> longest a claim may wait for its bucket
-	live   map[string]liveEntry
+	mu        sync.Mutex
+	owners    map[string]string        // drop -> replica, a cache refreshed on any miss
+	waits     map[string]time.Duration // drop -> longest a claim may wait for its bucket
+	liveCache map[string]liveEntry
 
 	stopServe func()
 	quit      chan struct{}
 	done      chan struct{}
 	stopOnce  sync.Once
+	started   bool
 }
 
 type liveEntry struct {
@@ -104,20 +94,32 @@ type liveEntry struct {
 	at time.Time
 }
 
-func newReplicaSet(s *Service, l Ledger, bus any) *replicaSet {
-	leases, ok := l.(DropLeases)
-	if !ok {
-		return nil
-	}
-	fwd, _ := bus.(Forwarder)
-	return &replicaSet{s: s, leases: leases, fwd: fwd, id: leases.ReplicaID(),
-		log: s.log.With("replica", leases.ReplicaID()), owners: map[string]string{}, waits: map[string]time.Duration{}, live: map[string]liveEntry{},
+// Leased shares drops among replicas of one ledger: each drop is decided
+// by the replica holding its lease in leases (claims/postgres), and claims
+// and controls for it travel to that replica through fwd (claims/nats).
+// With fwd nil, claims for drops decided by other replicas are refused.
+func Leased(leases DropLeases, fwd Forwarder) Placement {
+	return &leased{leases: leases, fwd: fwd, id: leases.ReplicaID(),
+		owners: map[string]string{}, waits: map[string]time.Duration{}, liveCache: map[string]liveEntry{},
 		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (rs *leased) bind(s *Service) error {
+	if rs.s != nil {
+		return errors.New("claims: a placement serves one Service")
+	}
+	rs.s = s
+	rs.log = s.log.With("replica", rs.id)
+	return nil
+}
+
+func (rs *leased) create(ctx context.Context, d *Drop) error {
+	return rs.leases.CreateLeasedDrop(ctx, d)
 }
 
 // start answers forwarded requests, takes over orphaned drops and keeps
 // the leases of the drops decided here.
-func (rs *replicaSet) start(ctx context.Context) error {
+func (rs *leased) start(ctx context.Context) error {
 	if rs.fwd != nil {
 		stop, err := rs.fwd.ServeReplica(rs.id, rs.serve)
 		if err != nil {
@@ -128,11 +130,12 @@ func (rs *replicaSet) start(ctx context.Context) error {
 		rs.log.Warn("ledger is shared but the bus cannot forward claims: claims for drops decided by other replicas are refused; use --bus nats://...")
 	}
 	rs.adopt(ctx)
+	rs.started = true
 	go rs.loop()
 	return nil
 }
 
-func (rs *replicaSet) loop() {
+func (rs *leased) loop() {
 	defer close(rs.done)
 	t := time.NewTicker(rs.leases.LeaseTTL() / 3)
 	defer t.Stop()
@@ -149,20 +152,10 @@ func (rs *replicaSet) loop() {
 	}
 }
 
-func (rs *replicaSet) owned() []string {
-	rs.s.mu.Lock()
-	defer rs.s.mu.Unlock()
-	ids := make([]string, 0, len(rs.s.runners))
-	for id := range rs.s.runners {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
 // renew keeps our leases; a drop whose lease went to another replica stops
 // deciding here (its commits are refused by the ledger anyway).
-func (rs *replicaSet) renew(ctx context.Context) {
-	ids := rs.owned()
+func (rs *leased) renew(ctx context.Context) {
+	ids := rs.s.deciders.ids()
 	if len(ids) == 0 {
 		return
 	}
@@ -179,21 +172,20 @@ func (rs *replicaSet) renew(ctx context.Context) {
 		if keep[id] {
 			continue
 		}
-		// A drop being opened has its runner before its lease: only stop a
-		// runner whose lease is really someone else's.
+		// Only stop a decider whose lease is really someone else's.
 		owner, _, err := rs.leases.DropOwner(ctx, id)
 		if err != nil || owner == rs.id || owner == "" {
 			continue
 		}
-		if r := rs.s.runner(id); r != nil {
+		if dc := rs.s.deciders.get(id); dc != nil {
 			rs.log.Warn("lost the lease of a drop; another replica decides it now", "drop", id, "owner", owner)
-			go r.stop()
+			go dc.stop()
 		}
 	}
 }
 
 // adopt takes over live drops whose decider is gone.
-func (rs *replicaSet) adopt(ctx context.Context) {
+func (rs *leased) adopt(ctx context.Context) {
 	ids, err := rs.leases.OrphanedDrops(ctx)
 	if err != nil {
 		rs.log.Warn("look for orphaned drops", "err", err)
@@ -208,8 +200,8 @@ func (rs *replicaSet) adopt(ctx context.Context) {
 
 // takeOver acquires the drop's lease and resumes its decider from the
 // ledger. It reports whether the drop is now decided here.
-func (rs *replicaSet) takeOver(ctx context.Context, id string) (bool, error) {
-	if rs.s.runner(id) != nil {
+func (rs *leased) takeOver(ctx context.Context, id string) (bool, error) {
+	if rs.s.deciders.get(id) != nil {
 		return true, nil
 	}
 	ok, err := rs.leases.AcquireLease(ctx, id)
@@ -220,19 +212,21 @@ func (rs *replicaSet) takeOver(ctx context.Context, id string) (bool, error) {
 	if err := rs.s.resume(ctx, id); err != nil {
 		return false, err
 	}
-	return rs.s.runner(id) != nil, nil
+	return rs.s.deciders.get(id) != nil, nil
 }
 
-func (rs *replicaSet) stop() {
+func (rs *leased) stop() {
 	rs.stopOnce.Do(func() {
 		close(rs.quit)
-		<-rs.done
+		if rs.started {
+			<-rs.done
+		}
 	})
 }
 
 // release hands the drops decided here to the other replicas at once, after
 // their deciders have committed what they had.
-func (rs *replicaSet) release(ids []string) {
+func (rs *leased) release(ids []string) {
 	if rs.stopServe != nil {
 		rs.stopServe()
 	}
@@ -246,7 +240,7 @@ func (rs *replicaSet) release(ids []string) {
 	}
 }
 
-func (rs *replicaSet) setOwner(id, owner string) {
+func (rs *leased) setOwner(id, owner string) {
 	rs.mu.Lock()
 	if owner == "" {
 		delete(rs.owners, id)
@@ -258,7 +252,7 @@ func (rs *replicaSet) setOwner(id, owner string) {
 
 // owner returns who decides a drop: the cache, else the ledger. A final
 // drop is remembered as ended so later claims are answered here.
-func (rs *replicaSet) owner(ctx context.Context, id string, fresh bool) (string, error) {
+func (rs *leased) owner(ctx context.Context, id string, fresh bool) (string, error) {
 	if !fresh {
 		rs.mu.Lock()
 		o, ok := rs.owners[id]
@@ -291,12 +285,12 @@ func (rs *replicaSet) owner(ctx context.Context, id string, fresh bool) (string,
 	return o, nil
 }
 
-// liveDrop is the channel's live drop on any replica, cached briefly: chat
+// live is the channel's live drop on any replica, cached briefly: chat
 // asks for it on every message.
-func (rs *replicaSet) liveDrop(channel string) (*Drop, bool) {
-	now := time.Now()
+func (rs *leased) live(channel string) (*Drop, bool) {
+	now := rs.s.now()
 	rs.mu.Lock()
-	e, ok := rs.live[channel]
+	e, ok := rs.liveCache[channel]
 	rs.mu.Unlock()
 	if ok && now.Sub(e.at) < 250*time.Millisecond {
 		return e.d, e.d != nil
@@ -313,10 +307,10 @@ func (rs *replicaSet) liveDrop(channel string) (*Drop, bool) {
 		d = ds[0]
 	}
 	rs.mu.Lock()
-	if len(rs.live) > 4096 {
-		clear(rs.live)
+	if len(rs.liveCache) > 4096 {
+		clear(rs.liveCache)
 	}
-	rs.live[channel] = liveEntry{d: d, at: now}
+	rs.liveCache[channel] = liveEntry{d: d, at: now}
 	rs.mu.Unlock()
 	return d, d != nil
 }
@@ -364,28 +358,27 @@ func (w *wireError) err() error {
 
 // serve decides a request forwarded by another replica, or says the drop is
 // not decided here.
-func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
+func (rs *leased) serve(ctx context.Context, raw []byte) []byte {
 	var req wireRequest
 	var rep wireReply
 	if err := json.Unmarshal(raw, &req); err != nil {
 		rep.Err = toWire(microdrop.Errorf(microdrop.EINVALID, "malformed forwarded request"))
-	} else if rs.s.runner(req.DropID) == nil {
+	} else if rs.s.deciders.get(req.DropID) == nil {
 		rep.NotHere = true
 	} else {
-		ctx = forwarded(ctx)
 		switch req.Op {
 		case "claim":
 			if req.Claim == nil {
 				rep.Err = toWire(microdrop.Errorf(microdrop.EINVALID, "malformed forwarded request"))
 				break
 			}
-			res, err := rs.s.claim(ctx, *req.Claim)
+			res, err := rs.s.claimHere(ctx, *req.Claim, errMoving)
 			if err == nil {
 				rep.Result = &res
 			}
 			rep.Err = toWire(err)
 		case "control":
-			d, err := rs.s.control(ctx, req.DropID, req.Ctl, req.D, req.By)
+			d, err := rs.s.controlHere(ctx, req.DropID, req.Ctl, req.D, req.By)
 			if d != nil {
 				rep.Drop, rep.Seed = d, d.Seed
 			}
@@ -401,7 +394,7 @@ func (rs *replicaSet) serve(ctx context.Context, raw []byte) []byte {
 // forward sends a request to the drop's decider, taking the drop over when
 // its decider is gone. done is false when the drop turned out to be decided
 // here (or final): the caller then decides or refuses it locally.
-func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireReply, done bool, err error) {
+func (rs *leased) forward(ctx context.Context, req wireRequest) (rep wireReply, done bool, err error) {
 	if _, ok := rs.s.ended.Peek(req.DropID); ok {
 		return rep, false, nil // final: answered here
 	}
@@ -409,7 +402,6 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 	if err != nil {
 		return rep, true, err
 	}
-	unavailable := reject(microdrop.EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
 	for attempt := 0; attempt < 4; attempt++ {
 		if attempt > 0 {
 			select {
@@ -431,7 +423,7 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 			if _, err := rs.takeOver(ctx, req.DropID); err != nil {
 				rs.log.Warn("take over drop", "drop", req.DropID, "err", err)
 			}
-			if rs.s.runner(req.DropID) != nil || owner == "" {
+			if rs.s.deciders.get(req.DropID) != nil || owner == "" {
 				return rep, false, nil
 			}
 			continue
@@ -452,7 +444,7 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 			if !errors.Is(err, ErrReplicaUnreachable) {
 				// It may have decided: do not ask again on the caller's behalf.
 				rs.log.Warn("forwarded request failed", "drop", req.DropID, "owner", owner, "err", err)
-				return rep, true, unavailable
+				return rep, true, errMoving
 			}
 			continue
 		}
@@ -466,10 +458,10 @@ func (rs *replicaSet) forward(ctx context.Context, req wireRequest) (rep wireRep
 		}
 		return rep, true, nil
 	}
-	return rep, true, unavailable
+	return rep, true, errMoving
 }
 
-func (rs *replicaSet) bucketWidth(id string) time.Duration {
+func (rs *leased) bucketWidth(id string) time.Duration {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if w, ok := rs.waits[id]; ok {
@@ -478,12 +470,16 @@ func (rs *replicaSet) bucketWidth(id string) time.Duration {
 	return 10 * time.Second // the widest bucket a drop may have
 }
 
-// claimElsewhere decides a claim for a drop that has no decider here.
-func (rs *replicaSet) claimElsewhere(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
+// errMoving answers a claim for a live drop whose decider could not be
+// reached: it is being taken over.
+var errMoving = reject(microdrop.EINTERNAL, ReasonUnavailable, "the drop's decider is moving to another replica; try again")
+
+// claim decides a claim for a drop that has no decider here.
+func (rs *leased) claim(ctx context.Context, req ClaimRequest) (ClaimResult, error) {
 	rep, done, err := rs.forward(ctx, wireRequest{Op: "claim", DropID: req.DropID, Claim: &req})
 	switch {
 	case !done:
-		return rs.s.claim(forwarded(ctx), req)
+		return rs.s.claimHere(ctx, req, errMoving)
 	case err != nil:
 		return ClaimResult{}, err
 	case rep.Err != nil:
@@ -494,13 +490,13 @@ func (rs *replicaSet) claimElsewhere(ctx context.Context, req ClaimRequest) (Cla
 	return *rep.Result, nil
 }
 
-// controlElsewhere closes, extends or otherwise controls a drop decided by
+// control closes, extends or otherwise controls a drop decided by
 // another replica (every ctlOp travels as is).
-func (rs *replicaSet) controlElsewhere(ctx context.Context, id string, op ctlOp, d time.Duration, by string) (*Drop, error) {
+func (rs *leased) control(ctx context.Context, id string, op ctlOp, d time.Duration, by string) (*Drop, error) {
 	rep, done, err := rs.forward(ctx, wireRequest{Op: "control", Ctl: op, DropID: id, By: by, D: d})
 	switch {
 	case !done:
-		return rs.s.control(forwarded(ctx), id, op, d, by)
+		return rs.s.controlHere(ctx, id, op, d, by)
 	case err != nil:
 		return nil, err
 	case rep.Err != nil:
@@ -510,42 +506,4 @@ func (rs *replicaSet) controlElsewhere(ctx context.Context, id string, op ctlOp,
 	}
 	rep.Drop.Seed = rep.Seed
 	return rep.Drop, nil
-}
-
-// resume starts the decider of one live drop from the ledger, as Start does
-// for all of them on a single node.
-func (s *Service) resume(ctx context.Context, id string) error {
-	d, err := s.ledger.Drop(ctx, id)
-	if err != nil {
-		return fmt.Errorf("claims: load drop %s: %w", id, err)
-	}
-	if d.State.Final() {
-		s.rememberEnded(d)
-		return nil
-	}
-	entries, err := s.ledger.Entries(ctx, id)
-	if err != nil {
-		return fmt.Errorf("claims: load entries of %s: %w", id, err)
-	}
-	r := newRunner(s, d, entries)
-	s.mu.Lock()
-	if s.closed || s.runners[id] != nil {
-		s.mu.Unlock()
-		return nil
-	}
-	s.runners[id] = r
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go r.run()
-	s.log.Info("resumed drop", "drop", d.ID, "channel", d.Channel, "remaining", d.Remaining, "entries", len(entries))
-	return nil
-}
-
-// createDrop records a new drop: on a shared ledger with this replica as its
-// decider, refused when another replica has a live drop in the channel.
-func (s *Service) createDrop(ctx context.Context, d *Drop) error {
-	if s.replicas != nil {
-		return s.replicas.leases.CreateLeasedDrop(ctx, d)
-	}
-	return s.ledger.CreateDrop(ctx, d)
 }
