@@ -133,14 +133,16 @@ func SeedHashOf(seed []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// View is what subscribers and viewers may see: the seed only once final.
+// View is what subscribers may see: the seed only once final. It carries
+// the claim code, which the overlay shows on stream; edges that answer
+// people who have not seen the stream strip it (see Handler).
 func (d *Drop) View() *microdrop.DropView {
 	v := &microdrop.DropView{
 		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title,
 		Stock: d.Stock, Remaining: d.Remaining, PriceMinor: d.PriceMinor, Currency: d.Currency,
 		OpensAt: d.OpensAt, ClosesAt: d.ClosesAt, GraceMS: d.Grace.Milliseconds(),
 		Policy: string(d.Policy), State: string(d.State), CueCode: d.CueCode,
-		CodeRequired: d.ClaimCode != "", LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
+		CodeRequired: d.ClaimCode != "", ClaimCode: d.ClaimCode, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		SeedHash: d.SeedHash, Winners: d.Stock - d.Remaining,
 	}
 	if d.State.Final() {

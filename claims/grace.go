@@ -18,14 +18,26 @@ func (s *Service) SetGrace(ctx context.Context, id string, d time.Duration, by s
 
 // FollowCueDelays makes each drop's grace at least the measured cue-to-air
 // delay plus margin: viewers who see the stream that late still get their
-// claims counted. It runs until ctx ends.
+// claims counted. It runs until ctx ends or the Service closes; Close waits
+// for it.
 func (s *Service) FollowCueDelays(ctx context.Context, bus microdrop.Bus, margin time.Duration) {
+	select {
+	case <-s.quit:
+		return // closed: nothing would stop it
+	default:
+	}
 	sub := bus.Subscribe(1024)
+	ctx, cancel := context.WithCancel(ctx)
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
+		defer cancel()
 		defer sub.Close()
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-s.quit:
 				return
 			case e, ok := <-sub.C():
 				if !ok {

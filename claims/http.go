@@ -85,8 +85,21 @@ func ClaimURL(base string, d *Drop) string {
 	return u
 }
 
-func (h *Handler) dropResponse(d *Drop) DropResponse {
-	return DropResponse{Drop: d.View(), ClaimURL: h.ClaimURL(d)}
+// dropResponse is d for the API. The claim code gates claims to people who
+// watch the stream, so it never appears in the drop's fields, and its claim
+// link carries it only for the admin (who puts the link on stream).
+func (h *Handler) dropResponse(admin bool, d *Drop) DropResponse {
+	url := h.publicURL + "/c/" + d.ID
+	if admin {
+		url = h.ClaimURL(d)
+	}
+	return DropResponse{Drop: apiView(d), ClaimURL: url}
+}
+
+func apiView(d *Drop) *microdrop.DropView {
+	v := d.View()
+	v.ClaimCode = ""
+	return v
 }
 
 func (h *Handler) openDrop(w http.ResponseWriter, r *http.Request) {
@@ -101,7 +114,7 @@ func (h *Handler) openDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	microdrop.WriteJSON(w, http.StatusCreated, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusCreated, h.dropResponse(h.admin.Check(r) == nil, d))
 }
 
 func (h *Handler) listDrops(w http.ResponseWriter, r *http.Request) {
@@ -111,8 +124,9 @@ func (h *Handler) listDrops(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]DropResponse, 0, len(ds))
+	admin := h.admin.Check(r) == nil
 	for _, d := range ds {
-		out = append(out, h.dropResponse(d))
+		out = append(out, h.dropResponse(admin, d))
 	}
 	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drops": out})
 }
@@ -123,7 +137,7 @@ func (h *Handler) getDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(h.admin.Check(r) == nil, d))
 }
 
 func (h *Handler) closeDrop(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +150,7 @@ func (h *Handler) closeDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(h.admin.Check(r) == nil, d))
 }
 
 // emptyOrObject accepts no body or "{}" for actions that take no input.
@@ -168,7 +182,7 @@ func (h *Handler) extendDrop(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(d))
+	microdrop.WriteJSON(w, http.StatusOK, h.dropResponse(h.admin.Check(r) == nil, d))
 }
 
 // ClaimBody is the body of POST /api/drops/{id}/claims. Subscriber and
@@ -239,7 +253,7 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 	for i, e := range es {
 		out[i] = EntryView{Entry: e, Token: e.Token}
 	}
-	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drop": d.View(), "entries": out})
+	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drop": apiView(d), "entries": out})
 }
 
 // RedeemBody is the body of POST /api/redeem.

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
@@ -146,5 +147,89 @@ func TestAPI(t *testing.T) {
 	}
 	if st, body := c.do("GET", "/api/nothing", "", ""); st != 404 || body["code"] != "not_found" {
 		t.Fatalf("unknown route: %d %v", st, body)
+	}
+}
+
+// The claim code keeps claims to people who watch the stream: the public
+// drop endpoints never show it, in the drop or in its claim link, while the
+// admin's answers carry it in the link the overlay puts on stream. Events
+// carry it for the overlay.
+func TestAPIHidesClaimCodeFromThePublic(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	st, body := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"hoodie","stock":2,"duration":"90s","claim_code":"moon42"}`)
+	if st != 201 {
+		t.Fatalf("open: %d %v", st, body)
+	}
+	id := body["drop"].(map[string]any)["id"].(string)
+	for _, tc := range []struct {
+		name, path, auth string
+		status           int
+		withCode         bool
+	}{
+		{"public drop", "/api/drops/" + id, "", 200, false},
+		{"public drop, wrong token", "/api/drops/" + id, "wrong-token-0123456789", 200, false},
+		{"admin drop", "/api/drops/" + id, adminToken, 200, true},
+		{"public list", "/api/drops", "", 401, false},
+		{"admin list", "/api/drops", adminToken, 200, true},
+	} {
+		req, err := http.NewRequest("GET", srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.auth != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s: status %d, want %d: %s", tc.name, resp.StatusCode, tc.status, raw)
+		}
+		if !tc.withCode && bytes.Contains(bytes.ToUpper(raw), []byte("MOON42")) {
+			t.Fatalf("%s reveals the claim code: %s", tc.name, raw)
+		}
+		if tc.status != 200 {
+			continue
+		}
+		var one struct {
+			claims.DropResponse
+			Drops []claims.DropResponse `json:"drops"`
+		}
+		if err := json.Unmarshal(raw, &one); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got := one.DropResponse
+		if len(one.Drops) > 0 {
+			got = one.Drops[0]
+		}
+		if got.Drop == nil || got.Drop.ID != id || !got.Drop.CodeRequired || got.Drop.ClaimCode != "" {
+			t.Fatalf("%s: drop %+v", tc.name, got.Drop)
+		}
+		wantURL := "http://localhost:8080/c/" + id
+		if tc.withCode {
+			wantURL += "?code=MOON42"
+		}
+		if got.ClaimURL != wantURL {
+			t.Fatalf("%s: claim_url %q, want %q", tc.name, got.ClaimURL, wantURL)
+		}
+	}
+	for {
+		select {
+		case e := <-f.events.C():
+			if e.Kind == microdrop.DropOpened && e.DropID == id {
+				if e.Drop == nil || e.Drop.ClaimCode != "MOON42" {
+					t.Fatalf("DropOpened carries %+v, want the claim code", e.Drop)
+				}
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no DropOpened event")
+		}
 	}
 }

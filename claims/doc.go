@@ -1,0 +1,35 @@
+// Package claims decides drops: it owns drops and their windows, stock,
+// per-user and progressive caps, the fairness policies (fcfs, bucketed,
+// raffle) with their commit-reveal seed, pickup tokens and their
+// redemption, the Ledger interface that records all of it, and the JSON API
+// under /api/.
+//
+// How a drop is decided:
+//
+//   - Every live drop has exactly one decider (decider.go), a goroutine that
+//     owns the drop's state. Claims and controls queue to it; it decides them
+//     in memory in batches, its committer writes each round to the ledger in
+//     one transaction (commit.go), and only then are callers answered and
+//     events published: decide, group commit, reply, publish, in that order.
+//   - The Service is the registry of the deciders running in this process,
+//     by drop and by channel (registry.go). Where each drop is decided is a
+//     Placement (placement.go): Local decides every drop here; Leased
+//     (leased.go) shares drops among replicas of one Postgres ledger by lease
+//     and forwards claims to the holder over NATS. cmd/microdrop chooses.
+//   - A commit has a deadline (Options.CommitTimeout): a stalled ledger fails
+//     the round's claims with a retryable error instead of pinning callers,
+//     Health reports the service degraded, and a drop whose final state did
+//     not reach the ledger is rebuilt from the ledger and finished again.
+//
+// Adapters live in subpackages named after their dependency: claims/sqlite
+// (the embedded default), claims/postgres (shared by replicas, with leases),
+// claims/nats (the bus between replicas); all ledgers pass the contract
+// suite in claims/ledgertest.
+//
+// It must never import chat, overlay or ingest (the core knows no edge),
+// never acknowledge a claim or publish its event before the ledger has
+// committed it, never oversell or award one unit twice, never let two
+// deciders run for one drop, and never let internal error text reach a
+// caller: errors carry a microdrop code, a message and, for rejections, a
+// reason. The unauthenticated API never shows a drop's claim code.
+package claims
