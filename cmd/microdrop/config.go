@@ -47,6 +47,9 @@ type ClaimsConfig struct {
 	Policy      string          `yaml:"policy" env:"POLICY"`
 	ClaimRate   float64         `yaml:"claim_rate" env:"CLAIM_RATE"`
 	ClaimBurst  int             `yaml:"claim_burst" env:"CLAIM_BURST"`
+	// CommitTimeout bounds a ledger commit: past it the claims in it fail
+	// with a retryable error and /healthz reports degraded.
+	CommitTimeout claims.Duration `yaml:"commit_timeout" env:"COMMIT_TIMEOUT"`
 	// GraceFromCue takes a drop's grace from the measured cue-to-air delay.
 	GraceFromCue bool `yaml:"grace_from_cue" env:"GRACE_FROM_CUE"`
 }
@@ -116,12 +119,13 @@ func DefaultConfig() Config {
 		HTTP:     ":8080",
 		LogLevel: "info",
 		Claims: ClaimsConfig{
-			TokenTTL:    claims.Duration(30 * 24 * time.Hour),
-			Grace:       claims.Duration(5 * time.Second),
-			BucketWidth: claims.Duration(250 * time.Millisecond),
-			Policy:      string(claims.Bucketed),
-			ClaimRate:   2,
-			ClaimBurst:  3,
+			TokenTTL:      claims.Duration(30 * 24 * time.Hour),
+			Grace:         claims.Duration(5 * time.Second),
+			BucketWidth:   claims.Duration(250 * time.Millisecond),
+			Policy:        string(claims.Bucketed),
+			ClaimRate:     2,
+			ClaimBurst:    3,
+			CommitTimeout: claims.Duration(5 * time.Second),
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
@@ -284,6 +288,9 @@ func (c *Config) Validate() error {
 	}
 	if time.Duration(c.Claims.TokenTTL) < time.Minute {
 		bad("claims.token_ttl: at least 1m")
+	}
+	if d := time.Duration(c.Claims.CommitTimeout); d < 100*time.Millisecond || d > 5*time.Minute {
+		bad("claims.commit_timeout: between 100ms and 5m")
 	}
 	if c.Claims.ClaimRate <= 0 || c.Claims.ClaimBurst < 1 {
 		bad("claims.claim_rate must be above 0 and claims.claim_burst at least 1")

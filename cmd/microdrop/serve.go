@@ -167,6 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 			TokenTTL:           time.Duration(m.Config.Claims.TokenTTL),
 			ClaimRate:          m.Config.Claims.ClaimRate,
 			ClaimBurst:         m.Config.Claims.ClaimBurst,
+			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
 		},
 	})
 	if err != nil {
