@@ -219,7 +219,9 @@ func TestStalledLedgerFailsClaimsWithinTheBound(t *testing.T) {
 	// Close does not wait on a stalled ledger beyond the bound either.
 	sl.stall()
 	defer sl.release()
-	go func() { _, _ = f.svc.Claim(context.Background(), claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: "bob"}}) }()
+	go func() {
+		_, _ = f.svc.Claim(context.Background(), claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: "bob"}})
+	}()
 	<-sl.waiting
 	within(t, 30*time.Second, "Close on a stalled ledger", func() error { return f.svc.Close() })
 }
