@@ -87,7 +87,7 @@ type Drop struct {
 	CreatedAt    time.Time     `json:"created_at"`
 }
 
-// Clone returns a deep copy, so callers never share a runner's drop.
+// Clone returns a deep copy, so callers never share a decider's drop.
 func (d *Drop) Clone() *Drop {
 	c := *d
 	c.Stages = append([]Stage(nil), d.Stages...)

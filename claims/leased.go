@@ -343,6 +343,12 @@ func toWire(err error) *wireError {
 	if err == nil {
 		return nil
 	}
+	var me *microdrop.Error
+	if errors.As(err, &me) && me.Code != "" {
+		// Ours, e.g. a claim still being recorded when the forwarded wait
+		// ended: its message says what the caller should do.
+		return &wireError{Code: me.Code, Reason: me.Reason, Message: microdrop.ErrorMessage(err)}
+	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return &wireError{Code: microdrop.EINTERNAL, Reason: ReasonUnavailable, Message: "the decider did not answer in time; try again"}
 	}

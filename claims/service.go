@@ -201,9 +201,12 @@ func (s *Service) OpenDrop(ctx context.Context, req OpenRequest) (*Drop, error) 
 		s.deciders.unreserve(d.Channel, d.ID)
 		return nil, fmt.Errorf("claims: create drop: %w", err)
 	}
-	if !s.deciders.start(newDecider(s, d, nil), &s.wg) {
+	if !s.deciders.start(newDecider(s, d, nil), &s.wg) && s.deciders.get(d.ID) == nil {
+		// A forwarded claim can resume a leased drop the moment the ledger
+		// has it; otherwise the service is closing and the next start
+		// resumes it from the ledger.
 		s.deciders.unreserve(d.Channel, d.ID)
-		return nil, errShuttingDown // the ledger has it live: the next start resumes it
+		return nil, errShuttingDown
 	}
 	s.log.Info("drop opened", "drop", d.ID, "channel", d.Channel, "sku", d.SKU, "stock", d.Stock, "policy", d.Policy, "by", req.By)
 	if d.State == Open {
