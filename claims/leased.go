@@ -12,9 +12,9 @@ import (
 	"github.com/microdrop/microdrop"
 )
 
-// Leased placement (scale-out): several replicas share one ledger and one bus. Each live drop
-// still has exactly one decider, on the replica holding the drop's lease in
-// the ledger; the other replicas forward claims and controls for it over the
+// The Leased placement (scale-out): several replicas share one ledger and
+// one bus. Each live drop still has exactly one decider, on the replica
+// holding the drop's lease in the ledger; the other replicas forward claims and controls for it over the
 // bus and take the lease over when its holder is gone. Deciding in one place
 // keeps bucketed and raffle results the same as on a single node; the ledger
 // fences every commit with the lease, so a replica that lost its lease (a
