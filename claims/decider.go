@@ -231,6 +231,14 @@ func (dc *decider) run() {
 		case <-dc.resync:
 			dc.reload()
 		case cr := <-dc.in:
+			// A failed commit asks for a reload before it refuses its
+			// claims: a viewer retrying after the refusal must be decided
+			// on what the ledger holds, not on the refused round.
+			select {
+			case <-dc.resync:
+				dc.reload()
+			default:
+			}
 			batch = append(batch[:0], cr)
 		more:
 			for len(batch) < cap(batch) {
