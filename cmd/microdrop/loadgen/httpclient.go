@@ -90,6 +90,9 @@ func (c *rawConn) post(path, token string, body []byte) (int, []byte, error) {
 	}
 	c.buf = c.buf[:0]
 	switch {
+	case status == http.StatusNoContent || status == http.StatusNotModified || status < 200:
+		// These never carry a body, whatever the headers say (RFC 9112 6.3).
+		return status, c.buf, nil
 	case chunked:
 		for {
 			h, err := c.r.ReadSlice('\n')

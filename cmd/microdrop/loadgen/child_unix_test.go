@@ -1,0 +1,8 @@
+package loadgen
+
+import (
+	"os/signal"
+	"syscall"
+)
+
+func ignoreInterrupt() { signal.Ignore(syscall.SIGINT) }
