@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,14 +55,14 @@ func runTestChild(role string) error {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		return nil
 	case roleStubborn:
-		ignoreInterrupt()
+		signal.Ignore(syscall.SIGINT)
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		time.Sleep(time.Hour)
 		return nil
 	case roleQuit:
 		return nil
 	case roleParent:
-		ignoreInterrupt()
+		signal.Ignore(syscall.SIGINT)
 		gc := exec.Command("sleep", "600")
 		if err := gc.Start(); err != nil {
 			return err

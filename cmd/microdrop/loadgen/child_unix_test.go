@@ -1,8 +1,0 @@
-package loadgen
-
-import (
-	"os/signal"
-	"syscall"
-)
-
-func ignoreInterrupt() { signal.Ignore(syscall.SIGINT) }
