@@ -384,14 +384,14 @@ func overlayReadOpen(nc net.Conn, sub *overlaySub, bufs *sync.Pool) {
 }
 
 func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) (OverlayLoadResult, error) {
-	base, channel, key, token, n, parallel, timeout, profile, stderr := cfg.URL, cfg.Channel, cfg.Key, cfg.Token, cfg.Subscribers, cfg.DialParallel, cfg.Timeout, cfg.CPUProfile, cfg.Stderr
+	n := cfg.Subscribers
 	res := OverlayLoadResult{Subscribers: n, ServerCPUMS: -1, LoadAvg1: LoadAvg1()}
 	bufs := &sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
-	u, err := url.Parse(base)
+	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		return res, fmt.Errorf("--url: %w", err)
 	}
-	wsURL := "ws://" + u.Host + "/ws/overlay/" + url.PathEscape(channel) + "?key=" + url.QueryEscape(key)
+	wsURL := "ws://" + u.Host + "/ws/overlay/" + url.PathEscape(cfg.Channel) + "?key=" + url.QueryEscape(cfg.Key)
 	if u.Scheme == "https" {
 		wsURL = "wss" + strings.TrimPrefix(wsURL, "ws")
 	}
@@ -407,7 +407,7 @@ func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) 
 	)
 	subs := make([]overlaySub, n)
 	conns := make(chan *websocket.Conn, n)
-	sem := make(chan struct{}, parallel)
+	sem := make(chan struct{}, cfg.DialParallel)
 	start := time.Now()
 	ready.Add(n)
 	for i := 0; i < n; i++ {
@@ -453,14 +453,14 @@ func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) 
 	res.Connected = int(connected.Load())
 	res.ConnectS = time.Since(start).Seconds()
 	if res.Connected < n {
-		fmt.Fprintf(stderr, "loadgen: %d of %d clients failed to connect: %v\n", n-res.Connected, n, firstErr.Load())
+		fmt.Fprintf(cfg.Stderr, "loadgen: %d of %d clients failed to connect: %v\n", n-res.Connected, n, firstErr.Load())
 	}
 	// No collection while the deliveries are being measured (this waits
 	// for one under way to finish).
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
-	if profile != "" {
-		f, err := os.Create(profile)
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
 			return res, err
 		}
@@ -477,9 +477,9 @@ func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) 
 		}
 	}
 	cpu0 := ProcessCPU()
-	body := fmt.Sprintf(`{"channel":%q,"sku":"LOADGEN-1","title":"Loadgen drop","stock":100,"duration":"60s"}`, channel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/drops", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	body := fmt.Sprintf(`{"channel":%q,"sku":"LOADGEN-1","title":"Loadgen drop","stock":100,"duration":"60s"}`, cfg.Channel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(cfg.URL, "/")+"/api/drops", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cfg.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -495,11 +495,11 @@ func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) 
 	go func() { finished.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-time.After(cfg.Timeout):
 	case <-ctx.Done():
 	}
 	res.ClientCPUMS = float64(ProcessCPU()-cpu0) / 1e6
-	if profile != "" {
+	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if srv != nil {
