@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
@@ -33,8 +35,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	id := fs.Arg(0)
 	var rep claims.AuditReport
 	if *url != "" {
-		t := newHTTPTarget([]string{*url}, os.Getenv("MICRODROP_ADMIN_TOKEN"), 1)
-		if _, err := t.do(ctx, "GET", t.urls[0]+"/api/drops/"+id+"/audit", nil, &rep); err != nil {
+		u := strings.TrimRight(strings.TrimSpace(*url), "/") + "/api/drops/" + id + "/audit"
+		if err := getJSON(ctx, u, os.Getenv("MICRODROP_ADMIN_TOKEN"), &rep); err != nil {
 			return fmt.Errorf("audit %s: %w", id, err)
 		}
 	} else {
@@ -78,4 +80,30 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("audit found problems")
 	}
 	return nil
+}
+
+// getJSON fetches url with the admin bearer into out; an error answer comes
+// back as the server's *microdrop.Error.
+func getJSON(ctx context.Context, url, token string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb microdrop.ErrorBody
+		_ = json.Unmarshal(raw, &eb)
+		return &microdrop.Error{Code: eb.Code, Reason: eb.Reason, Message: eb.Message}
+	}
+	return json.Unmarshal(raw, out)
 }

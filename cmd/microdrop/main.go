@@ -10,11 +10,20 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/microdrop/microdrop/cmd/microdrop/loadgen"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if role := os.Getenv(loadgen.ChildEnv); role != "" {
+		// A load generator re-ran this binary as the server it measures.
+		run = func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runLoadgenChild(ctx, role, args, stdout, stderr)
+		}
+	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "microdrop:", err)
@@ -27,7 +36,7 @@ const usage = `microdrop turns stream moments into fair limited releases.
 
 Usage:
   microdrop serve [flags]          run the service (overlay, chat, claims, media)
-  microdrop loadgen claims|overlay|relay [flags]
+  microdrop loadgen claims|overlay|relay|fairness [flags]
                                    load generators; --json for one JSON summary
   microdrop audit [--url U] DROP   recompute a drop's winners and compare
   microdrop cue encode|detect      the audio cue codec
@@ -73,19 +82,4 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	m.Logger.Info("shutting down")
 	return m.Close()
-}
-
-func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("loadgen: say what to load: claims, overlay or relay")
-	}
-	switch args[0] {
-	case "claims":
-		return runLoadgenClaims(ctx, args[1:], stdout, stderr)
-	case "overlay":
-		return runLoadgenOverlay(ctx, args[1:], stdout, stderr)
-	case "relay":
-		return runLoadgenRelay(ctx, args[1:], stdout, stderr)
-	}
-	return fmt.Errorf("loadgen: unknown target %q (claims, overlay or relay)", args[0])
 }

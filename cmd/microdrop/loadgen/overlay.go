@@ -1,15 +1,12 @@
-package main
+package loadgen
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -17,8 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -63,83 +58,85 @@ type OverlayLoadResult struct {
 	LoadAvg1       float64 `json:"loadavg_1m"`
 }
 
-// runLoadgenOverlay connects N WebSocket overlay clients, opens one drop and
-// measures how long its DropOpened frame takes to reach each of them. The
-// clients run in this process; the server is a child process (or --url), so
-// neither side needs more than N open files.
-func runLoadgenOverlay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("microdrop loadgen overlay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	n := fs.Int("subscribers", 1000, "WebSocket overlay clients to connect")
-	asJSON := fs.Bool("json", false, "print one JSON summary")
-	target := fs.String("url", "", "a running microdrop (http://host:port); empty starts a server child on loopback")
-	channel := fs.String("channel", "loadgen", "channel to watch and open the drop in (with --url)")
-	key := fs.String("key", "", "the channel's overlay key (with --url)")
-	token := fs.String("token", "", "admin token (with --url; also MICRODROP_ADMIN_TOKEN)")
-	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for every client to receive the open")
-	parallel := fs.Int("dial-parallel", 128, "connections dialled at once")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the clients (this process) during the fan-out to this file")
-	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the server child during the fan-out to this file")
-	serverProcs := fs.Int("server-procs", 0, "GOMAXPROCS of the server child (0: the Go default)")
-	serveChild := fs.Bool("serve-child", false, "internal: run as the server child (the remaining arguments are serve's)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *serveChild {
-		return runOverlayServeChild(ctx, fs.Args(), *serverProfile, stdout, stderr)
-	}
-	if *n < 1 || *n > 19000 {
-		return fmt.Errorf("--subscribers must be between 1 and 19000 (open files are capped per process), not %d", *n)
-	}
-	if *parallel < 1 || *parallel > 4096 {
-		return errors.New("--dial-parallel must be between 1 and 4096")
-	}
-	overlayRaiseFileLimit(uint64(*n) + 512)
+// OverlayConfig is a `loadgen overlay` run: Subscribers WebSocket overlay
+// clients in this process, one drop opened, the time its DropOpened frame
+// takes to reach each of them.
+type OverlayConfig struct {
+	Subscribers int
+	// URL is a running microdrop; empty starts `serve` as a child on
+	// loopback (then Channel, Key and Token are made up).
+	URL              string
+	Channel, Key     string
+	Token            string
+	Timeout          time.Duration // for every client to receive the open
+	DialParallel     int
+	CPUProfile       string // the clients (this process) during the fan-out
+	ServerCPUProfile string // the server child during the fan-out
+	ServerProcs      int    // GOMAXPROCS of the server child; 0 for Go's default
+	Stderr           io.Writer
+}
 
-	var srv *overlayServerChild
-	if *target == "" {
-		tmp, err := os.MkdirTemp("", "microdrop-loadgen-overlay-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		*key, *token, *channel = overlayRandHex(12), overlayRandHex(16), "loadgen"
-		child, addr, err := startOverlayServerChild(ctx, tmp, *channel, *key, *token, *serverProfile, *serverProcs, stderr)
-		if err != nil {
-			return err
-		}
-		defer child.stop()
-		srv = child
-		*target = "http://" + addr
-	} else if *token == "" {
-		*token = os.Getenv("MICRODROP_ADMIN_TOKEN")
-	}
-	if *key == "" || *token == "" {
+// Validate says what is wrong with c, in the flags' words.
+func (c OverlayConfig) Validate() error {
+	switch {
+	case c.Subscribers < 1 || c.Subscribers > 19000:
+		return fmt.Errorf("--subscribers must be between 1 and 19000 (open files are capped per process), not %d", c.Subscribers)
+	case c.DialParallel < 1 || c.DialParallel > 4096:
+		return errors.New("--dial-parallel must be between 1 and 4096")
+	case c.URL != "" && (c.Key == "" || c.Token == ""):
 		return errors.New("with --url, give --key (the overlay key) and --token (the admin token)")
-	}
-	res, err := measureOverlay(ctx, *target, *channel, *key, *token, *n, *parallel, *timeout, *cpuProfile, srv, stderr)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
-	}
-	fmt.Fprintf(stdout, "overlay fan-out: %d subscribers (%d connected in %.1fs)\n", res.Subscribers, res.Connected, res.ConnectS)
-	fmt.Fprintf(stdout, "event -> client latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms (send -> client p99 %.2f ms)\n", res.P50MS, res.P99MS, res.MaxMS, res.SendP99MS)
-	fmt.Fprintf(stdout, "missed: %d\n", res.Missed)
-	if res.ServerCPUMS >= 0 {
-		fmt.Fprintf(stdout, "CPU per delivery: server %.2f µs, clients %.2f µs (load average %.2f)\n", res.ServerCPUPerUS, res.ClientCPUPerUS, res.LoadAvg1)
+	case c.URL == "" && c.ServerProcs < 0:
+		return errors.New("--server-procs must be 0 or more")
 	}
 	return nil
 }
 
-func overlayRandHex(n int) string {
+// Overlay measures the fan-out of one DropOpened to cfg.Subscribers
+// clients. The server is a child process (or cfg.URL), so neither side
+// needs more than Subscribers open files.
+func Overlay(ctx context.Context, cfg OverlayConfig) (OverlayLoadResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return OverlayLoadResult{}, err
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	raiseFileLimit(uint64(cfg.Subscribers) + 512)
+	var srv *overlayServer
+	if cfg.URL == "" {
+		tmp, err := os.MkdirTemp("", "microdrop-loadgen-overlay-")
+		if err != nil {
+			return OverlayLoadResult{}, err
+		}
+		defer os.RemoveAll(tmp)
+		cfg.Key, cfg.Token, cfg.Channel = randHex(12), randHex(16), "loadgen"
+		srv, err = startOverlayServer(ctx, tmp, cfg)
+		if err != nil {
+			return OverlayLoadResult{}, err
+		}
+		defer srv.child.Stop(15 * time.Second)
+		cfg.URL = "http://" + srv.addr
+	}
+	return measureOverlay(ctx, cfg, srv)
+}
+
+// WriteText prints the result for a person.
+func (res OverlayLoadResult) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "overlay fan-out: %d subscribers (%d connected in %.1fs)\n", res.Subscribers, res.Connected, res.ConnectS)
+	fmt.Fprintf(w, "event -> client latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms (send -> client p99 %.2f ms)\n", res.P50MS, res.P99MS, res.MaxMS, res.SendP99MS)
+	fmt.Fprintf(w, "missed: %d\n", res.Missed)
+	if res.ServerCPUMS >= 0 {
+		fmt.Fprintf(w, "CPU per delivery: server %.2f µs, clients %.2f µs (load average %.2f)\n", res.ServerCPUPerUS, res.ClientCPUPerUS, res.LoadAvg1)
+	}
+}
+
+func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
-func overlayRaiseFileLimit(want uint64) {
+func raiseFileLimit(want uint64) {
 	var l syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil || l.Cur >= want {
 		return
@@ -148,177 +145,108 @@ func overlayRaiseFileLimit(want uint64) {
 	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
 
-type overlayServerChild struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	cpu  chan float64 // the child's CPU milliseconds over a measured window
+// overlayServer is `microdrop serve` in a child, with the CPU meter and
+// profile of its control pipe.
+type overlayServer struct {
+	child   *Child
+	addr    string
+	profile string
+	cpu0    time.Duration
 }
 
-func (c *overlayServerChild) stop() {
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
+// servingAddr finds the HTTP address in serve's "serving" log line.
+var servingAddr = regexp.MustCompile(`msg=serving .*?http=(\S+)`)
 
-// beginWindow asks the child to note its CPU time (and start its CPU
-// profile, if it has one); endWindow returns the CPU milliseconds it spent
-// since, or -1.
-func (c *overlayServerChild) beginWindow() { _ = c.cmd.Process.Signal(syscall.SIGUSR1) }
-
-func (c *overlayServerChild) endWindow() float64 {
-	_ = c.cmd.Process.Signal(syscall.SIGUSR2)
-	select {
-	case ms := <-c.cpu:
-		return ms
-	case <-time.After(10 * time.Second):
-		return -1
+// startOverlayServer runs `microdrop serve` on a loopback port with a
+// throw-away data dir and a config naming the channel's overlay key.
+func startOverlayServer(ctx context.Context, dir string, cfg OverlayConfig) (*overlayServer, error) {
+	yml := fmt.Sprintf("admin_token: %q\nlog_level: warn\nchannels:\n  %s:\n    overlay_key: %q\n", cfg.Token, cfg.Channel, cfg.Key)
+	path := filepath.Join(dir, "microdrop.yml")
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		return nil, err
 	}
-}
-
-var (
-	overlayServingAddr = regexp.MustCompile(`msg=serving .*?http=(\S+)`)
-	overlayChildCPU    = regexp.MustCompile(`^loadgen-child cpu_ms=(\S+)`)
-)
-
-// startOverlayServerChild runs `microdrop serve` on a loopback port with a
-// throw-away data dir and a config naming the channel's overlay key. The
-// child is this binary in --serve-child mode: serve, plus a CPU meter (and
-// profile) over the window the parent marks with SIGUSR1 and SIGUSR2.
-func startOverlayServerChild(ctx context.Context, dir, channel, key, token, profile string, procs int, stderr io.Writer) (*overlayServerChild, string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, "", err
+	env := []string{"MICRODROP_PUBLIC_URL="}
+	if cfg.ServerProcs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", cfg.ServerProcs))
 	}
-	cfg := filepath.Join(dir, "microdrop.yml")
-	yml := fmt.Sprintf("admin_token: %q\nlog_level: warn\nchannels:\n  %s:\n    overlay_key: %q\n", token, channel, key)
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command(exe, "loadgen", "overlay", "--serve-child", "--server-cpuprofile", profile, "--",
-		"--config", cfg, "--http", "127.0.0.1:0", "--rtsp", "off",
-		"--data", filepath.Join(dir, "data"), "--log-level", "info")
-	cmd.Env = append(os.Environ(), "MICRODROP_PUBLIC_URL=")
-	if procs > 0 {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", procs))
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start server child: %w", err)
-	}
-	c := &overlayServerChild{cmd: cmd, done: make(chan struct{}), cpu: make(chan float64, 1)}
 	addrc := make(chan string, 1)
-	var tail bytes.Buffer
 	var tailMu sync.Mutex
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			line := sc.Text()
-			if m := overlayServingAddr.FindStringSubmatch(line); m != nil {
+	var tail bytes.Buffer
+	child, err := StartChild(ChildSpec{Role: RoleOverlayServer, Env: env,
+		Args: []string{"--config", path, "--http", "127.0.0.1:0", "--rtsp", "off", "--data", filepath.Join(dir, "data"), "--log-level", "info"},
+		StderrLine: func(line string) {
+			if m := servingAddr.FindStringSubmatch(line); m != nil {
 				select {
 				case addrc <- m[1]:
 				default:
 				}
 			}
-			if m := overlayChildCPU.FindStringSubmatch(line); m != nil {
-				var ms float64
-				_, _ = fmt.Sscan(m[1], &ms)
-				select {
-				case c.cpu <- ms:
-				default:
-				}
-				continue
-			}
 			if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
-				fmt.Fprintln(stderr, "server:", line)
+				fmt.Fprintln(cfg.Stderr, "server:", line)
 			}
 			tailMu.Lock()
 			if tail.Len() < 64<<10 {
 				tail.WriteString(line + "\n")
 			}
 			tailMu.Unlock()
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(c.done) }()
+		}})
+	if err != nil {
+		return nil, err
+	}
+	srv := &overlayServer{child: child, profile: cfg.ServerCPUProfile}
 	select {
-	case addr := <-addrc:
-		return c, addr, nil
-	case <-c.done:
+	case srv.addr = <-addrc:
+		return srv, nil
+	case <-child.Done():
 		tailMu.Lock()
 		defer tailMu.Unlock()
-		return nil, "", fmt.Errorf("server child exited before serving:\n%s", tail.String())
+		return nil, fmt.Errorf("server child exited before serving:\n%s", tail.String())
 	case <-time.After(30 * time.Second):
-		c.stop()
-		return nil, "", errors.New("server child did not start within 30s")
+		_ = child.Stop(5 * time.Second)
+		return nil, errors.New("server child did not start within 30s")
 	case <-ctx.Done():
-		c.stop()
-		return nil, "", ctx.Err()
+		_ = child.Stop(5 * time.Second)
+		return nil, ctx.Err()
 	}
 }
 
-// runOverlayServeChild is `microdrop serve` with a CPU meter: SIGUSR1 notes
-// the CPU time used so far and starts the CPU profile (if any); SIGUSR2
-// stops the profile and prints the CPU milliseconds spent in between.
-func runOverlayServeChild(ctx context.Context, serveArgs []string, profile string, stdout, stderr io.Writer) error {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
-	go func() {
-		var start float64
-		var f *os.File
-		for s := range sigs {
-			switch s {
-			case syscall.SIGUSR1:
-				if profile != "" && f == nil {
-					var err error
-					if f, err = os.Create(profile); err == nil {
-						runtime.SetCPUProfileRate(1000)
-						if pprof.StartCPUProfile(f) != nil {
-							f.Close()
-							f = nil
-						}
-					}
-				}
-				start = overlayCPUMS()
-			case syscall.SIGUSR2:
-				used := overlayCPUMS() - start
-				if f != nil {
-					pprof.StopCPUProfile()
-					f.Close()
-					f = nil
-				}
-				fmt.Fprintf(stderr, "loadgen-child cpu_ms=%.3f\n", used)
-			}
+// beginWindow notes the child's CPU time and starts its CPU profile, if
+// asked for; endWindow stops the profile and returns the CPU milliseconds
+// the child spent in between, or -1.
+func (s *overlayServer) beginWindow() error {
+	if s.profile != "" {
+		if _, err := s.child.Ask("profile cpu "+s.profile, 10*time.Second); err != nil {
+			return err
 		}
+	}
+	var err error
+	s.cpu0, err = s.child.CPU()
+	return err
+}
+
+func (s *overlayServer) endWindow() float64 {
+	cpu1, err := s.child.CPU()
+	if s.profile != "" {
+		_, _ = s.child.Ask("profile", 10*time.Second)
+	}
+	if err != nil || s.cpu0 < 0 || cpu1 < 0 {
+		return -1
+	}
+	return float64(cpu1-s.cpu0) / 1e6
+}
+
+// runOverlayServerChild is `microdrop serve` with a control pipe: "cpu" and
+// "profile" as every child, and the end of its standard input stops it.
+func runOverlayServerChild(ctx context.Context, args []string, deps ChildDeps, ctl io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	prof := &profiler{rate: 1000}
+	defer prof.stop()
+	go func() {
+		defer cancel()
+		serveControl(deps.Stdin, ctl, prof, nil)
 	}()
-	return runServe(ctx, serveArgs, stdout, stderr)
-}
-
-// overlayLoadAvg is the 1-minute load average (Linux), or 0.
-func overlayLoadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	var l float64
-	_, _ = fmt.Sscan(string(b), &l)
-	return l
-}
-
-// overlayCPUMS is this process's user+system CPU time in milliseconds.
-func overlayCPUMS() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+	return deps.Serve(ctx, args, deps.Stdout, deps.Stderr)
 }
 
 // overlaySub is one client's receipt of the open: when the frame's last
@@ -337,10 +265,6 @@ var (
 	overlayEventType = []byte(`"type":"event"`)
 	overlayAtKey     = []byte(`"at_ms":`)
 	overlayServerKey = []byte(`"server_ms":`)
-	// overlayBufs lends the clients read buffers only while they read, so
-	// ten thousand waiting clients hold none (and touch no fresh memory
-	// while the fan-out is measured).
-	overlayBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 )
 
 // overlayFrames walks the whole server frames at the start of p (server
@@ -402,7 +326,11 @@ func overlayNumberAfter(b, key []byte, to *[32]byte, n *uint8) bool {
 // reader, into a buffer borrowed only once the socket is readable, and
 // allocates nothing per frame: the clients' own cost stays small next to
 // the deliveries they measure.
-func overlayReadOpen(nc net.Conn, sub *overlaySub) {
+//
+// bufs lends the clients read buffers only while they read, so ten
+// thousand waiting clients hold none (and touch no fresh memory while the
+// fan-out is measured).
+func overlayReadOpen(nc net.Conn, sub *overlaySub, bufs *sync.Pool) {
 	var rest []byte // an incomplete frame, kept between reads (rare)
 	sc, ok := nc.(syscall.Conn)
 	if !ok { // TLS: read through the connection
@@ -428,8 +356,8 @@ func overlayReadOpen(nc net.Conn, sub *overlaySub) {
 	for {
 		var done, failed bool
 		err := rc.Read(func(fd uintptr) bool {
-			bp := overlayBufs.Get().(*[]byte)
-			defer overlayBufs.Put(bp)
+			bp := bufs.Get().(*[]byte)
+			defer bufs.Put(bp)
 			buf := *bp
 			if len(rest) > len(buf)/2 {
 				buf = make([]byte, 2*len(rest)) // a frame larger than the buffers
@@ -455,13 +383,15 @@ func overlayReadOpen(nc net.Conn, sub *overlaySub) {
 	}
 }
 
-func measureOverlay(ctx context.Context, base, channel, key, token string, n, parallel int, timeout time.Duration, profile string, srv *overlayServerChild, stderr io.Writer) (OverlayLoadResult, error) {
-	res := OverlayLoadResult{Subscribers: n, ServerCPUMS: -1, LoadAvg1: overlayLoadAvg()}
-	u, err := url.Parse(base)
+func measureOverlay(ctx context.Context, cfg OverlayConfig, srv *overlayServer) (OverlayLoadResult, error) {
+	n := cfg.Subscribers
+	res := OverlayLoadResult{Subscribers: n, ServerCPUMS: -1, LoadAvg1: LoadAvg1()}
+	bufs := &sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		return res, fmt.Errorf("--url: %w", err)
 	}
-	wsURL := "ws://" + u.Host + "/ws/overlay/" + url.PathEscape(channel) + "?key=" + url.QueryEscape(key)
+	wsURL := "ws://" + u.Host + "/ws/overlay/" + url.PathEscape(cfg.Channel) + "?key=" + url.QueryEscape(cfg.Key)
 	if u.Scheme == "https" {
 		wsURL = "wss" + strings.TrimPrefix(wsURL, "ws")
 	}
@@ -477,7 +407,7 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 	)
 	subs := make([]overlaySub, n)
 	conns := make(chan *websocket.Conn, n)
-	sem := make(chan struct{}, parallel)
+	sem := make(chan struct{}, cfg.DialParallel)
 	start := time.Now()
 	ready.Add(n)
 	for i := 0; i < n; i++ {
@@ -515,7 +445,7 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 			// delivering to the others.
 			go func() {
 				defer finished.Done()
-				overlayReadOpen(conn.NetConn(), &subs[i])
+				overlayReadOpen(conn.NetConn(), &subs[i], bufs)
 			}()
 		}()
 	}
@@ -523,14 +453,14 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 	res.Connected = int(connected.Load())
 	res.ConnectS = time.Since(start).Seconds()
 	if res.Connected < n {
-		fmt.Fprintf(stderr, "loadgen: %d of %d clients failed to connect: %v\n", n-res.Connected, n, firstErr.Load())
+		fmt.Fprintf(cfg.Stderr, "loadgen: %d of %d clients failed to connect: %v\n", n-res.Connected, n, firstErr.Load())
 	}
 	// No collection while the deliveries are being measured (this waits
 	// for one under way to finish).
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
-	if profile != "" {
-		f, err := os.Create(profile)
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
 			return res, err
 		}
@@ -542,13 +472,14 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 		defer pprof.StopCPUProfile()
 	}
 	if srv != nil {
-		srv.beginWindow()
-		time.Sleep(50 * time.Millisecond) // let the child take the signal
+		if err := srv.beginWindow(); err != nil {
+			return res, fmt.Errorf("server child: %w", err)
+		}
 	}
-	cpu0 := overlayCPUMS()
-	body := fmt.Sprintf(`{"channel":%q,"sku":"LOADGEN-1","title":"Loadgen drop","stock":100,"duration":"60s"}`, channel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/api/drops", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	cpu0 := ProcessCPU()
+	body := fmt.Sprintf(`{"channel":%q,"sku":"LOADGEN-1","title":"Loadgen drop","stock":100,"duration":"60s"}`, cfg.Channel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(cfg.URL, "/")+"/api/drops", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cfg.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -564,11 +495,11 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 	go func() { finished.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-time.After(cfg.Timeout):
 	case <-ctx.Done():
 	}
-	res.ClientCPUMS = overlayCPUMS() - cpu0
-	if profile != "" {
+	res.ClientCPUMS = float64(ProcessCPU()-cpu0) / 1e6
+	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if srv != nil {
@@ -609,12 +540,5 @@ func measureOverlay(ctx context.Context, base, channel, key, token string, n, pa
 	return res, nil
 }
 
-// pct is the nearest-rank percentile of sorted xs, rounded to 0.01 ms.
-func overlayPct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(xs)))) - 1
-	i = max(0, min(i, len(xs)-1))
-	return math.Round(xs[i]*100) / 100
-}
+// overlayPct is the Quantile of sorted milliseconds, to 0.01 ms.
+func overlayPct(xs []float64, p float64) float64 { return Round(Quantile(xs, p), 2) }

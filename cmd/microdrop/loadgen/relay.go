@@ -1,22 +1,17 @@
-package main
+package loadgen
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
-	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,7 +30,7 @@ import (
 	"github.com/microdrop/microdrop/ingest"
 )
 
-// relayReport is the --json output of loadgen relay.
+// RelayReport is the --json output of loadgen relay.
 //
 // Every latency is per packet and measured in the load generator with one
 // monotonic clock. added_latency is from the publisher's WritePacketRTP
@@ -57,7 +52,7 @@ import (
 // server_cpu_percent the relay alone (its child process, from
 // /proc/<pid>/stat; -1 when it runs in-process) and client_cpu_percent the
 // load generator alone (-1 in-process).
-type relayReport struct {
+type RelayReport struct {
 	Streams           int     `json:"streams"`
 	Readers           int     `json:"readers"`
 	BitrateBPS        int64   `json:"bitrate_bps"`
@@ -90,67 +85,67 @@ type relayReport struct {
 	DroppedPackets    uint64  `json:"dropped_packets"`
 	ReaderLostPackets uint64  `json:"reader_lost_packets"`
 	LoadAvg1          float64 `json:"loadavg_1m"`
+	BitrateLabel      string  `json:"-"`
+	ReadersPerStream  int     `json:"-"`
 }
 
-// runLoadgenRelay runs `microdrop loadgen relay`: an ingest server on
-// loopback (a child process by default, so its CPU is measured apart),
-// P RTSP publishers of synthetic H.264 over TCP and R RTSP readers per
-// stream in this process, and a report of the latency the relay path adds,
-// the CPU it costs and the packets it drops.
-func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loadgen relay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	publishers := fs.Int("publishers", 4, "streams published over RTSP/TCP")
-	readers := fs.Int("readers", 1, "RTSP readers per stream")
-	bitrateS := fs.String("bitrate", "6M", "video bitrate per stream (k/M suffixes)")
-	seconds := fs.Float64("seconds", 10, "how long to publish")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	serverMode := fs.String("server", "child", "where the relay runs: child (a child process, CPU measured apart) or inproc")
-	stagger := fs.Bool("stagger", false, "spread the publishers' frames over the frame interval instead of sending every stream's frame at the same instant")
-	clientGOGC := fs.Int("client-gogc", 0, "GOGC of this process (the clients; with --server inproc also the relay); 0 leaves the Go default or $GOGC")
-	serverGOGC := fs.Int("server-gogc", 0, "GOGC of the relay child; 0 leaves the Go default or $GOGC")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the clients; with --server inproc also the relay) over the publishing window")
-	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the relay child over the publishing window")
-	memProfile := fs.String("memprofile", "", "write an allocation profile of this process when the publishing window ends")
-	serverMemProfile := fs.String("server-memprofile", "", "write an allocation profile of the relay child when the publishing window ends")
-	traceOut := fs.String("trace", "", "write an execution trace of this process over the first second of the publishing window")
-	serverTrace := fs.String("server-trace", "", "write an execution trace of the relay child over the first second of the publishing window")
-	serveChild := fs.Bool("serve-child", false, "internal: run as the relay child")
-	if err := fs.Parse(args); err != nil {
-		return err
+// RelayConfig is a `loadgen relay` run.
+type RelayConfig struct {
+	Publishers int     // streams published over RTSP/TCP
+	Readers    int     // RTSP readers per stream
+	Bitrate    string  // video bitrate per stream, k/M suffixes
+	Seconds    float64 // how long to publish
+	Server     string  // child (its CPU measured apart) or inproc
+	// Stagger spreads the publishers' frames over the frame interval
+	// instead of sending every stream's frame at the same instant.
+	Stagger                bool
+	ClientGOGC, ServerGOGC int // 0 leaves the Go default or $GOGC
+	// Profiles and traces of this process and (Server*) of the relay
+	// child over the publishing window; empty for none.
+	CPUProfile, ServerCPUProfile string
+	MemProfile, ServerMemProfile string
+	Trace, ServerTrace           string
+	Stderr                       io.Writer
+}
+
+// Relay runs an ingest server on loopback (a child process by default, so
+// its CPU is measured apart), P RTSP publishers of synthetic H.264 over TCP
+// and R RTSP readers per stream in this process, and reports the latency the
+// relay path adds, the CPU it costs and the packets it drops.
+func Relay(ctx context.Context, cfg RelayConfig) (RelayReport, error) {
+	var rep RelayReport
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
 	}
-	if *serveChild {
-		return runRelayServeChild(ctx, os.Stdin, stdout, stderr)
-	}
-	bitrate, err := parseBitrate(*bitrateS)
+	bitrate, err := parseBitrate(cfg.Bitrate)
 	if err != nil {
-		return err
+		return rep, err
 	}
-	if *publishers < 1 || *publishers > 500 || *readers < 0 || *readers > 100 || *seconds <= 0 || *seconds > 3600 {
-		return errors.New("loadgen relay: need 1..500 publishers, 0..100 readers and 0 < seconds <= 3600")
+	if cfg.Publishers < 1 || cfg.Publishers > 500 || cfg.Readers < 0 || cfg.Readers > 100 || cfg.Seconds <= 0 || cfg.Seconds > 3600 {
+		return rep, errors.New("loadgen relay: need 1..500 publishers, 0..100 readers and 0 < seconds <= 3600")
 	}
-	if *serverMode != "child" && *serverMode != "inproc" {
-		return fmt.Errorf("loadgen relay: --server must be child or inproc, not %q", *serverMode)
+	if cfg.Server != "child" && cfg.Server != "inproc" {
+		return rep, fmt.Errorf("loadgen relay: --server must be child or inproc, not %q", cfg.Server)
 	}
 	clientGC, serverGC := envGOGC(), envGOGC()
-	if *clientGOGC > 0 {
-		clientGC = *clientGOGC
+	if cfg.ClientGOGC > 0 {
+		clientGC = cfg.ClientGOGC
 		defer debug.SetGCPercent(debug.SetGCPercent(clientGC))
 	}
-	if *serverGOGC > 0 {
-		serverGC = *serverGOGC
+	if cfg.ServerGOGC > 0 {
+		serverGC = cfg.ServerGOGC
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var relay relayServer
-	if *serverMode == "child" {
-		relay, err = startRelayChild(ctx, *serverGOGC, stderr)
+	if cfg.Server == "child" {
+		relay, err = startRelayChild(ctx, cfg.ServerGOGC, cfg.Stderr)
 	} else {
-		relay, err = startRelayInProc(ctx, stderr)
+		relay, err = startRelayInProc(ctx, cfg.Stderr)
 	}
 	if err != nil {
-		return err
+		return rep, err
 	}
 	defer relay.close()
 	addr := relay.addr()
@@ -164,9 +159,9 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	}()
 
-	pubs := make([]*gortsplib.Client, *publishers)
-	medias := make([]*description.Media, *publishers)
-	wires := make([]*wireLog, *publishers)
+	pubs := make([]*gortsplib.Client, cfg.Publishers)
+	medias := make([]*description.Media, cfg.Publishers)
+	wires := make([]*wireLog, cfg.Publishers)
 	for i := range pubs {
 		m := &description.Media{Type: description.MediaTypeVideo,
 			Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1,
@@ -176,31 +171,31 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 		tcp := gortsplib.TransportTCP
 		c := &gortsplib.Client{Transport: &tcp, WriteQueueSize: 4096, DialContext: wires[i].dialer(epoch)}
 		if err := c.StartRecording(fmt.Sprintf("rtsp://%s/load%d", addr, i), &description.Session{Medias: []*description.Media{m}}); err != nil {
-			return fmt.Errorf("publisher %d: %w", i, err)
+			return rep, fmt.Errorf("publisher %d: %w", i, err)
 		}
 		clients = append(clients, c)
 		pubs[i], medias[i] = c, m
 	}
 	var recs []*latencyRecorder
 	for i := range pubs {
-		for range *readers {
+		for range cfg.Readers {
 			rec := &latencyRecorder{}
 			c, err := relayReader(fmt.Sprintf("rtsp://%s/load%d", addr, i), epoch, wires[i], rec, &lost)
 			if err != nil {
-				return fmt.Errorf("reader of stream %d: %w", i, err)
+				return rep, fmt.Errorf("reader of stream %d: %w", i, err)
 			}
 			clients = append(clients, c)
 			recs = append(recs, rec)
 		}
 	}
 
-	stopProfiles, err := startRelayProfiles(relay, *cpuProfile, *serverProfile, *traceOut, *serverTrace, *memProfile, *serverMemProfile)
+	stopProfiles, err := startRelayProfiles(relay, cfg.CPUProfile, cfg.ServerCPUProfile, cfg.Trace, cfg.ServerTrace, cfg.MemProfile, cfg.ServerMemProfile)
 	if err != nil {
-		return err
+		return rep, err
 	}
 	defer stopProfiles()
-	self0, srv0, t0 := rusage(), relay.cpu(), time.Now()
-	dur := time.Duration(*seconds * float64(time.Second))
+	self0, srv0, t0 := ProcessCPU(), relay.cpu(), time.Now()
+	dur := time.Duration(cfg.Seconds * float64(time.Second))
 	frameEvery := time.Second / relayFPS
 	var wg sync.WaitGroup
 	for i := range pubs {
@@ -208,7 +203,7 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 		go func() {
 			defer wg.Done()
 			var phase time.Duration
-			if *stagger {
+			if cfg.Stagger {
 				phase = frameEvery * time.Duration(i) / time.Duration(len(pubs))
 			}
 			publishSynthetic(ctx, pubs[i], medias[i], bitrate, dur, phase, epoch, &sent)
@@ -216,21 +211,21 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	wg.Wait()
 	time.Sleep(300 * time.Millisecond) // let the last packets land
-	self1, srv1, wall := rusage(), relay.cpu(), time.Since(t0)
+	self1, srv1, wall := ProcessCPU(), relay.cpu(), time.Since(t0)
 	stopProfiles()
 
 	st, err := relay.stats()
 	if err != nil {
-		return err
+		return rep, err
 	}
-	pct := func(d time.Duration) float64 { return round(100*d.Seconds()/wall.Seconds(), 1) }
-	rep := relayReport{
-		Streams:           *publishers,
-		Readers:           *publishers * *readers,
+	pct := func(d time.Duration) float64 { return Round(100*d.Seconds()/wall.Seconds(), 1) }
+	rep = RelayReport{
+		Streams:           cfg.Publishers,
+		Readers:           cfg.Publishers * cfg.Readers,
 		BitrateBPS:        bitrate,
-		Seconds:           round(wall.Seconds(), 2),
-		Server:            *serverMode,
-		Stagger:           *stagger,
+		Seconds:           Round(wall.Seconds(), 2),
+		Server:            cfg.Server,
+		Stagger:           cfg.Stagger,
 		ClientGOGC:        clientGC,
 		ServerGOGC:        serverGC,
 		PacketsSent:       sent.Load(),
@@ -238,7 +233,7 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 		ServerCPUPercent:  -1,
 		DroppedPackets:    st.DroppedPackets + lost.Load(),
 		ReaderLostPackets: lost.Load(),
-		LoadAvg1:          overlayLoadAvg(),
+		LoadAvg1:          LoadAvg1(),
 	}
 	if srv0 >= 0 && srv1 >= 0 {
 		rep.ServerCPUPercent = pct(srv1 - srv0)
@@ -264,26 +259,28 @@ func runLoadgenRelay(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	rep.ReadQueueP50MS, rep.ReadQueueP99MS = quantileMS(all.readq, 0.5), quantileMS(all.readq, 0.99)
 
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(rep)
-	}
-	fmt.Fprintf(stdout, "relay: %d streams x %s, %d readers each, %.1fs, relay %s, stagger %v, GOGC relay %d clients %d\n", rep.Streams, *bitrateS, *readers, rep.Seconds, rep.Server, rep.Stagger, rep.ServerGOGC, rep.ClientGOGC)
-	fmt.Fprintf(stdout, "  packets      sent %d, received %d (expected %d)\n", rep.PacketsSent, rep.PacketsReceived, rep.PacketsSent*uint64(*readers))
-	fmt.Fprintf(stdout, "  added latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write call -> reader callback)\n", rep.AddedLatencyP50MS, rep.AddedLatencyP90MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS)
-	fmt.Fprintf(stdout, "    publisher queue p50 %.2f ms, p99 %.2f ms (write call -> write(2))\n", rep.PubQueueP50MS, rep.PubQueueP99MS)
-	fmt.Fprintf(stdout, "    relay path      p50 %.2f ms, p99 %.2f ms (write(2) -> reader's read(2)), of which\n", rep.PathLatencyP50MS, rep.PathLatencyP99MS)
+	rep.BitrateLabel, rep.ReadersPerStream = cfg.Bitrate, cfg.Readers
+	return rep, nil
+}
+
+// WriteText prints the report for a person.
+func (rep RelayReport) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "relay: %d streams x %s, %d readers each, %.1fs, relay %s, stagger %v, GOGC relay %d clients %d\n", rep.Streams, rep.BitrateLabel, rep.ReadersPerStream, rep.Seconds, rep.Server, rep.Stagger, rep.ServerGOGC, rep.ClientGOGC)
+	fmt.Fprintf(w, "  packets      sent %d, received %d (expected %d)\n", rep.PacketsSent, rep.PacketsReceived, rep.PacketsSent*uint64(rep.ReadersPerStream))
+	fmt.Fprintf(w, "  added latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write call -> reader callback)\n", rep.AddedLatencyP50MS, rep.AddedLatencyP90MS, rep.AddedLatencyP99MS, rep.AddedLatencyMaxMS)
+	fmt.Fprintf(w, "    publisher queue p50 %.2f ms, p99 %.2f ms (write call -> write(2))\n", rep.PubQueueP50MS, rep.PubQueueP99MS)
+	fmt.Fprintf(w, "    relay path      p50 %.2f ms, p99 %.2f ms (write(2) -> reader's read(2)), of which\n", rep.PathLatencyP50MS, rep.PathLatencyP99MS)
 	if rep.RelayLatencyP50MS >= 0 {
-		fmt.Fprintf(stdout, "      in the relay  p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write(2) -> arrival in the reader's socket)\n", rep.RelayLatencyP50MS, rep.RelayLatencyP90MS, rep.RelayLatencyP99MS, rep.RelayLatencyMaxMS)
-		fmt.Fprintf(stdout, "      reader wake   p50 %.2f ms, p99 %.2f ms (arrival -> read(2))\n", rep.ReaderWakeP50MS, rep.ReaderWakeP99MS)
+		fmt.Fprintf(w, "      in the relay  p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (write(2) -> arrival in the reader's socket)\n", rep.RelayLatencyP50MS, rep.RelayLatencyP90MS, rep.RelayLatencyP99MS, rep.RelayLatencyMaxMS)
+		fmt.Fprintf(w, "      reader wake   p50 %.2f ms, p99 %.2f ms (arrival -> read(2))\n", rep.ReaderWakeP50MS, rep.ReaderWakeP99MS)
 	}
-	fmt.Fprintf(stdout, "    reader queue    p50 %.2f ms, p99 %.2f ms (read(2) -> callback)\n", rep.ReadQueueP50MS, rep.ReadQueueP99MS)
+	fmt.Fprintf(w, "    reader queue    p50 %.2f ms, p99 %.2f ms (read(2) -> callback)\n", rep.ReadQueueP50MS, rep.ReadQueueP99MS)
 	if rep.ServerCPUPercent >= 0 {
-		fmt.Fprintf(stdout, "  cpu          relay %.1f%%, clients %.1f%%, total %.1f%% of one core (load average %.2f)\n", rep.ServerCPUPercent, rep.ClientCPUPercent, rep.CPUPercent, rep.LoadAvg1)
+		fmt.Fprintf(w, "  cpu          relay %.1f%%, clients %.1f%%, total %.1f%% of one core (load average %.2f)\n", rep.ServerCPUPercent, rep.ClientCPUPercent, rep.CPUPercent, rep.LoadAvg1)
 	} else {
-		fmt.Fprintf(stdout, "  cpu          %.1f%% of one core (relay and clients in one process; load average %.2f)\n", rep.CPUPercent, rep.LoadAvg1)
+		fmt.Fprintf(w, "  cpu          %.1f%% of one core (relay and clients in one process; load average %.2f)\n", rep.CPUPercent, rep.LoadAvg1)
 	}
-	fmt.Fprintf(stdout, "  dropped      %d packets\n", rep.DroppedPackets)
-	return nil
+	fmt.Fprintf(w, "  dropped      %d packets\n", rep.DroppedPackets)
 }
 
 // envGOGC is the GOGC the Go runtime took from the environment: 100 by
@@ -325,73 +322,6 @@ func startRelayProfiles(relay relayServer, cpuPath, serverCPUPath, tracePath, se
 		}
 	}
 	return sync.OnceFunc(stop), nil
-}
-
-// profiler holds a running CPU profile and execution trace.
-type profiler struct {
-	mu                 sync.Mutex
-	cpu, trace, allocs *os.File
-}
-
-func (p *profiler) start(kind, path string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	switch kind {
-	case "cpu":
-		if p.cpu != nil {
-			err = errors.New("a CPU profile is already running")
-		} else if err = pprof.StartCPUProfile(f); err == nil {
-			p.cpu = f
-		}
-	case "allocs":
-		p.allocs = f // written when the window ends
-		return nil
-	case "trace":
-		if p.trace != nil {
-			err = errors.New("a trace is already running")
-		} else if err = trace.Start(f); err == nil {
-			p.trace = f
-			time.AfterFunc(time.Second, p.stopTrace)
-		}
-	default:
-		err = fmt.Errorf("unknown profile kind %q", kind)
-	}
-	if err != nil {
-		f.Close()
-	}
-	return err
-}
-
-func (p *profiler) stopTrace() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.trace != nil {
-		trace.Stop()
-		p.trace.Close()
-		p.trace = nil
-	}
-}
-
-func (p *profiler) stop() {
-	p.stopTrace()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cpu != nil {
-		pprof.StopCPUProfile()
-		p.cpu.Close()
-		p.cpu = nil
-	}
-	if p.allocs != nil {
-		// cumulative since the process started; the setup is noise next
-		// to the publishing window
-		_ = pprof.Lookup("allocs").WriteTo(p.allocs, 0)
-		p.allocs.Close()
-		p.allocs = nil
-	}
 }
 
 const relayFPS = 30
@@ -683,13 +613,8 @@ func (r *latencyRecorder) sort() {
 	}
 }
 
-// quantileMS is the q-quantile of sorted nanoseconds, in milliseconds.
-func quantileMS(ns []int64, q float64) float64 {
-	if len(ns) == 0 {
-		return 0
-	}
-	return round(float64(ns[min(int(q*float64(len(ns))), len(ns)-1)])/1e6, 3)
-}
+// quantileMS is the Quantile of sorted nanoseconds, in milliseconds.
+func quantileMS(ns []int64, q float64) float64 { return MS(time.Duration(Quantile(ns, q))) }
 
 // relayServer is the ingest server under test, in a child process or in
 // this one.
@@ -743,133 +668,61 @@ func (r *relayInProc) profile(kind, _ string) error {
 }
 func (r *relayInProc) close() { r.cancel(); _ = r.srv.Close() }
 
-// relayChild is this binary in `loadgen relay --serve-child` mode. It
-// speaks a line protocol: it prints "addr HOST:PORT" once listening, then
-// answers "stats" with a JSON ingest.Stats line and "profile
-// cpu|trace|allocs PATH" / "profile" (start / stop all) with "ok" or
-// "error MSG". It
-// exits when its standard input closes.
+// relayChild is the relay in a child process (RoleRelay). Besides "cpu"
+// and "profile" it answers "addr" (its RTSP address) and "stats" (a JSON
+// ingest.Stats line); the end of its standard input stops it.
 type relayChild struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  *bufio.Scanner
-	mu   sync.Mutex
-	done chan struct{}
-	a    string
+	child *Child
+	a     string
 }
 
-// relayChildEnv marks a process started as the relay child, so a test
-// binary (whose flags are not microdrop's) can route itself to it.
-const relayChildEnv = "MICRODROP_LOADGEN_RELAY_CHILD"
-
 func startRelayChild(ctx context.Context, gogc int, stderr io.Writer) (*relayChild, error) {
-	if os.Getenv(relayChildEnv) != "" {
-		return nil, errors.New("relay child: refusing to start a child from a child")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, "loadgen", "relay", "--serve-child")
-	cmd.Env = append(os.Environ(), relayChildEnv+"=1")
+	var env []string
 	if gogc > 0 {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("GOGC=%d", gogc))
+		env = append(env, fmt.Sprintf("GOGC=%d", gogc))
 	}
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // it ends when its stdin closes
-	in, err := cmd.StdinPipe()
+	child, err := StartChild(ChildSpec{Role: RoleRelay, Env: env, StderrLine: func(line string) { fmt.Fprintln(stderr, line) }})
 	if err != nil {
 		return nil, err
 	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start relay child: %w", err)
-	}
-	c := &relayChild{cmd: cmd, in: in, out: bufio.NewScanner(outPipe), done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
+	c := &relayChild{child: child}
 	type result struct {
-		line string
+		addr string
 		err  error
 	}
+	// The first answer comes once the relay listens.
 	first := make(chan result, 1)
 	go func() {
-		line, err := c.readLine()
-		first <- result{line, err}
+		a, err := child.Ask("addr", 30*time.Second)
+		first <- result{a, err}
 	}()
 	select {
 	case r := <-first:
 		if r.err != nil {
-			c.close()
+			_ = child.Stop(5 * time.Second)
 			return nil, fmt.Errorf("relay child: %w", r.err)
 		}
-		a, ok := strings.CutPrefix(r.line, "addr ")
-		if !ok {
-			c.close()
-			return nil, fmt.Errorf("relay child said %q", r.line)
-		}
-		c.a = a
+		c.a = r.addr
 		return c, nil
-	case <-time.After(30 * time.Second):
-		c.close()
-		return nil, errors.New("relay child did not start within 30s")
 	case <-ctx.Done():
-		c.close()
+		_ = child.Stop(5 * time.Second)
 		return nil, ctx.Err()
 	}
 }
 
-func (c *relayChild) readLine() (string, error) {
-	if !c.out.Scan() {
-		if err := c.out.Err(); err != nil {
-			return "", err
-		}
-		return "", io.ErrUnexpectedEOF
-	}
-	return c.out.Text(), nil
-}
-
-// ask sends one command and returns the reply line.
-func (c *relayChild) ask(cmd string) (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := io.WriteString(c.in, cmd+"\n"); err != nil {
-		return "", err
-	}
-	return c.readLine()
-}
-
 func (c *relayChild) addr() string { return c.a }
 
-// cpu reads the child's user+system time from /proc/<pid>/stat (fields 14
-// and 15, in clock ticks of 1/100 s on Linux).
 func (c *relayChild) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	d, err := c.child.CPU()
 	if err != nil {
 		return -1
 	}
-	// The command name (field 2) may hold spaces; fields resume after ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return time.Duration(ut+st) * (time.Second / 100)
+	return d
 }
 
 func (c *relayChild) stats() (ingest.Stats, error) {
 	var st ingest.Stats
-	line, err := c.ask("stats")
+	line, err := c.child.Ask("stats", 10*time.Second)
 	if err != nil {
 		return st, fmt.Errorf("relay child stats: %w", err)
 	}
@@ -880,29 +733,15 @@ func (c *relayChild) stats() (ingest.Stats, error) {
 }
 
 func (c *relayChild) profile(kind, path string) error {
-	line, err := c.ask(strings.TrimSpace("profile " + kind + " " + path))
-	if err != nil {
-		return err
-	}
-	if line != "ok" {
-		return fmt.Errorf("relay child profile: %s", line)
-	}
-	return nil
+	_, err := c.child.Ask(strings.TrimSpace("profile "+kind+" "+path), 10*time.Second)
+	return err
 }
 
-func (c *relayChild) close() {
-	_ = c.in.Close()
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
+func (c *relayChild) close() { _ = c.child.Stop(10 * time.Second) }
 
-// runRelayServeChild serves the relay for a parent load generator; see
-// relayChild for the protocol.
-func runRelayServeChild(ctx context.Context, in io.Reader, stdout, stderr io.Writer) error {
+// runRelayChild serves the relay for a parent load generator until in
+// closes; see relayChild for the commands.
+func runRelayChild(ctx context.Context, in io.Reader, ctl, stderr io.Writer) error {
 	srv, err := newRelayIngest(stderr)
 	if err != nil {
 		return err
@@ -913,41 +752,19 @@ func runRelayServeChild(ctx context.Context, in io.Reader, stdout, stderr io.Wri
 		return err
 	}
 	defer srv.Close()
-	fmt.Fprintf(stdout, "addr %s\n", srv.RTSPAddr())
 	var prof profiler
 	defer prof.stop()
-	sc := bufio.NewScanner(in)
-	for sc.Scan() {
-		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+	serveControl(in, ctl, &prof, func(cmd, _ string) (string, error) {
 		switch cmd {
+		case "addr":
+			return srv.RTSPAddr().String(), nil
 		case "stats":
-			b, _ := json.Marshal(srv.Stats())
-			fmt.Fprintf(stdout, "%s\n", b)
-		case "profile":
-			kind, path, _ := strings.Cut(arg, " ")
-			if kind == "" {
-				prof.stop()
-				fmt.Fprintln(stdout, "ok")
-				continue
-			}
-			if err := prof.start(kind, path); err != nil {
-				fmt.Fprintf(stdout, "error %v\n", err)
-				continue
-			}
-			fmt.Fprintln(stdout, "ok")
-		default:
-			fmt.Fprintf(stdout, "error unknown command %q\n", cmd)
+			b, err := json.Marshal(srv.Stats())
+			return string(b), err
 		}
-	}
+		return "", fmt.Errorf("unknown command %q", cmd)
+	})
 	return nil
-}
-
-func rusage() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func parseBitrate(s string) (int64, error) {
@@ -964,12 +781,4 @@ func parseBitrate(s string) (int64, error) {
 		return 0, fmt.Errorf("loadgen relay: bad --bitrate %q (want e.g. 6M or 800k)", s)
 	}
 	return int64(v * float64(mult)), nil
-}
-
-func round(v float64, places int) float64 {
-	p := 1.0
-	for range places {
-		p *= 10
-	}
-	return float64(int64(v*p+0.5)) / p
 }
