@@ -24,6 +24,7 @@ import (
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -49,7 +50,7 @@ type Main struct {
 
 	server  *http.Server
 	closers []namedCloser
-	clips   ingest.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	clips   highlight.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 }
 
 type namedCloser struct {

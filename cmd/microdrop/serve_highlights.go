@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
@@ -21,11 +20,11 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	dir := filepath.Join(m.Config.Data, "highlights")
 	h := m.Config.Highlights
 	if m.Ingest != nil {
-		capt, err := ingest.NewCapturer(ingest.CaptureDeps{
+		capt, err := highlight.NewCapturer(highlight.CaptureDeps{
 			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now, Clips: m.clips,
-			Config: ingest.CaptureConfig{
+			Config: highlight.CaptureConfig{
 				Dir:         dir,
-				Buffer:      ingest.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
+				Buffer:      highlight.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
 				Pre:         time.Duration(h.Pre),
 				Post:        time.Duration(h.Post),
 				SurgePerSec: h.SurgePerSec,

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/microdrop/microdrop/claims"
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
@@ -45,7 +44,7 @@ func BenchmarkExport20Clips(b *testing.B) {
 	}
 	st, _ := os.Stat(src)
 	f, _ := os.Open(src)
-	info, err := ingest.ProbeMP4(f)
+	info, err := highlight.ProbeMP4(f)
 	f.Close()
 	if err != nil {
 		b.Fatal(err)
@@ -56,7 +55,7 @@ func BenchmarkExport20Clips(b *testing.B) {
 	}
 	defer store.Close()
 	t0 := time.Date(2026, 7, 4, 18, 0, 0, 0, time.UTC)
-	sess := ingest.Session{ID: ingest.SessionID("live", t0), Path: "live", Channel: "chan1", StartedAt: t0, EndedAt: t0.Add(time.Hour)}
+	sess := highlight.Session{ID: highlight.SessionID("live", t0), Path: "live", Channel: "chan1", StartedAt: t0, EndedAt: t0.Add(time.Hour)}
 	if err := store.SaveSession(ctx, sess); err != nil {
 		b.Fatal(err)
 	}
@@ -71,8 +70,8 @@ func BenchmarkExport20Clips(b *testing.B) {
 		if err := os.Link(src, filepath.Join(clipDir, sess.ID, id+".mp4")); err != nil {
 			b.Fatal(err)
 		}
-		h := ingest.Highlight{ID: id, SessionID: sess.ID, Channel: "chan1", Path: "live", DropID: "d1", Reason: ingest.ReasonClip,
-			State: ingest.HighlightReady, At: t0.Add(time.Duration(i) * time.Minute), Duration: info.Duration, Asked: time.Minute,
+		h := highlight.Highlight{ID: id, SessionID: sess.ID, Channel: "chan1", Path: "live", DropID: "d1", Reason: highlight.ReasonClip,
+			State: highlight.HighlightReady, At: t0.Add(time.Duration(i) * time.Minute), Duration: info.Duration, Asked: time.Minute,
 			File: sess.ID + "/" + id + ".mp4", Bytes: st.Size(), CreatedAt: t0}
 		if err := store.SaveHighlight(ctx, h); err != nil {
 			b.Fatal(err)

@@ -62,7 +62,7 @@ type rig struct {
 	dir     string
 	bus     *microdrop.MemoryBus
 	srv     *ingest.Server
-	cap     *ingest.Capturer
+	cap     *highlight.Capturer
 	store   *highlight.SQLite
 	ledger  *sqlite.Ledger
 	claims  *claims.Service
@@ -105,9 +105,9 @@ func newRig(t *testing.T) *rig {
 	if err := r.srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.cap, err = ingest.NewCapturer(ingest.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
-		Config: ingest.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
-			Buffer: ingest.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
+	r.cap, err = highlight.NewCapturer(highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
+		Config: highlight.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
+			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +184,9 @@ func (r *rig) sessionID() string {
 }
 
 // waitReady waits until the session has n highlights and none is capturing.
-func (r *rig) waitReady(session string, n int) []ingest.Highlight {
+func (r *rig) waitReady(session string, n int) []highlight.Highlight {
 	r.t.Helper()
-	var hs []ingest.Highlight
+	var hs []highlight.Highlight
 	waitFor(r.t, 30*time.Second, fmt.Sprintf("%d highlights to be written", n), func() bool {
 		var err error
 		hs, err = r.store.Highlights(context.Background(), session)
@@ -197,7 +197,7 @@ func (r *rig) waitReady(session string, n int) []ingest.Highlight {
 			return false
 		}
 		for _, h := range hs {
-			if h.State == ingest.HighlightCapturing {
+			if h.State == highlight.HighlightCapturing {
 				return false
 			}
 		}
@@ -283,7 +283,7 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A moment on a channel with no stream captures nothing.
-	if _, err := r.cap.Mark(ctx, "otherchan", "", ingest.ReasonClip, "", "", time.Now()); !errors.Is(err, ingest.ErrNotBuffered) {
+	if _, err := r.cap.Mark(ctx, "otherchan", "", highlight.ReasonClip, "", "", time.Now()); !errors.Is(err, highlight.ErrNotBuffered) {
 		t.Fatalf("mark without a stream: %v, want ErrNotBuffered", err)
 	}
 
@@ -292,28 +292,28 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	reasons := map[string]int{}
 	for _, h := range hs {
 		reasons[h.Reason]++
-		if h.State != ingest.HighlightReady {
+		if h.State != highlight.HighlightReady {
 			t.Fatalf("highlight %s (%s) is %s: %s", h.ID, h.Reason, h.State, h.Error)
 		}
 		if h.Asked != testPre+testPost || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
 			t.Errorf("highlight %s: start %s for a moment at %s, want the keyframe at or before %s", h.ID, h.Start, h.StreamTime, h.StreamTime-testPre)
 		}
 	}
-	for _, want := range []string{ingest.ReasonOpen, ingest.ReasonSoldOut, ingest.ReasonClip, ingest.ReasonSurge} {
+	for _, want := range []string{highlight.ReasonOpen, highlight.ReasonSoldOut, highlight.ReasonClip, highlight.ReasonSurge} {
 		if reasons[want] != 1 {
 			t.Errorf("want one %s highlight, have %v", want, reasons)
 		}
 	}
 
 	// Bad trims change nothing; a good one is stored.
-	var clip ingest.Highlight
+	var clip highlight.Highlight
 	for _, h := range hs {
-		if h.Reason == ingest.ReasonClip {
+		if h.Reason == highlight.ReasonClip {
 			clip = h
 		}
 	}
 	for _, bad := range [][2]time.Duration{{0, clip.Duration + time.Second}, {2 * time.Second, time.Second}, {-time.Second, time.Second}} {
-		if _, err := r.store.SetTrim(ctx, clip.ID, bad[0], bad[1]); !errors.Is(err, ingest.ErrBadTrim) {
+		if _, err := r.store.SetTrim(ctx, clip.ID, bad[0], bad[1]); !errors.Is(err, highlight.ErrBadTrim) {
 			t.Errorf("trim %v: %v, want ErrBadTrim", bad, err)
 		}
 	}
@@ -336,8 +336,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		sel     []string
 		want    error
 	}{
-		{"nope-20200101T000000Z", nil, ingest.ErrNoSession},
-		{"../../etc", nil, ingest.ErrBadID},
+		{"nope-20200101T000000Z", nil, highlight.ErrNoSession},
+		{"../../etc", nil, highlight.ErrBadID},
 		{session, []string{"../" + clip.ID}, highlight.ErrBadSelection},
 		{session, []string{"h0000000000000000"}, highlight.ErrBadSelection},
 	} {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/microdrop/microdrop/claims"
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -84,8 +83,8 @@ type Progress func(done, total int)
 
 // Plan is what an export will write, checked before any byte is.
 type Plan struct {
-	Session ingest.Session
-	Clips   []ingest.Highlight
+	Session Session
+	Clips   []Highlight
 	Drops   []*claims.Drop
 }
 
@@ -103,25 +102,25 @@ func (x *Exporter) Plan(ctx context.Context, sessionID string, selected []string
 	p := Plan{Session: s}
 	if len(selected) == 0 {
 		for _, h := range all {
-			if h.State == ingest.HighlightReady {
+			if h.State == HighlightReady {
 				p.Clips = append(p.Clips, h)
 			}
 		}
 	} else {
-		byID := map[string]ingest.Highlight{}
+		byID := map[string]Highlight{}
 		for _, h := range all {
 			byID[h.ID] = h
 		}
 		seen := map[string]bool{}
 		for _, id := range selected {
-			if err := ingest.CheckHighlightID(id); err != nil {
+			if err := CheckHighlightID(id); err != nil {
 				return Plan{}, fmt.Errorf("%w: %q is not a highlight id", ErrBadSelection, id)
 			}
 			h, ok := byID[id]
 			switch {
 			case !ok:
 				return Plan{}, fmt.Errorf("%w: highlight %s is not in session %s", ErrBadSelection, id, s.ID)
-			case h.State != ingest.HighlightReady:
+			case h.State != HighlightReady:
 				return Plan{}, fmt.Errorf("%w: highlight %s is %s", ErrBadSelection, id, h.State)
 			case seen[id]:
 				continue
@@ -146,17 +145,17 @@ func (x *Exporter) Plan(ctx context.Context, sessionID string, selected []string
 }
 
 // clipPath is built from checked ids, never from the stored file name.
-func (x *Exporter) clipPath(h ingest.Highlight) (string, error) {
-	if err := ingest.CheckSessionID(h.SessionID); err != nil {
+func (x *Exporter) clipPath(h Highlight) (string, error) {
+	if err := CheckSessionID(h.SessionID); err != nil {
 		return "", err
 	}
-	if err := ingest.CheckHighlightID(h.ID); err != nil {
+	if err := CheckHighlightID(h.ID); err != nil {
 		return "", err
 	}
 	return filepath.Join(x.d.Dir, h.SessionID, h.ID+".mp4"), nil
 }
 
-func (x *Exporter) sessionDrops(ctx context.Context, s ingest.Session, clips []ingest.Highlight) ([]*claims.Drop, error) {
+func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highlight) ([]*claims.Drop, error) {
 	ds, err := x.d.Ledger.Drops(ctx, claims.DropFilter{Channel: s.Channel, Limit: 500})
 	if err != nil {
 		return nil, fmt.Errorf("read drops: %w", err)
@@ -256,7 +255,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 				return nil
 			}
 			in, out := h.Span()
-			start, dur, err := ingest.TrimMP4(w, f, in, out)
+			start, dur, err := TrimMP4(w, f, in, out)
 			if err != nil {
 				return err
 			}
@@ -341,7 +340,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	return m, nil
 }
 
-func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []ingest.CueRecord) templates.ManifestDrop {
+func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []CueRecord) templates.ManifestDrop {
 	md := templates.ManifestDrop{
 		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		Currency: d.Currency, LivePriceMinor: d.PriceMinor,

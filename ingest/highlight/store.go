@@ -8,29 +8,27 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
-	"github.com/microdrop/microdrop/ingest"
 )
 
 // Store is everything the editor and export read and change. The SQLite
 // one lives next to the ledger; a Postgres one can satisfy the same
 // interface.
 type Store interface {
-	ingest.HighlightStore
+	CaptureStore
 	// Sessions lists sessions, newest first.
-	Sessions(ctx context.Context) ([]ingest.Session, error)
-	// Session returns one session (ingest.ErrNoSession when unknown).
-	Session(ctx context.Context, id string) (ingest.Session, error)
+	Sessions(ctx context.Context) ([]Session, error)
+	// Session returns one session (ErrNoSession when unknown).
+	Session(ctx context.Context, id string) (Session, error)
 	// Highlights lists a session's highlights in time order.
-	Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error)
-	// Highlight returns one highlight (ingest.ErrNoHighlight when unknown).
-	Highlight(ctx context.Context, id string) (ingest.Highlight, error)
+	Highlights(ctx context.Context, sessionID string) ([]Highlight, error)
+	// Highlight returns one highlight (ErrNoHighlight when unknown).
+	Highlight(ctx context.Context, id string) (Highlight, error)
 	// SetTrim stores trim points for a ready highlight: 0 <= in < out <=
-	// duration, or both zero to clear. Anything else is ingest.ErrBadTrim
+	// duration, or both zero to clear. Anything else is ErrBadTrim
 	// and changes nothing.
-	SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error)
+	SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error)
 	// Cues lists the aired cues of a drop, oldest first.
-	Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error)
+	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
 }
 
@@ -122,7 +120,7 @@ func fromNS(n int64) time.Time {
 }
 
 // SaveSession inserts s or updates its end.
-func (s *SQLite) SaveSession(ctx context.Context, x ingest.Session) error {
+func (s *SQLite) SaveSession(ctx context.Context, x Session) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO highlight_sessions (id, path, channel, started_at, ended_at) VALUES (?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET ended_at = excluded.ended_at`,
 		x.ID, x.Path, x.Channel, unixNS(x.StartedAt), unixNS(x.EndedAt))
@@ -130,7 +128,7 @@ func (s *SQLite) SaveSession(ctx context.Context, x ingest.Session) error {
 }
 
 // SaveHighlight inserts h or replaces its capture fields.
-func (s *SQLite) SaveHighlight(ctx context.Context, h ingest.Highlight) error {
+func (s *SQLite) SaveHighlight(ctx context.Context, h Highlight) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
 		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -148,28 +146,28 @@ func (s *SQLite) SetTwitchClip(ctx context.Context, id, clipID, url string) erro
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	return nil
 }
 
 // SaveCue records an aired cue.
-func (s *SQLite) SaveCue(ctx context.Context, c ingest.CueRecord) error {
+func (s *SQLite) SaveCue(ctx context.Context, c CueRecord) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO cues_aired (drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at) VALUES (?,?,?,?,?,?,?,?)`,
 		c.DropID, c.Channel, c.Stream, int64(c.Code), c.DelayMS, c.SNRDB, unixNS(c.HeardAt), unixNS(c.At))
 	return err
 }
 
 // Sessions lists sessions, newest first.
-func (s *SQLite) Sessions(ctx context.Context) ([]ingest.Session, error) {
+func (s *SQLite) Sessions(ctx context.Context) ([]Session, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions ORDER BY started_at DESC LIMIT 500`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.Session
+	var out []Session
 	for rows.Next() {
-		var x ingest.Session
+		var x Session
 		var st, en int64
 		if err := rows.Scan(&x.ID, &x.Path, &x.Channel, &st, &en); err != nil {
 			return nil, err
@@ -181,16 +179,16 @@ func (s *SQLite) Sessions(ctx context.Context) ([]ingest.Session, error) {
 }
 
 // Session returns one session.
-func (s *SQLite) Session(ctx context.Context, id string) (ingest.Session, error) {
-	if err := ingest.CheckSessionID(id); err != nil {
-		return ingest.Session{}, fmt.Errorf("%w: session %q", err, id)
+func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
+	if err := CheckSessionID(id); err != nil {
+		return Session{}, fmt.Errorf("%w: session %q", err, id)
 	}
-	var x ingest.Session
+	var x Session
 	var st, en int64
 	err := s.db.QueryRowContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions WHERE id = ?`, id).
 		Scan(&x.ID, &x.Path, &x.Channel, &st, &en)
 	if errors.Is(err, sql.ErrNoRows) {
-		return x, fmt.Errorf("%w: %q", ingest.ErrNoSession, id)
+		return x, fmt.Errorf("%w: %q", ErrNoSession, id)
 	}
 	x.StartedAt, x.EndedAt = fromNS(st), fromNS(en)
 	return x, err
@@ -201,8 +199,8 @@ const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by
 
 type scanner interface{ Scan(...any) error }
 
-func scanHighlight(r scanner) (ingest.Highlight, error) {
-	var h ingest.Highlight
+func scanHighlight(r scanner) (Highlight, error) {
+	var h Highlight
 	var at, st, start, dur, asked, tin, tout, created int64
 	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
 		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created)
@@ -213,8 +211,8 @@ func scanHighlight(r scanner) (ingest.Highlight, error) {
 }
 
 // Highlights lists a session's highlights in time order.
-func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error) {
-	if err := ingest.CheckSessionID(sessionID); err != nil {
+func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]Highlight, error) {
+	if err := CheckSessionID(sessionID); err != nil {
 		return nil, fmt.Errorf("%w: session %q", err, sessionID)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE session_id = ? ORDER BY at, id`, sessionID)
@@ -222,7 +220,7 @@ func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Hig
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.Highlight
+	var out []Highlight
 	for rows.Next() {
 		h, err := scanHighlight(rows)
 		if err != nil {
@@ -234,30 +232,30 @@ func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Hig
 }
 
 // Highlight returns one highlight.
-func (s *SQLite) Highlight(ctx context.Context, id string) (ingest.Highlight, error) {
-	if err := ingest.CheckHighlightID(id); err != nil {
-		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+func (s *SQLite) Highlight(ctx context.Context, id string) (Highlight, error) {
+	if err := CheckHighlightID(id); err != nil {
+		return Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
 	}
 	h, err := scanHighlight(s.db.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return h, fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	return h, err
 }
 
 // SetTrim checks and stores trim points in one transaction.
-func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error) {
-	if err := ingest.CheckHighlightID(id); err != nil {
-		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error) {
+	if err := CheckHighlightID(id); err != nil {
+		return Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return ingest.Highlight{}, err
+		return Highlight{}, err
 	}
 	defer tx.Rollback()
 	h, err := scanHighlight(tx.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return h, fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	if err != nil {
 		return h, err
@@ -276,34 +274,34 @@ func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) 
 }
 
 // CheckTrim validates trim points against a highlight.
-func CheckTrim(h ingest.Highlight, in, out time.Duration) error {
+func CheckTrim(h Highlight, in, out time.Duration) error {
 	if in == 0 && out == 0 {
 		return nil
 	}
-	if h.State != ingest.HighlightReady {
-		return fmt.Errorf("%w: the clip is %s, not ready", ingest.ErrBadTrim, h.State)
+	if h.State != HighlightReady {
+		return fmt.Errorf("%w: the clip is %s, not ready", ErrBadTrim, h.State)
 	}
 	switch {
 	case in < 0:
-		return fmt.Errorf("%w: in point %s is before the clip's start", ingest.ErrBadTrim, in)
+		return fmt.Errorf("%w: in point %s is before the clip's start", ErrBadTrim, in)
 	case out > h.Duration:
-		return fmt.Errorf("%w: out point %s is past the clip's end (%s)", ingest.ErrBadTrim, out, h.Duration)
+		return fmt.Errorf("%w: out point %s is past the clip's end (%s)", ErrBadTrim, out, h.Duration)
 	case out <= in:
-		return fmt.Errorf("%w: out point %s must come after in point %s", ingest.ErrBadTrim, out, in)
+		return fmt.Errorf("%w: out point %s must come after in point %s", ErrBadTrim, out, in)
 	}
 	return nil
 }
 
 // Cues lists a drop's aired cues.
-func (s *SQLite) Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error) {
+func (s *SQLite) Cues(ctx context.Context, dropID string) ([]CueRecord, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at FROM cues_aired WHERE drop_id = ? ORDER BY at`, dropID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.CueRecord
+	var out []CueRecord
 	for rows.Next() {
-		var c ingest.CueRecord
+		var c CueRecord
 		var code, heard, at int64
 		if err := rows.Scan(&c.DropID, &c.Channel, &c.Stream, &code, &c.DelayMS, &c.SNRDB, &heard, &at); err != nil {
 			return nil, err
@@ -316,5 +314,5 @@ func (s *SQLite) Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, e
 
 // isNotFound reports the store's not-found errors.
 func isNotFound(err error) bool {
-	return errors.Is(err, ingest.ErrNoSession) || errors.Is(err, ingest.ErrNoHighlight)
+	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight)
 }

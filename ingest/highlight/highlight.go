@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"context"
@@ -43,6 +43,8 @@ var (
 	ErrNotBuffered = errors.New("moment is not in the buffer")
 	// ErrBadMP4 means a clip file could not be read as MP4.
 	ErrBadMP4 = errors.New("unreadable MP4")
+	// ErrInvalidConfig means a CaptureConfig or deps failed validation.
+	ErrInvalidConfig = errors.New("invalid highlights config")
 )
 
 // Session is one publish session of a stream path: it starts when a
@@ -152,9 +154,9 @@ type CueRecord struct {
 	At      time.Time `json:"at"`
 }
 
-// HighlightStore is where capture records sessions, highlights and aired
-// cues. The SQLite one is in package ingest/highlight.
-type HighlightStore interface {
+// CaptureStore is where capture records sessions, highlights and aired
+// cues; Store adds what the editor and export read.
+type CaptureStore interface {
 	// SaveSession inserts a session or updates its EndedAt.
 	SaveSession(ctx context.Context, s Session) error
 	// SaveHighlight inserts a highlight or replaces its capture fields
