@@ -29,7 +29,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if v, ok := os.LookupEnv("MICRODROP_DATA"); ok && v != "" {
 		dataDefault = v
 	}
-	data := fs.String("data", dataDefault, "data dir holding ledger.db and highlights/; also MICRODROP_DATA")
+	data := fs.String("data", dataDefault, "data dir holding ledger.db, highlights.db and highlights/; also MICRODROP_DATA")
 	sel := fs.String("select", "", "comma-separated highlight ids (default: every ready clip)")
 	shop := fs.String("shop-url", "", "where offer links point; default MICRODROP_PUBLIC_URL or http://localhost:8080")
 	markup := fs.Int("markup", 20, "post-stream price above the live price, in percent")
@@ -41,7 +41,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := os.Stat(dbPath); err != nil {
 		return fmt.Errorf("no ledger at %s (use --data)", dbPath)
 	}
-	store, err := highlight.OpenSQLite(ctx, dbPath)
+	store, err := highlight.OpenSQLite(ctx, highlightsDB(*data))
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if shopURL != "" && !strings.HasPrefix(shopURL, "http://") && !strings.HasPrefix(shopURL, "https://") {
 		return fmt.Errorf("--shop-url: %q must start with http:// or https://", shopURL)
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: ledger, Dir: filepath.Join(*data, "highlights"),
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{ledger}, Dir: filepath.Join(*data, "highlights"),
 		Salt: []byte(salt), ShopURL: shopURL, MarkupPercent: *markup})
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/microdrop/microdrop/ingest/highlight"
@@ -12,7 +11,7 @@ import (
 // startHighlights starts capture (a rolling buffer per stream, a clip
 // around every drop moment), and mounts the editor on /editor.
 func (m *Main) startHighlights(ctx context.Context) error {
-	store, err := highlight.OpenSQLite(ctx, highlightsDB(m.Config))
+	store, err := highlight.OpenSQLite(ctx, highlightsDB(m.Config.Data))
 	if err != nil {
 		return err
 	}
@@ -42,7 +41,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: m.Ledger, Dir: dir, Salt: []byte(salt),
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
 		ShopURL: m.publicURL(), Now: m.Now})
 	if err != nil {
 		return err
@@ -53,14 +52,8 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	return nil
 }
 
-// highlightsDB is the SQLite file highlight metadata lives in: the
-// ledger's own when the ledger is SQLite, else highlights.db in the data dir.
-func highlightsDB(c Config) string {
-	switch {
-	case c.Ledger == "":
-		return filepath.Join(c.Data, "ledger.db")
-	case strings.HasPrefix(c.Ledger, "sqlite:"):
-		return strings.TrimPrefix(c.Ledger, "sqlite:")
-	}
-	return filepath.Join(c.Data, "highlights.db")
-}
+// highlightsDB is the SQLite file highlight metadata lives in, whatever
+// the ledger: its own, so highlight writes never queue behind claims
+// commits. Data dirs from before kept highlight tables in ledger.db; they
+// stay there unread, and highlights.db starts empty.
+func highlightsDB(data string) string { return filepath.Join(data, "highlights.db") }

@@ -530,9 +530,8 @@ func (c *Capturer) flush(final bool) time.Duration {
 	var due []*pendingClip
 	rest := c.pending[:0]
 	for _, p := range c.pending {
-		newest := p.buf.ring.Newest()
 		switch {
-		case final || !newest.Before(p.to) || now.Sub(p.to) >= c.cfg.Stall:
+		case final || p.buf.ring.reached(p.to.Sub(p.buf.session.StartedAt)) || now.Sub(p.to) >= c.cfg.Stall:
 			due = append(due, p)
 		case now.Before(p.to):
 			rest = append(rest, p)
@@ -558,7 +557,8 @@ func (c *Capturer) flush(final bool) time.Duration {
 	}
 	c.mu.Unlock()
 	for _, p := range due {
-		units := p.buf.ring.window(p.from, p.to)
+		start := p.buf.session.StartedAt
+		units := p.buf.ring.window(p.from.Sub(start), p.to.Sub(start))
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()

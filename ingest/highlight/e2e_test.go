@@ -56,7 +56,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // rig is everything a highlight test runs against: a real ingest server,
 // capture, claims service on a SQLite ledger, and the highlight store in
-// the same database file.
+// its own SQLite file.
 type rig struct {
 	t       *testing.T
 	dir     string
@@ -67,6 +67,36 @@ type rig struct {
 	ledger  *sqlite.Ledger
 	claims  *claims.Service
 	clipDir string
+}
+
+// ledgerDrops reads the claims ledger in the export's words, as
+// cmd/microdrop wires it.
+type ledgerDrops struct{ l *sqlite.Ledger }
+
+func (x ledgerDrops) ChannelDrops(ctx context.Context, channel string, limit int) ([]highlight.Drop, error) {
+	ds, err := x.l.Drops(ctx, claims.DropFilter{Channel: channel, Limit: limit})
+	var out []highlight.Drop
+	for _, d := range ds {
+		hd := highlight.Drop{ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID,
+			CreatorID: d.CreatorID, Currency: d.Currency, PriceMinor: d.PriceMinor, Policy: string(d.Policy), State: string(d.State),
+			CloseReason: d.CloseReason, OpensAt: d.OpensAt, ClosesAt: d.ClosesAt, Grace: d.Grace, ClosedAt: d.ClosedAt,
+			Stock: d.Stock, Remaining: d.Remaining, SeedHash: d.SeedHash, Final: d.State.Final(), SoldOut: d.State == claims.SoldOut}
+		if hd.Final {
+			hd.Seed = d.Seed
+		}
+		out = append(out, hd)
+	}
+	return out, err
+}
+
+func (x ledgerDrops) Claims(ctx context.Context, dropID string) ([]highlight.Claim, error) {
+	es, err := x.l.Entries(ctx, dropID)
+	var out []highlight.Claim
+	for _, e := range es {
+		out = append(out, highlight.Claim{Seq: e.Seq, UserID: e.UserID, Outcome: e.Outcome, Won: e.Outcome == claims.OutcomeWon,
+			Unit: e.Unit, ArrivedAt: e.ArrivedAt, DecidedAt: e.DecidedAt, Redeemed: e.Redeemed})
+	}
+	return out, err
 }
 
 func newRig(t *testing.T) *rig {
@@ -82,7 +112,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.store, err = highlight.OpenSQLite(ctx, dbPath)
+	r.store, err = highlight.OpenSQLite(ctx, filepath.Join(r.dir, "highlights.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +355,7 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Ledger: r.ledger, Dir: r.clipDir,
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
 		Salt: []byte("test-salt-0123456789"), ShopURL: "https://shop.example"})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -30,16 +29,10 @@ var ErrNothingToExport = errors.New("nothing to export")
 // session or not ready.
 var ErrBadSelection = errors.New("invalid selection")
 
-// dropSource is what export reads of the claims ledger.
-type dropSource interface {
-	Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop, error)
-	Entries(ctx context.Context, dropID string) ([]claims.Entry, error)
-}
-
 // ExportDeps is what an Exporter needs.
 type ExportDeps struct {
 	Store  Store
-	Ledger dropSource
+	Drops  DropSource
 	// Dir is the highlights directory clips were captured to.
 	Dir string
 	// Salt keys the hash of user ids in claims.csv. It never goes into a
@@ -60,8 +53,8 @@ type Exporter struct {
 
 // NewExporter checks deps.
 func NewExporter(d ExportDeps) (*Exporter, error) {
-	if d.Store == nil || d.Ledger == nil || d.Dir == "" {
-		return nil, errors.New("highlight export: store, ledger and dir are required")
+	if d.Store == nil || d.Drops == nil || d.Dir == "" {
+		return nil, errors.New("highlight export: store, drops and dir are required")
 	}
 	if len(d.Salt) < 16 {
 		return nil, errors.New("highlight export: a salt of at least 16 bytes is required")
@@ -85,7 +78,7 @@ type Progress func(done, total int)
 type Plan struct {
 	Session Session
 	Clips   []Highlight
-	Drops   []*claims.Drop
+	Drops   []Drop
 }
 
 // Plan checks the session and selection (empty: every ready clip) and
@@ -155,8 +148,8 @@ func (x *Exporter) clipPath(h Highlight) (string, error) {
 	return filepath.Join(x.d.Dir, h.SessionID, h.ID+".mp4"), nil
 }
 
-func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highlight) ([]*claims.Drop, error) {
-	ds, err := x.d.Ledger.Drops(ctx, claims.DropFilter{Channel: s.Channel, Limit: 500})
+func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highlight) ([]Drop, error) {
+	ds, err := x.d.Drops.ChannelDrops(ctx, s.Channel, 500)
 	if err != nil {
 		return nil, fmt.Errorf("read drops: %w", err)
 	}
@@ -170,7 +163,7 @@ func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highligh
 	if end.IsZero() {
 		end = x.d.Now()
 	}
-	var out []*claims.Drop
+	var out []Drop
 	for _, d := range ds {
 		if ref[d.ID] || (d.OpensAt.Before(end) && !d.EndsAt().Before(s.StartedAt)) {
 			out = append(out, d)
@@ -272,7 +265,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 
 	var rows [][]string
 	for _, d := range p.Drops {
-		es, err := x.d.Ledger.Entries(ctx, d.ID)
+		es, err := x.d.Drops.Claims(ctx, d.ID)
 		if err != nil {
 			return m, fmt.Errorf("read entries of %s: %w", d.ID, err)
 		}
@@ -340,24 +333,24 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	return m, nil
 }
 
-func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []CueRecord) templates.ManifestDrop {
+func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) templates.ManifestDrop {
 	md := templates.ManifestDrop{
 		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		Currency: d.Currency, LivePriceMinor: d.PriceMinor,
 		PostStreamPriceMinor: d.PriceMinor * int64(100+x.d.MarkupPercent) / 100,
-		Policy:               string(d.Policy), State: string(d.State), CloseReason: d.CloseReason,
+		Policy:               d.Policy, State: d.State, CloseReason: d.CloseReason,
 		OpensAt: d.OpensAt.UTC(), ClosesAt: d.ClosesAt.UTC(), ClosedAt: d.ClosedAt.UTC(), GraceMS: d.Grace.Milliseconds(),
 		Stock: d.Stock, Remaining: d.Remaining, Entries: len(es), SeedHash: d.SeedHash, CuesAired: len(cues),
 	}
 	if d.ClosedAt.IsZero() {
 		md.ClosedAt = time.Time{}
 	}
-	if d.State.Final() && len(d.Seed) > 0 {
+	if d.Final && len(d.Seed) > 0 {
 		md.Seed = hex.EncodeToString(d.Seed)
 	}
 	var lastWin time.Time
 	for _, e := range es {
-		if e.Outcome == claims.OutcomeWon {
+		if e.Won {
 			md.Wins++
 			if e.DecidedAt.After(lastWin) {
 				lastWin = e.DecidedAt
@@ -371,7 +364,7 @@ func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []CueRecor
 	if !d.ClosedAt.IsZero() && d.ClosedAt.Before(end) {
 		end = d.ClosedAt
 	}
-	if d.State == claims.SoldOut {
+	if d.SoldOut {
 		at := d.ClosedAt
 		if at.IsZero() {
 			at = lastWin

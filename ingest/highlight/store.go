@@ -11,8 +11,8 @@ import (
 )
 
 // Store is everything the editor and export read and change. The SQLite
-// one lives next to the ledger; a Postgres one can satisfy the same
-// interface.
+// one keeps its own file (highlights.db in the data dir), never the
+// ledger's.
 type Store interface {
 	CaptureStore
 	// Sessions lists sessions, newest first.
@@ -79,8 +79,9 @@ CREATE TABLE IF NOT EXISTS cues_aired (
 CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
 `
 
-// SQLite is the Store in a SQLite file (usually the ledger's own,
-// <data>/ledger.db), through its own connection pool.
+// SQLite is the Store in its own SQLite file (<data>/highlights.db). It
+// never shares the ledger's file: a highlight write at a drop's open must
+// not wait behind a claims group commit for the file's one writer lock.
 type SQLite struct {
 	db *sql.DB
 }
@@ -88,7 +89,7 @@ type SQLite struct {
 var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating tables if needed) the store at path, in WAL
-// mode with a busy timeout so it shares the file with the ledger.
+// mode, so `microdrop export` can read it while the server writes.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	if err != nil {
