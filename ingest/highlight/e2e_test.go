@@ -26,7 +26,6 @@ import (
 	"github.com/microdrop/microdrop/claims/sqlite"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
-	"github.com/microdrop/microdrop/templates"
 )
 
 const (
@@ -413,7 +412,7 @@ func waitForKind(t *testing.T, sub *microdrop.Subscription, kind microdrop.Kind)
 	}
 }
 
-func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Drop, users []string, trimmedID string, trimmedLen time.Duration) {
+func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Drop, users []string, trimmedID string, trimmedLen time.Duration) {
 	t.Helper()
 	zr, err := zip.OpenReader(bundle)
 	if err != nil {
@@ -446,14 +445,12 @@ func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Dr
 	if !ok {
 		t.Fatal("bundle has no manifest.json")
 	}
-	if err := templates.ValidateManifest(raw); err != nil {
-		t.Fatal(err)
-	}
-	var got templates.Manifest
+	checkManifest(t, raw)
+	var got highlight.Manifest
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.SchemaVersion != templates.ManifestVersion || got.Session.ID != m.Session.ID {
+	if got.SchemaVersion != highlight.ManifestVersion || got.Session.ID != m.Session.ID {
 		t.Errorf("manifest header %+v", got.Session)
 	}
 	// Every file but the manifest itself is listed with its hash.

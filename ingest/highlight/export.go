@@ -31,8 +31,8 @@ var ErrBadSelection = errors.New("invalid selection")
 
 // ExportDeps is what an Exporter needs.
 type ExportDeps struct {
-	Store  Store
-	Drops  DropSource
+	Store Store
+	Drops DropSource
 	// Dir is the highlights directory clips were captured to.
 	Dir string
 	// Salt keys the hash of user ids in claims.csv. It never goes into a
@@ -176,10 +176,10 @@ func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highligh
 // Export writes the bundle of a session to w as a zip: clips/<id>.mp4,
 // claims.csv, offers/<drop>-<kind>.html, manifest.schema.json, and last
 // manifest.json with the SHA-256 of every other file.
-func (x *Exporter) Export(ctx context.Context, sessionID string, selected []string, w io.Writer, progress Progress) (templates.Manifest, error) {
+func (x *Exporter) Export(ctx context.Context, sessionID string, selected []string, w io.Writer, progress Progress) (Manifest, error) {
 	p, err := x.Plan(ctx, sessionID, selected)
 	if err != nil {
-		return templates.Manifest{}, err
+		return Manifest{}, err
 	}
 	return x.Write(ctx, p, w, progress)
 }
@@ -188,7 +188,7 @@ func (x *Exporter) Export(ctx context.Context, sessionID string, selected []stri
 func (p Plan) Steps() int { return len(p.Clips) + len(p.Drops) + 2 }
 
 // Write writes a planned bundle.
-func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (templates.Manifest, error) {
+func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (Manifest, error) {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
@@ -196,13 +196,13 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	step := func() { done++; progress(done, total) }
 	progress(0, total)
 
-	m := templates.Manifest{
-		SchemaVersion: templates.ManifestVersion, Generator: "microdrop", CreatedAt: x.d.Now().UTC(),
-		Session: templates.ManifestSession{ID: p.Session.ID, Path: p.Session.Path, Channel: p.Session.Channel,
+	m := Manifest{
+		SchemaVersion: ManifestVersion, Generator: "microdrop", CreatedAt: x.d.Now().UTC(),
+		Session: ManifestSession{ID: p.Session.ID, Path: p.Session.Path, Channel: p.Session.Channel,
 			StartedAt: p.Session.StartedAt.UTC(), EndedAt: p.Session.EndedAt.UTC()},
-		Drops: []templates.ManifestDrop{}, Highlights: []templates.ManifestClip{}, Offers: []templates.ManifestOffer{},
-		Privacy: templates.ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
-		Links:   templates.ManifestLinkRules{ShopURL: x.d.ShopURL},
+		Drops: []ManifestDrop{}, Highlights: []ManifestClip{}, Offers: []ManifestOffer{},
+		Privacy: ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
+		Links:   ManifestLinkRules{ShopURL: x.d.ShopURL},
 	}
 	if p.Session.EndedAt.IsZero() {
 		m.Session.EndedAt = time.Time{}
@@ -221,13 +221,13 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 		if err := fill(io.MultiWriter(fw, h, cw)); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		m.Files = append(m.Files, templates.ManifestFile{Path: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
+		m.Files = append(m.Files, ManifestFile{Path: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
 		return nil
 	}
 
 	for _, h := range p.Clips {
 		name := "clips/" + h.ID + ".mp4"
-		mc := templates.ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
+		mc := ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
 			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL}
 		err := add(name, zip.Store, func(w io.Writer) error {
 			path, err := x.clipPath(h)
@@ -293,18 +293,18 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	for _, d := range m.Drops {
 		for _, kind := range templates.OfferKinds {
 			name := "offers/" + d.ID + "-" + kind + ".html"
-			v := templates.NewOfferView(m, kind, d)
+			v := offerView(m, kind, d)
 			if err := add(name, zip.Deflate, func(w io.Writer) error {
 				return templates.OfferPage(v).Render(ctx, w)
 			}); err != nil {
 				return m, err
 			}
-			m.Offers = append(m.Offers, templates.ManifestOffer{DropID: d.ID, Kind: kind, File: name, URL: v.Link})
+			m.Offers = append(m.Offers, ManifestOffer{DropID: d.ID, Kind: kind, File: name, URL: v.Link})
 		}
 		step()
 	}
 	if err := add("manifest.schema.json", zip.Deflate, func(w io.Writer) error {
-		_, err := w.Write(templates.ManifestSchema)
+		_, err := w.Write(ManifestSchema)
 		return err
 	}); err != nil {
 		return m, err
@@ -315,9 +315,6 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(m); err != nil {
 		return m, err
-	}
-	if err := templates.ValidateManifest(buf.Bytes()); err != nil {
-		return m, fmt.Errorf("refusing to write an invalid manifest: %w", err)
 	}
 	fw, err := zw.CreateHeader(&zip.FileHeader{Name: "manifest.json", Method: zip.Deflate, Modified: m.CreatedAt})
 	if err != nil {
@@ -333,8 +330,8 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	return m, nil
 }
 
-func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) templates.ManifestDrop {
-	md := templates.ManifestDrop{
+func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) ManifestDrop {
+	md := ManifestDrop{
 		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		Currency: d.Currency, LivePriceMinor: d.PriceMinor,
 		PostStreamPriceMinor: d.PriceMinor * int64(100+x.d.MarkupPercent) / 100,
@@ -406,3 +403,21 @@ func rfc(t time.Time) string {
 type counter struct{ n int64 }
 
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// offerView is what an offer page shows of a drop in the manifest.
+func offerView(m Manifest, kind string, d ManifestDrop) templates.OfferView {
+	creator := d.CreatorID
+	if creator == "" {
+		creator = d.Channel
+	}
+	v := templates.OfferView{Kind: kind, Link: OfferLink(m.Links.ShopURL, kind, d), Remaining: d.Remaining,
+		Drop: templates.OfferDrop{ID: d.ID, Title: d.Title, SKU: d.SKU, LimitedRunID: d.LimitedRunID, Creator: creator,
+			Currency: d.Currency, LivePriceMinor: d.LivePriceMinor, PostStreamPriceMinor: d.PostStreamPriceMinor,
+			Stock: d.Stock, Wins: d.Wins, SellThroughMS: d.SellThroughMS}}
+	for _, c := range m.Highlights {
+		if c.DropID == d.ID {
+			v.Clips = append(v.Clips, templates.OfferClip{Reason: c.Reason, Label: c.Label, DurationMS: c.DurationMS})
+		}
+	}
+	return v
+}
