@@ -47,9 +47,16 @@ type OfferDrop struct {
 
 // OfferClip is one of the drop's highlight clips.
 type OfferClip struct {
-	Reason     string
-	Label      string
+	// Moments are the moments the clip covers, oldest first.
+	Moments    []ClipMoment
 	DurationMS int64
+}
+
+// ClipMoment is one moment a clip covers: why it was captured and the
+// label chat gave it.
+type ClipMoment struct {
+	Reason string
+	Label  string
 }
 
 // FormatPrice renders minor units: 2500 USD is "USD 25.00"; zero-decimal
@@ -64,6 +71,14 @@ func FormatPrice(minor int64, currency string) string {
 		neg, minor = "-", -minor
 	}
 	return fmt.Sprintf("%s %s%d.%02d", currency, neg, minor/100, minor%100)
+}
+
+// offerPrice is a price as an offer shows it: "Free" for nothing.
+func offerPrice(minor int64, currency string) string {
+	if minor == 0 {
+		return "Free"
+	}
+	return FormatPrice(minor, currency)
 }
 
 // FormatMS renders milliseconds as seconds with one decimal.
@@ -114,11 +129,23 @@ func liveResult(d OfferDrop) string {
 	return s
 }
 
-func clipTitle(c OfferClip) string {
-	if c.Label == "" {
-		return reasonText(c.Reason)
+func momentTitle(m ClipMoment) string {
+	if m.Label == "" {
+		return reasonText(m.Reason)
 	}
-	return reasonText(c.Reason) + ": " + c.Label
+	return reasonText(m.Reason) + ": " + m.Label
+}
+
+// momentsTitle names every moment of a clip: "The drop opens + Sold out".
+func momentsTitle(ms []ClipMoment) string {
+	s := ""
+	for i, m := range ms {
+		if i > 0 {
+			s += " + "
+		}
+		s += momentTitle(m)
+	}
+	return s
 }
 
 func leftText(n int) string { return strconv.Itoa(n) + " left from the live drop." }

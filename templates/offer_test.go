@@ -20,7 +20,8 @@ func sampleOffer(kind string) OfferView {
 		Drop: OfferDrop{ID: "d_7Kq2", Title: "Black hoodie <limited>", SKU: "HOODIE-BLK-L", LimitedRunID: "run-2026-07",
 			Creator: "creator42", Currency: "EUR", LivePriceMinor: 4500, PostStreamPriceMinor: 5400, Stock: 50, Wins: 50,
 			SellThroughMS: &sell},
-		Clips: []OfferClip{{Reason: "open", DurationMS: 60_040}, {Reason: "clip", Label: "chat goes wild", DurationMS: 12_000}},
+		Clips: []OfferClip{{Moments: []ClipMoment{{Reason: "open"}}, DurationMS: 60_040},
+			{Moments: []ClipMoment{{Reason: "clip", Label: "chat goes wild"}}, DurationMS: 12_000}},
 		Link: "https://shop.example/c/creator42/HOODIE-BLK-L?drop=d_7Kq2&run=run-2026-07&utm_campaign=" + kind +
 			"&utm_medium=post_stream&utm_source=microdrop",
 	}
@@ -75,6 +76,52 @@ func TestFormatPrice(t *testing.T) {
 	}{{4500, "EUR", "EUR 45.00"}, {5, "USD", "USD 0.05"}, {1200, "JPY", "JPY 1200"}, {-250, "USD", "USD -2.50"}} {
 		if got := FormatPrice(c.minor, c.cur); got != c.want {
 			t.Errorf("FormatPrice(%d, %s) = %s, want %s", c.minor, c.cur, got, c.want)
+		}
+	}
+}
+
+// TestOfferFreeDropAndNoRun: a free drop shows "Free", with no price
+// struck through (it showed "USD 0.00" struck beside "USD 0.00"), and a
+// drop without a limited-run id shows no limited run (it showed
+// "limited run ." with nothing in it).
+func TestOfferFreeDropAndNoRun(t *testing.T) {
+	for _, kind := range OfferKinds {
+		v := sampleOffer(kind)
+		v.Drop.LivePriceMinor, v.Drop.PostStreamPriceMinor, v.Drop.Currency = 0, 0, "USD"
+		v.Drop.LimitedRunID = ""
+		var buf bytes.Buffer
+		if err := OfferPage(v).Render(context.Background(), &buf); err != nil {
+			t.Fatal(err)
+		}
+		page := buf.String()
+		if !strings.Contains(page, `<span id="post-price">Free</span>`) {
+			t.Errorf("%s: a free drop does not say Free", kind)
+		}
+		for _, bad := range []string{"<s ", "USD 0.00", "limited run", `id="run"`} {
+			if strings.Contains(page, bad) {
+				t.Errorf("%s: a free drop without a run id shows %q:\n%s", kind, bad, page)
+			}
+		}
+	}
+}
+
+// TestEditorHeaderShowsTrimAndMoments: a saved trim shows in the clip's
+// header (it showed only in the form's inputs), and a clip covering two
+// moments names both.
+func TestEditorHeaderShowsTrimAndMoments(t *testing.T) {
+	v := EditorView{LoggedIn: true, Session: &EditorSession{ID: "live-20260704T180000Z", Channel: "c", Path: "live"},
+		Clips: []EditorClip{{ID: "h0123456789abcdef", Reason: "open", Ready: true, State: "ready", Duration: "62.7",
+			In: "1.5", Out: "4.0", Trimmed: true,
+			Moments: []ClipMoment{{Reason: "open"}, {Reason: "sold_out"}}}}}
+	var buf bytes.Buffer
+	if err := EditorPage(v).Render(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	h2 := page[strings.Index(page, "<h2>"):strings.Index(page, "</h2>")]
+	for _, want := range []string{"trimmed to 1.5–4.0 s of 62.7 s", "The drop opens + Sold out"} {
+		if !strings.Contains(h2, want) {
+			t.Errorf("the clip's header lacks %q: %s", want, h2)
 		}
 	}
 }

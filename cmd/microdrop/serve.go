@@ -226,12 +226,18 @@ func (m *Main) Run(ctx context.Context) error {
 // publicURL is where viewers reach us; derived from the listen address when
 // not configured.
 func (m *Main) publicURL() string {
-	if m.Config.PublicURL != "" {
-		return strings.TrimRight(m.Config.PublicURL, "/")
-	}
 	addr := m.HTTPAddr
 	if addr == "" {
 		addr = m.Config.HTTP
+	}
+	return publicURLFor(m.Config.PublicURL, addr)
+}
+
+// publicURLFor is the configured public URL, else the HTTP listen address
+// as seen from this machine.
+func publicURLFor(configured, addr string) string {
+	if configured != "" {
+		return strings.TrimRight(configured, "/")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

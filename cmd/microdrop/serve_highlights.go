@@ -42,7 +42,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 		return err
 	}
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
-		ShopURL: m.publicURL(), Now: m.Now})
+		PublicURL: m.publicURL(), Now: m.Now})
 	if err != nil {
 		return err
 	}

@@ -464,13 +464,18 @@ func (c *Capturer) surgeAt(e microdrop.Event) bool {
 
 func (c *Capturer) forgetSurge(dropID string) { delete(c.surges, dropID) }
 
-// Mark captures [at-Pre, at+Post] of every stream bound to channel. It
-// returns the highlights it started; the clips are written once the window
-// has passed (or the publisher stalls). ErrNotBuffered when no stream of
-// the channel is buffered.
+// Mark captures [at-Pre, at+Post] of every stream bound to channel. A
+// moment whose window overlaps a clip still being captured on that stream
+// joins it instead (the clip grows to cover both and lists both in
+// Moments), so moments seconds apart never become copies of the same
+// seconds. It returns the highlights the moment is in; the clips are
+// written once the window has passed (or the publisher stalls).
+// ErrNotBuffered when no stream of the channel is buffered.
 func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by string, at time.Time) ([]Highlight, error) {
+	m := Moment{Reason: reason, DropID: dropID, Label: label, By: by, At: at}
 	c.mu.Lock()
 	var started []*pendingClip
+	var joined []Highlight
 	for _, b := range c.paths {
 		if b.session.Channel != channel {
 			continue
@@ -478,18 +483,32 @@ func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by 
 		if b.stream == nil && at.Sub(b.ring.Newest()) > c.cfg.Pre {
 			continue // publisher gone and nothing of the window buffered
 		}
+		if p := c.overlapping(b, at); p != nil {
+			// One clip for both moments rather than two files of mostly
+			// the same seconds. The written state saves the moments.
+			p.to = maxTime(p.to, at.Add(c.cfg.Post))
+			p.h.Asked = p.to.Sub(p.from)
+			p.h.Moments = append(p.h.Moments, m)
+			h := p.h
+			h.Moments = append([]Moment(nil), p.h.Moments...)
+			joined = append(joined, h)
+			c.log.Info("moment joins a highlight being captured", "highlight", h.ID, "reason", reason, "drop", dropID)
+			continue
+		}
 		p := &pendingClip{buf: b, from: at.Add(-c.cfg.Pre), to: at.Add(c.cfg.Post), h: Highlight{
 			ID: newHighlightID(), SessionID: b.session.ID, Channel: channel, Path: b.path,
 			DropID: dropID, Reason: reason, Label: label, By: by, State: HighlightCapturing,
 			At: at, StreamTime: at.Sub(b.session.StartedAt), Asked: c.cfg.Pre + c.cfg.Post, CreatedAt: c.now(),
+			Moments: []Moment{m},
 		}}
 		started = append(started, p)
 	}
 	c.mu.Unlock()
-	if len(started) == 0 {
+	if len(started) == 0 && len(joined) == 0 {
 		return nil, fmt.Errorf("%w: no stream of channel %q", ErrNotBuffered, channel)
 	}
-	out := make([]Highlight, 0, len(started))
+	out := make([]Highlight, 0, len(started)+len(joined))
+	out = append(out, joined...)
 	for _, p := range started {
 		// Recorded as capturing before it can be written, so the written
 		// state is never overwritten by this one.
@@ -511,6 +530,28 @@ func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by 
 		}
 	}
 	return out, nil
+}
+
+// overlapping returns the clip still being captured on b whose window the
+// moment at would overlap, when one clip can hold both within the buffer.
+func (c *Capturer) overlapping(b *pathBuffer, at time.Time) *pendingClip {
+	for _, p := range c.pending {
+		if p.buf != b || !at.Add(-c.cfg.Pre).Before(p.to) || at.Before(p.from) {
+			continue
+		}
+		if maxTime(p.to, at.Add(c.cfg.Post)).Sub(p.from) > c.cfg.Buffer.MaxDuration {
+			continue
+		}
+		return p
+	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // idle is how long capture sleeps with nothing pending; anything that

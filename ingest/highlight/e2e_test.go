@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -279,7 +280,9 @@ func within(got, want, tol time.Duration) bool {
 // ffprobe at the asked duration (within one keyframe interval) starting on
 // a keyframe, every hash in the manifest matches, the manifest satisfies
 // its schema, claims.csv holds no user id or login, and the offer pages
-// carry the drop's SKU, run id, both prices and the creator link.
+// carry the drop's SKU, run id, both prices and the link to its claim
+// page. The open, the claim rush and the sell-out, moments apart, are one
+// clip that names all three, not three copies of the same seconds.
 func TestCaptureExportEndToEnd(t *testing.T) {
 	requireFFmpeg(t)
 	r := newRig(t)
@@ -307,6 +310,9 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		}
 	}
 	waitForKind(t, sub, microdrop.SoldOut)
+	// open, a surge (3 claims in a second > 2/s) and sold_out: one clip.
+	first := r.waitReady(session, 1)
+	// A !clip once that clip is written is a clip of its own.
 	if _, err := r.bus.Publish(ctx, microdrop.Event{Kind: microdrop.HighlightMarked, Channel: "chan1", DropID: d.ID, At: time.Now(),
 		Highlight: &microdrop.HighlightView{Reason: "clip", Label: "what a rush", By: "mod_1"}}); err != nil {
 		t.Fatal(err)
@@ -316,22 +322,30 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatalf("mark without a stream: %v, want ErrNotBuffered", err)
 	}
 
-	// open, sold_out, clip, and a surge (3 claims in a second > 2/s).
-	hs := r.waitReady(session, 4)
-	reasons := map[string]int{}
+	hs := r.waitReady(session, 2)
+	if len(hs) != 2 || hs[0].ID != first[0].ID {
+		t.Fatalf("highlights %+v, want the drop's clip and the !clip", hs)
+	}
 	for _, h := range hs {
-		reasons[h.Reason]++
 		if h.State != highlight.HighlightReady {
 			t.Fatalf("highlight %s (%s) is %s: %s", h.ID, h.Reason, h.State, h.Error)
 		}
-		if h.Asked != testPre+testPost || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
-			t.Errorf("highlight %s: start %s for a moment at %s, want the keyframe at or before %s", h.ID, h.Start, h.StreamTime, h.StreamTime-testPre)
+		span := h.Moments[len(h.Moments)-1].At.Sub(h.Moments[0].At)
+		if !within(h.Asked, span+testPre+testPost, time.Millisecond) || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
+			t.Errorf("highlight %s: asked %s, start %s for a moment at %s, want %s from the keyframe at or before %s",
+				h.ID, h.Asked, h.Start, h.StreamTime, span+testPre+testPost, h.StreamTime-testPre)
 		}
 	}
-	for _, want := range []string{highlight.ReasonOpen, highlight.ReasonSoldOut, highlight.ReasonClip, highlight.ReasonSurge} {
-		if reasons[want] != 1 {
-			t.Errorf("want one %s highlight, have %v", want, reasons)
-		}
+	var names []string
+	for _, m := range hs[0].Moments {
+		names = append(names, m.Reason)
+	}
+	sort.Strings(names)
+	if hs[0].Reason != highlight.ReasonOpen || strings.Join(names, ",") != "open,sold_out,surge" {
+		t.Errorf("the drop's clip is a %s clip naming %v, want an open clip naming open, sold_out and surge", hs[0].Reason, names)
+	}
+	if hs[1].Reason != highlight.ReasonClip || len(hs[1].Moments) != 1 || hs[1].Moments[0].Label != "what a rush" {
+		t.Errorf("the !clip highlight: %+v", hs[1])
 	}
 
 	// Bad trims change nothing; a good one is stored.
@@ -355,7 +369,7 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	}
 
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
-		Salt: []byte("test-salt-0123456789"), ShopURL: "https://shop.example"})
+		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,8 +403,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) == 0 || steps[len(steps)-1] != 4+1+2 {
-		t.Errorf("progress steps %v, want to end at %d", steps, 4+1+2)
+	if len(steps) == 0 || steps[len(steps)-1] != 2+1+2 {
+		t.Errorf("progress steps %v, want to end at %d", steps, 2+1+2)
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
 	checkEditorHTTP(t, r, x, session, clip.ID)
@@ -484,12 +498,22 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 
 	// Clips: every one probes, starts on a keyframe, lasts what was asked
 	// within one keyframe interval.
-	if len(got.Highlights) != 4 {
+	if len(got.Highlights) != 2 {
 		t.Fatalf("manifest highlights: %d", len(got.Highlights))
+	}
+	sums := map[string]string{}
+	for _, mf := range got.Files {
+		if prev, ok := sums[mf.SHA256]; ok {
+			t.Errorf("%s and %s are the same bytes", prev, mf.Path)
+		}
+		sums[mf.SHA256] = mf.Path
+	}
+	if n := len(got.Highlights[0].Moments); n != 3 {
+		t.Errorf("the drop's clip names %d moments in the manifest, want 3", n)
 	}
 	for _, c := range got.Highlights {
 		p := ffprobe(t, filepath.Join(out, c.File))
-		want := testPre + testPost
+		want := c.Moments[len(c.Moments)-1].At.Sub(c.Moments[0].At) + testPre + testPost
 		if c.ID == trimmedID {
 			want = trimmedLen
 			if c.TrimInMS == 0 || c.TrimOutMS == 0 {
@@ -536,10 +560,17 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 	}
 	for _, o := range got.Offers {
 		page := string(files[o.File])
-		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00", "/c/creator42/HOODIE-BLK-L?"} {
+		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00",
+			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("offer %s lacks %q", o.File, want)
 			}
+		}
+		if !strings.HasPrefix(o.URL, "https://drops.example/c/"+d.ID+"?") {
+			t.Errorf("offer %s links to %s, not the drop's claim page", o.File, o.URL)
+		}
+		if o.Kind == "highlight-reel-teaser" && !strings.Contains(page, "The drop opens + ") {
+			t.Errorf("the teaser does not name every moment of the drop's clip:\n%s", page)
 		}
 	}
 }

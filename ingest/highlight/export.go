@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/microdrop/microdrop/templates"
@@ -38,8 +39,10 @@ type ExportDeps struct {
 	// Salt keys the hash of user ids in claims.csv. It never goes into a
 	// bundle: with it, the small space of platform ids could be searched.
 	Salt []byte
-	// ShopURL is where offer links point (https://shop.example).
-	ShopURL string
+	// PublicURL is the microdrop server's address as viewers reach it
+	// (https://drops.example): offer links go to its claim page,
+	// PublicURL/c/{drop}.
+	PublicURL string
 	// MarkupPercent sets the post-stream price above the live price
 	// (default 20: the live-only price is the better deal).
 	MarkupPercent int
@@ -59,8 +62,8 @@ func NewExporter(d ExportDeps) (*Exporter, error) {
 	if len(d.Salt) < 16 {
 		return nil, errors.New("highlight export: a salt of at least 16 bytes is required")
 	}
-	if d.ShopURL == "" {
-		d.ShopURL = "http://localhost:8080"
+	if d.PublicURL == "" {
+		d.PublicURL = "http://localhost:8080"
 	}
 	if d.MarkupPercent == 0 {
 		d.MarkupPercent = 20
@@ -202,7 +205,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 			StartedAt: p.Session.StartedAt.UTC(), EndedAt: p.Session.EndedAt.UTC()},
 		Drops: []ManifestDrop{}, Highlights: []ManifestClip{}, Offers: []ManifestOffer{},
 		Privacy: ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
-		Links:   ManifestLinkRules{ShopURL: x.d.ShopURL},
+		Links:   ManifestLinkRules{PublicURL: strings.TrimRight(x.d.PublicURL, "/")},
 	}
 	if p.Session.EndedAt.IsZero() {
 		m.Session.EndedAt = time.Time{}
@@ -228,7 +231,12 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	for _, h := range p.Clips {
 		name := "clips/" + h.ID + ".mp4"
 		mc := ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
-			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL}
+			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL,
+			Moments: make([]ManifestMoment, 0, len(h.Moments))}
+		for _, mo := range h.Moments {
+			mc.Moments = append(mc.Moments, ManifestMoment{Reason: mo.Reason, DropID: mo.DropID, Label: mo.Label, At: mo.At.UTC(),
+				StreamTimeMS: mo.At.Sub(p.Session.StartedAt).Milliseconds()})
+		}
 		err := add(name, zip.Store, func(w io.Writer) error {
 			path, err := x.clipPath(h)
 			if err != nil {
@@ -410,13 +418,17 @@ func offerView(m Manifest, kind string, d ManifestDrop) templates.OfferView {
 	if creator == "" {
 		creator = d.Channel
 	}
-	v := templates.OfferView{Kind: kind, Link: OfferLink(m.Links.ShopURL, kind, d), Remaining: d.Remaining,
+	v := templates.OfferView{Kind: kind, Link: OfferLink(m.Links.PublicURL, kind, d), Remaining: d.Remaining,
 		Drop: templates.OfferDrop{ID: d.ID, Title: d.Title, SKU: d.SKU, LimitedRunID: d.LimitedRunID, Creator: creator,
 			Currency: d.Currency, LivePriceMinor: d.LivePriceMinor, PostStreamPriceMinor: d.PostStreamPriceMinor,
 			Stock: d.Stock, Wins: d.Wins, SellThroughMS: d.SellThroughMS}}
 	for _, c := range m.Highlights {
 		if c.DropID == d.ID {
-			v.Clips = append(v.Clips, templates.OfferClip{Reason: c.Reason, Label: c.Label, DurationMS: c.DurationMS})
+			oc := templates.OfferClip{DurationMS: c.DurationMS}
+			for _, mo := range c.Moments {
+				oc.Moments = append(oc.Moments, templates.ClipMoment{Reason: mo.Reason, Label: mo.Label})
+			}
+			v.Clips = append(v.Clips, oc)
 		}
 	}
 	return v

@@ -162,6 +162,9 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
 			Duration: secs(x.Duration), VideoURL: "/editor/clips/" + x.ID + ".mp4",
 			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed()}
+		for _, m := range x.Moments {
+			c.Moments = append(c.Moments, templates.ClipMoment{Reason: m.Reason, Label: m.Label})
+		}
 		in, out := x.Span()
 		c.In, c.Out = secs(in), secs(out)
 		v.Clips = append(v.Clips, c)

@@ -9,7 +9,10 @@ import (
 
 // ManifestVersion is the bundle manifest's schema version. Bump it, and
 // manifest.schema.json's $id and const, on any change a reader would notice.
-const ManifestVersion = 1
+//
+// Version 2: a clip lists the moments it covers (moments), and links name
+// the server whose claim page offers link to (public_url, was shop_url).
+const ManifestVersion = 2
 
 // ManifestSchema is the JSON Schema (draft 2020-12) of manifest.json.
 //
@@ -95,6 +98,18 @@ type ManifestClip struct {
 	TrimOutMS     int64  `json:"trim_out_ms"`
 	File          string `json:"file"`
 	TwitchClipURL string `json:"twitch_clip_url,omitempty"`
+	// Moments are every drop moment the clip covers, oldest first; the
+	// first is the clip's own (reason, drop_id, label, at).
+	Moments []ManifestMoment `json:"moments"`
+}
+
+// ManifestMoment is one drop moment in a clip.
+type ManifestMoment struct {
+	Reason       string    `json:"reason"`
+	DropID       string    `json:"drop_id,omitempty"`
+	Label        string    `json:"label,omitempty"`
+	At           time.Time `json:"at"`
+	StreamTimeMS int64     `json:"stream_time_ms"`
 }
 
 // ManifestOffer is one rendered offer page.
@@ -117,25 +132,30 @@ type ManifestPrivacy struct {
 	UserIDs string `json:"user_ids"`
 }
 
-// ManifestLinkRules says how offer links attribute the creator.
+// ManifestLinkRules says where offer links point: the drop's claim page
+// on the microdrop server, PublicURL/c/{drop_id}.
 type ManifestLinkRules struct {
-	ShopURL string `json:"shop_url"`
+	PublicURL string `json:"public_url"`
 }
 
-// OfferLink is the buy link of an offer. The creator id is a path segment,
-// so attribution survives tools that strip query strings; UTM parameters
-// ride along for analytics only.
-func OfferLink(shop, kind string, d ManifestDrop) string {
+// OfferLink is the buy link of an offer: the drop's claim page on the
+// microdrop server (the route overlay serves, /c/{drop}), so the link
+// works wherever the server is reachable. The creator and the limited run
+// ride along as query parameters for attribution, with UTM parameters
+// for analytics; the claim page ignores them.
+func OfferLink(publicURL, kind string, d ManifestDrop) string {
 	creator := d.CreatorID
 	if creator == "" {
 		creator = d.Channel
 	}
-	base := strings.TrimRight(shop, "/")
+	base := strings.TrimRight(publicURL, "/")
 	q := url.Values{}
-	q.Set("run", d.LimitedRunID)
-	q.Set("drop", d.ID)
+	q.Set("creator", creator)
+	if d.LimitedRunID != "" {
+		q.Set("run", d.LimitedRunID)
+	}
 	q.Set("utm_source", "microdrop")
 	q.Set("utm_medium", "post_stream")
 	q.Set("utm_campaign", kind)
-	return base + "/c/" + url.PathEscape(creator) + "/" + url.PathEscape(d.SKU) + "?" + q.Encode()
+	return base + "/c/" + url.PathEscape(d.ID) + "?" + q.Encode()
 }

@@ -66,15 +66,18 @@ func sampleManifest() highlight.Manifest {
 		}},
 		Highlights: []highlight.ManifestClip{
 			{ID: "h0123456789abcdef", DropID: "d_7Kq2", Reason: "open", At: t0.Add(30 * time.Minute), StreamTimeMS: 1_800_000,
-				ClipStartMS: 1_779_960, DurationMS: 60_040, TrimOutMS: 60_040, File: "clips/h0123456789abcdef.mp4"},
+				ClipStartMS: 1_779_960, DurationMS: 62_740, TrimOutMS: 62_740, File: "clips/h0123456789abcdef.mp4",
+				Moments: []highlight.ManifestMoment{{Reason: "open", DropID: "d_7Kq2", At: t0.Add(30 * time.Minute), StreamTimeMS: 1_800_000},
+					{Reason: "sold_out", DropID: "d_7Kq2", At: t0.Add(30*time.Minute + 2700*time.Millisecond), StreamTimeMS: 1_802_700}}},
 			{ID: "h1123456789abcdef", DropID: "d_7Kq2", Reason: "clip", Label: "chat goes wild", At: t0.Add(31 * time.Minute),
 				StreamTimeMS: 1_860_000, ClipStartMS: 1_845_000, DurationMS: 12_000, TrimInMS: 5_000, TrimOutMS: 17_000,
-				File: "clips/h1123456789abcdef.mp4"},
+				File:    "clips/h1123456789abcdef.mp4",
+				Moments: []highlight.ManifestMoment{{Reason: "clip", DropID: "d_7Kq2", Label: "chat goes wild", At: t0.Add(31 * time.Minute), StreamTimeMS: 1_860_000}}},
 		},
 		Offers:  []highlight.ManifestOffer{},
 		Files:   []highlight.ManifestFile{{Path: "claims.csv", SHA256: strings.Repeat("0f", 32), Bytes: 1234}},
 		Privacy: highlight.ManifestPrivacy{UserIDs: "hashed"},
-		Links:   highlight.ManifestLinkRules{ShopURL: "https://shop.example"},
+		Links:   highlight.ManifestLinkRules{PublicURL: "https://drops.example"},
 	}
 }
 
@@ -91,7 +94,7 @@ func TestManifestSchema(t *testing.T) {
 	}
 	for name, mutate := range map[string]func(map[string]any){
 		"missing field":      func(m map[string]any) { delete(m, "files") },
-		"wrong version":      func(m map[string]any) { m["schema_version"] = 2 },
+		"wrong version":      func(m map[string]any) { m["schema_version"] = highlight.ManifestVersion - 1 },
 		"wrong type":         func(m map[string]any) { m["drops"].([]any)[0].(map[string]any)["stock"] = "50" },
 		"float for integer":  func(m map[string]any) { m["drops"].([]any)[0].(map[string]any)["wins"] = 1.5 },
 		"negative":           func(m map[string]any) { m["drops"].([]any)[0].(map[string]any)["remaining"] = -1 },
@@ -101,6 +104,13 @@ func TestManifestSchema(t *testing.T) {
 		"extra property":     func(m map[string]any) { m["user_names"] = []any{"alice"} },
 		"null where integer": func(m map[string]any) { m["drops"].([]any)[0].(map[string]any)["stock"] = nil },
 		"not a date-time":    func(m map[string]any) { m["created_at"] = "2026-07-04T25:61:00Z" },
+		"clip without moments": func(m map[string]any) {
+			m["highlights"].([]any)[0].(map[string]any)["moments"] = []any{}
+		},
+		"unknown moment": func(m map[string]any) {
+			m["highlights"].([]any)[1].(map[string]any)["moments"].([]any)[0].(map[string]any)["reason"] = "boring"
+		},
+		"relative link": func(m map[string]any) { m["links"].(map[string]any)["public_url"] = "/c" },
 	} {
 		var generic map[string]any
 		if err := json.Unmarshal(good, &generic); err != nil {
@@ -115,11 +125,21 @@ func TestManifestSchema(t *testing.T) {
 	}
 }
 
-func TestOfferLinkCarriesCreatorInPath(t *testing.T) {
+// TestOfferLinkIsTheClaimPage: offer links go to the claim page route
+// the server serves (/c/{drop}) under the public URL; before, they named
+// /c/{creator}/{sku}, which no route serves. The creator (the channel when
+// the drop names none) and the run ride along; an empty run is left out.
+func TestOfferLinkIsTheClaimPage(t *testing.T) {
 	d := highlight.ManifestDrop{ID: "d1", Channel: "chan", SKU: "S/1", LimitedRunID: "r 1"}
-	got := highlight.OfferLink("https://shop.example/", "highlight-reel-teaser", d)
-	want := "https://shop.example/c/chan/S%2F1?drop=d1&run=r+1&utm_campaign=highlight-reel-teaser&utm_medium=post_stream&utm_source=microdrop"
+	got := highlight.OfferLink("https://drops.example/", "highlight-reel-teaser", d)
+	want := "https://drops.example/c/d1?creator=chan&run=r+1&utm_campaign=highlight-reel-teaser&utm_medium=post_stream&utm_source=microdrop"
 	if got != want {
 		t.Errorf("link without creator id:\n got %s\nwant %s", got, want)
+	}
+	d.CreatorID, d.LimitedRunID = "creator42", ""
+	got = highlight.OfferLink("http://127.0.0.1:9090", "post-stream-bundle", d)
+	want = "http://127.0.0.1:9090/c/d1?creator=creator42&utm_campaign=post-stream-bundle&utm_medium=post_stream&utm_source=microdrop"
+	if got != want {
+		t.Errorf("link without run:\n got %s\nwant %s", got, want)
 	}
 }

@@ -3,6 +3,7 @@ package highlight
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS highlights (
 	trim_out_ns INTEGER NOT NULL DEFAULT 0,
 	twitch_clip_id TEXT NOT NULL DEFAULT '',
 	twitch_clip_url TEXT NOT NULL DEFAULT '',
-	created_at INTEGER NOT NULL
+	created_at INTEGER NOT NULL,
+	moments TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS highlights_by_session ON highlights (session_id, at);
 CREATE TABLE IF NOT EXISTS cues_aired (
@@ -130,13 +132,19 @@ func (s *SQLite) SaveSession(ctx context.Context, x Session) error {
 
 // SaveHighlight inserts h or replaces its capture fields.
 func (s *SQLite) SaveHighlight(ctx context.Context, h Highlight) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
-		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	moments, err := json.Marshal(h.Moments)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
+		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at, moments)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET state = excluded.state, error = excluded.error, start_ns = excluded.start_ns,
-		duration_ns = excluded.duration_ns, file = excluded.file, bytes = excluded.bytes, sha256 = excluded.sha256`,
+		duration_ns = excluded.duration_ns, asked_ns = excluded.asked_ns, file = excluded.file, bytes = excluded.bytes,
+		sha256 = excluded.sha256, moments = excluded.moments`,
 		h.ID, h.SessionID, h.Channel, h.Path, h.DropID, h.Reason, h.Label, h.By, h.State, h.Error,
-		unixNS(h.At), int64(h.StreamTime), int64(h.Start), int64(h.Duration), int64(h.Asked), h.File, h.Bytes, h.SHA256, unixNS(h.CreatedAt))
+		unixNS(h.At), int64(h.StreamTime), int64(h.Start), int64(h.Duration), int64(h.Asked), h.File, h.Bytes, h.SHA256, unixNS(h.CreatedAt),
+		string(moments))
 	return err
 }
 
@@ -196,19 +204,31 @@ func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 }
 
 const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by_login, state, error, at, stream_time_ns, start_ns,
-	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at`
+	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments`
 
 type scanner interface{ Scan(...any) error }
 
 func scanHighlight(r scanner) (Highlight, error) {
 	var h Highlight
 	var at, st, start, dur, asked, tin, tout, created int64
+	var moments string
 	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
-		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created)
+		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments)
+	if err != nil {
+		return h, err
+	}
 	h.At, h.CreatedAt = fromNS(at), fromNS(created)
 	h.StreamTime, h.Start, h.Duration, h.Asked = time.Duration(st), time.Duration(start), time.Duration(dur), time.Duration(asked)
 	h.TrimIn, h.TrimOut = time.Duration(tin), time.Duration(tout)
-	return h, err
+	if moments != "" {
+		if err := json.Unmarshal([]byte(moments), &h.Moments); err != nil {
+			return h, fmt.Errorf("highlight %s moments: %w", h.ID, err)
+		}
+	}
+	if len(h.Moments) == 0 {
+		h.Moments = []Moment{{Reason: h.Reason, DropID: h.DropID, Label: h.Label, By: h.By, At: h.At}}
+	}
+	return h, nil
 }
 
 // Highlights lists a session's highlights in time order.
