@@ -44,7 +44,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := os.Stat(dbPath); err != nil {
 		return fmt.Errorf("no ledger at %s (use --data)", dbPath)
 	}
-	store, err := highlight.OpenSQLite(ctx, highlightsDB(*data))
+	store, err := openHighlights(ctx, *data, dbPath, nil)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/microdrop/microdrop/ingest/highlight"
@@ -11,7 +13,7 @@ import (
 // startHighlights starts capture (a rolling buffer per stream, a clip
 // around every drop moment), and mounts the editor on /editor.
 func (m *Main) startHighlights(ctx context.Context) error {
-	store, err := highlight.OpenSQLite(ctx, highlightsDB(m.Config.Data))
+	store, err := openHighlights(ctx, m.Config.Data, sqliteLedgerFile(m.Config), m.Logger)
 	if err != nil {
 		return err
 	}
@@ -54,6 +56,37 @@ func (m *Main) startHighlights(ctx context.Context) error {
 
 // highlightsDB is the SQLite file highlight metadata lives in, whatever
 // the ledger: its own, so highlight writes never queue behind claims
-// commits. Data dirs from before kept highlight tables in ledger.db; they
-// stay there unread, and highlights.db starts empty.
+// commits.
 func highlightsDB(data string) string { return filepath.Join(data, "highlights.db") }
+
+// sqliteLedgerFile is the ledger's SQLite file, "" for other ledgers.
+func sqliteLedgerFile(c Config) string {
+	switch {
+	case c.Ledger == "":
+		return filepath.Join(c.Data, "ledger.db")
+	case strings.HasPrefix(c.Ledger, "sqlite:"):
+		return strings.TrimPrefix(c.Ledger, "sqlite:")
+	}
+	return ""
+}
+
+// openHighlights opens highlights.db and, the first time, copies in the
+// highlight tables older versions kept in the SQLite ledger's file.
+func openHighlights(ctx context.Context, data, ledgerFile string, log *slog.Logger) (*highlight.SQLite, error) {
+	store, err := highlight.OpenSQLite(ctx, highlightsDB(data))
+	if err != nil {
+		return nil, err
+	}
+	if ledgerFile == "" {
+		return store, nil
+	}
+	n, err := store.ImportLedgerTables(ctx, ledgerFile)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if n > 0 && log != nil {
+		log.Info("highlight sessions copied from the ledger file into highlights.db", "component", "highlights", "sessions", n, "ledger", ledgerFile)
+	}
+	return store, nil
+}

@@ -15,7 +15,8 @@
 //
 // # What it must never do
 //
-// Import claims; share the ledger's database file; poll the stream
+// Import claims; write to the ledger's database file (it reads it once, to
+// copy the highlight tables older versions kept there); poll the stream
 // registry; block a publisher (the hook only touches memory, the database
 // is written from capture's own goroutine); re-encode video (trims are
 // remuxed at keyframes); put a viewer's name or raw platform id in a bundle

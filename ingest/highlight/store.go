@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS cues_aired (
 	at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
+CREATE TABLE IF NOT EXISTS highlight_meta (
+	key TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 `
 
 // SQLite is the Store in its own SQLite file (<data>/highlights.db). It
