@@ -590,7 +590,10 @@ func (c *Capturer) flush(final bool) time.Duration {
 		if b.stream != nil || b.gone.IsZero() {
 			continue
 		}
-		if left := c.cfg.Buffer.MaxDuration - now.Sub(b.gone); left > 0 || c.hasPending(b) {
+		if c.hasPending(b) {
+			continue // its clip wakes us, and then frees it
+		}
+		if left := c.cfg.Buffer.MaxDuration - now.Sub(b.gone); left > 0 {
 			soon(left)
 			continue
 		}
