@@ -25,7 +25,7 @@
 //     Config.PlaybackURL through ffmpeg when present) and publishes
 //     microdrop.CueAired with the delay from the open.
 //
-// # Readers, and the hook for highlight capture
+// # Readers, and the stream hook
 //
 // Stream.AddReader(name, queue, fn) is the one way to consume a stream
 // inside the process: fn receives every relayed *Packet (RTP after mixing
@@ -33,13 +33,15 @@
 // goroutine, through a queue of the given size. A reader that falls behind
 // loses packets (counted in Reader.Dropped and Stream.Dropped) and never
 // slows the publisher or other readers. WHEP readers and the cue confirmer
-// are built on it. A rolling buffer of access units with a keyframe index
-// for MP4 highlight capture should be another reader: subscribe to each
-// stream from Server.Streams (and to new ones by polling or a future
-// OnStream hook), depacketize with the gortsplib format's CreateDecoder
-// (H.264: (*format.H264).CreateDecoder gives NAL units per access unit;
-// IDR = keyframe), and stamp with Packet.Received. Stream.Done closes when
-// the publisher leaves.
+// are built on it.
+//
+// Server.Hook(StreamHook) is how ingest tells others about streams: the
+// hook hears of every live stream when it is added, then of each stream
+// published (before its first packet is relayed, so a reader it attaches
+// misses nothing) and unpublished, in order, one call at a time. Highlight
+// capture (package ingest/highlight: rolling buffers, clips, MP4) follows
+// streams this way; nobody polls the registry. ingest never imports
+// ingest/highlight: highlight imports ingest and registers its hook.
 //
 // # The per-packet path
 //
@@ -58,9 +60,10 @@
 //
 // # What it must never do
 //
-// Block a publisher on a reader; change packets other than those a cue
-// covers (and the one SEI insertion, whose sequence shift it carries
+// Block a publisher on a reader or a hook; change packets other than those
+// a cue covers (and the one SEI insertion, whose sequence shift it carries
 // forward); decide anything about drops (it only reacts to bus events);
-// keep package-level state; write to stdout. Bad SDP or RTSP input gets a
+// import claims or ingest/highlight; keep package-level state; write to
+// stdout. Bad SDP or RTSP input gets a
 // clear 4xx and changes nothing.
 package ingest

@@ -136,6 +136,13 @@ type Server struct {
 	streams map[string]*Stream
 	closed  bool
 
+	// hookMu orders hook calls: it is held from a registry change to the
+	// end of the calls that report it, so every hook sees one stream's
+	// publish before its unpublish, and a hook added while streams come
+	// and go misses none of them.
+	hookMu sync.Mutex
+	hooks  []*hookEntry
+
 	dropped atomic.Uint64 // packets dropped for readers gortsplib serves
 
 	started atomic.Bool
@@ -317,29 +324,94 @@ func (s *Server) channelFor(path string) string {
 	return path
 }
 
-// register adds a stream under its path; the path must be free.
+// StreamHook is told about streams as they come and go, so a consumer
+// such as highlight capture follows every stream without polling the
+// registry. Packets reach it through Stream.AddReader, which
+// StreamPublished may call.
+//
+// Both methods run on the goroutine that changed the registry (usually a
+// publisher's), one call at a time across all hooks: they must return
+// quickly, hand anything slow (disk, database) to their own goroutine, and
+// never close a stream or add or remove a hook.
+type StreamHook interface {
+	// StreamPublished reports a stream that now owns its path, before its
+	// first packet is relayed.
+	StreamPublished(st *Stream)
+	// StreamUnpublished reports a stream that left its path. Its readers
+	// end on their own; the stream is already closed, or about to be.
+	StreamUnpublished(st *Stream)
+}
+
+type hookEntry struct{ h StreamHook }
+
+// Hook registers h: StreamPublished is called at once for every live
+// stream, then h hears of every stream published or unpublished until the
+// returned function is called (which waits for a call in progress).
+func (s *Server) Hook(h StreamHook) (remove func()) {
+	e := &hookEntry{h: h}
+	s.hookMu.Lock()
+	live := s.Streams()
+	s.hooks = append(s.hooks, e)
+	for _, st := range live {
+		h.StreamPublished(st)
+	}
+	s.hookMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.hookMu.Lock()
+			defer s.hookMu.Unlock()
+			kept := s.hooks[:0:0]
+			for _, x := range s.hooks {
+				if x != e {
+					kept = append(kept, x)
+				}
+			}
+			s.hooks = kept
+		})
+	}
+}
+
+// register adds a stream under its path (the path must be free) and tells
+// the hooks.
 func (s *Server) register(st *Stream) error {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
 	if _, ok := s.streams[st.path]; ok {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrPathBusy, st.path)
 	}
 	s.streams[st.path] = st
+	s.mu.Unlock()
+	for _, e := range s.hooks {
+		e.h.StreamPublished(st)
+	}
 	return nil
 }
 
-// unregister removes st if it still owns its path; closed streams' drop
-// counts survive in the server total.
+// unregister removes st if it still owns its path and tells the hooks;
+// closed streams' drop counts survive in the server total.
 func (s *Server) unregister(st *Stream) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
 	s.mu.Lock()
-	if s.streams[st.path] == st {
+	owned := s.streams[st.path] == st
+	if owned {
 		delete(s.streams, st.path)
 		s.dropped.Add(st.Dropped())
 	}
 	s.mu.Unlock()
+	if !owned {
+		return
+	}
+	for _, e := range s.hooks {
+		e.h.StreamUnpublished(st)
+	}
 }
 
 func checkPath(p string) error {

@@ -83,7 +83,8 @@ func (s *Server) newStream(path, source string, desc *description.Session) (*Str
 	if s.rtsp != nil {
 		rs := &gortsplib.ServerStream{Server: s.rtsp, Desc: desc}
 		if err := rs.Initialize(); err != nil {
-			s.unregister(st)
+			// Close, not just unregister: hooks may have attached readers.
+			st.Close()
 			return nil, fmt.Errorf("rtsp stream: %w", err)
 		}
 		st.rtsp = rs

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/microdrop/microdrop/chat/twitch/twitchtest"
-	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
-var _ ingest.ClipMaker = (*Client)(nil)
+var _ highlight.ClipMaker = (*Client)(nil)
 
 // TestCreateClipThenListed: Create Clip answers with an id at once; Get
 // Clips does not know the clip until Twitch has made it.
@@ -113,7 +113,7 @@ func TestNoClipScope(t *testing.T) {
 
 // pollClip is capture's use of a ClipMaker (ingest's platformClip), with
 // test-sized timings: create, then poll until listed or timeout.
-func pollClip(ctx context.Context, cm ingest.ClipMaker, channel string, every, timeout time.Duration) (url string, found bool, err error) {
+func pollClip(ctx context.Context, cm highlight.ClipMaker, channel string, every, timeout time.Duration) (url string, found bool, err error) {
 	id, err := cm.CreateClip(ctx, channel)
 	if err != nil {
 		return "", false, err

@@ -29,9 +29,12 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if v, ok := os.LookupEnv("MICRODROP_DATA"); ok && v != "" {
 		dataDefault = v
 	}
-	data := fs.String("data", dataDefault, "data dir holding ledger.db and highlights/; also MICRODROP_DATA")
+	data := fs.String("data", dataDefault, "data dir holding ledger.db, highlights.db and highlights/; also MICRODROP_DATA")
 	sel := fs.String("select", "", "comma-separated highlight ids (default: every ready clip)")
-	shop := fs.String("shop-url", "", "where offer links point; default MICRODROP_PUBLIC_URL or http://localhost:8080")
+	public := fs.String("public-url", "", "the server's URL offer links point to (its claim pages, /c/{drop}); "+
+		"default: public_url or the http address from --config / MICRODROP_CONFIG and MICRODROP_* (as serve), else http://localhost:8080")
+	fs.StringVar(public, "shop-url", "", "old name of --public-url")
+	configPath := fs.String("config", "", "YAML config file serve runs with, for its public URL; also MICRODROP_CONFIG")
 	markup := fs.Int("markup", 20, "post-stream price above the live price, in percent")
 	list := fs.Bool("list", false, "list sessions and their highlights, then exit")
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +44,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := os.Stat(dbPath); err != nil {
 		return fmt.Errorf("no ledger at %s (use --data)", dbPath)
 	}
-	store, err := highlight.OpenSQLite(ctx, dbPath)
+	store, err := openHighlights(ctx, *data, dbPath, nil)
 	if err != nil {
 		return err
 	}
@@ -64,15 +67,29 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	shopURL := *shop
-	if shopURL == "" {
-		shopURL = os.Getenv("MICRODROP_PUBLIC_URL")
+	publicURL := *public
+	if publicURL == "" {
+		// The same URL serve puts in claim links: its config, then env.
+		cfg := DefaultConfig()
+		path := *configPath
+		if path == "" {
+			path = os.Getenv("MICRODROP_CONFIG")
+		}
+		if path != "" {
+			if err := cfg.LoadFile(path); err != nil {
+				return err
+			}
+		}
+		if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+			return err
+		}
+		publicURL = publicURLFor(cfg.PublicURL, cfg.HTTP)
 	}
-	if shopURL != "" && !strings.HasPrefix(shopURL, "http://") && !strings.HasPrefix(shopURL, "https://") {
-		return fmt.Errorf("--shop-url: %q must start with http:// or https://", shopURL)
+	if !strings.HasPrefix(publicURL, "http://") && !strings.HasPrefix(publicURL, "https://") {
+		return fmt.Errorf("--public-url: %q must start with http:// or https://", publicURL)
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: ledger, Dir: filepath.Join(*data, "highlights"),
-		Salt: []byte(salt), ShopURL: shopURL, MarkupPercent: *markup})
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{ledger}, Dir: filepath.Join(*data, "highlights"),
+		Salt: []byte(salt), PublicURL: publicURL, MarkupPercent: *markup})
 	if err != nil {
 		return err
 	}
@@ -141,7 +158,17 @@ func listSessions(ctx context.Context, store highlight.Store, stdout io.Writer) 
 			return err
 		}
 		for _, h := range hs {
-			fmt.Fprintf(stdout, "    %s  %-8s %-9s %5.1fs  drop %s %s\n", h.ID, h.Reason, h.State, h.Duration.Seconds(), h.DropID, h.Label)
+			reasons := h.Reason
+			for _, mo := range h.Moments[min(1, len(h.Moments)):] {
+				reasons += "+" + mo.Reason
+			}
+			line := fmt.Sprintf("    %s  %-8s %-9s %5.1fs", h.ID, reasons, h.State, h.Duration.Seconds())
+			if h.Trimmed() {
+				// What the export will carry, not what was captured.
+				in, out := h.Span()
+				line += fmt.Sprintf("  trimmed %.1f-%.1fs (%.1fs)", in.Seconds(), out.Seconds(), (out - in).Seconds())
+			}
+			fmt.Fprintf(stdout, "%s  drop %s %s\n", line, h.DropID, h.Label)
 		}
 	}
 	return nil

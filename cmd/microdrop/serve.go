@@ -24,6 +24,7 @@ import (
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -49,7 +50,7 @@ type Main struct {
 
 	server  *http.Server
 	closers []namedCloser
-	clips   ingest.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	clips   highlight.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 }
 
 type namedCloser struct {
@@ -227,12 +228,18 @@ func (m *Main) Run(ctx context.Context) error {
 // publicURL is where viewers reach us; derived from the listen address when
 // not configured.
 func (m *Main) publicURL() string {
-	if m.Config.PublicURL != "" {
-		return strings.TrimRight(m.Config.PublicURL, "/")
-	}
 	addr := m.HTTPAddr
 	if addr == "" {
 		addr = m.Config.HTTP
+	}
+	return publicURLFor(m.Config.PublicURL, addr)
+}
+
+// publicURLFor is the configured public URL, else the HTTP listen address
+// as seen from this machine.
+func publicURLFor(configured, addr string) string {
+	if configured != "" {
+		return strings.TrimRight(configured, "/")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

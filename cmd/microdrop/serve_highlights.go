@@ -2,18 +2,18 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 // startHighlights starts capture (a rolling buffer per stream, a clip
 // around every drop moment), and mounts the editor on /editor.
 func (m *Main) startHighlights(ctx context.Context) error {
-	store, err := highlight.OpenSQLite(ctx, highlightsDB(m.Config))
+	store, err := openHighlights(ctx, m.Config.Data, sqliteLedgerFile(m.Config), m.Logger)
 	if err != nil {
 		return err
 	}
@@ -21,11 +21,11 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	dir := filepath.Join(m.Config.Data, "highlights")
 	h := m.Config.Highlights
 	if m.Ingest != nil {
-		capt, err := ingest.NewCapturer(ingest.CaptureDeps{
+		capt, err := highlight.NewCapturer(highlight.CaptureDeps{
 			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now, Clips: m.clips,
-			Config: ingest.CaptureConfig{
+			Config: highlight.CaptureConfig{
 				Dir:         dir,
-				Buffer:      ingest.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
+				Buffer:      highlight.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
 				Pre:         time.Duration(h.Pre),
 				Post:        time.Duration(h.Post),
 				SurgePerSec: h.SurgePerSec,
@@ -43,8 +43,8 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: m.Ledger, Dir: dir, Salt: []byte(salt),
-		ShopURL: m.publicURL(), Now: m.Now})
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
+		PublicURL: m.publicURL(), Now: m.Now})
 	if err != nil {
 		return err
 	}
@@ -54,14 +54,39 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	return nil
 }
 
-// highlightsDB is the SQLite file highlight metadata lives in: the
-// ledger's own when the ledger is SQLite, else highlights.db in the data dir.
-func highlightsDB(c Config) string {
+// highlightsDB is the SQLite file highlight metadata lives in, whatever
+// the ledger: its own, so highlight writes never queue behind claims
+// commits.
+func highlightsDB(data string) string { return filepath.Join(data, "highlights.db") }
+
+// sqliteLedgerFile is the ledger's SQLite file, "" for other ledgers.
+func sqliteLedgerFile(c Config) string {
 	switch {
 	case c.Ledger == "":
 		return filepath.Join(c.Data, "ledger.db")
 	case strings.HasPrefix(c.Ledger, "sqlite:"):
 		return strings.TrimPrefix(c.Ledger, "sqlite:")
 	}
-	return filepath.Join(c.Data, "highlights.db")
+	return ""
+}
+
+// openHighlights opens highlights.db and, the first time, copies in the
+// highlight tables older versions kept in the SQLite ledger's file.
+func openHighlights(ctx context.Context, data, ledgerFile string, log *slog.Logger) (*highlight.SQLite, error) {
+	store, err := highlight.OpenSQLite(ctx, highlightsDB(data))
+	if err != nil {
+		return nil, err
+	}
+	if ledgerFile == "" {
+		return store, nil
+	}
+	n, err := store.ImportLedgerTables(ctx, ledgerFile)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if n > 0 && log != nil {
+		log.Info("highlight sessions copied from the ledger file into highlights.db", "component", "highlights", "sessions", n, "ledger", ledgerFile)
+	}
+	return store, nil
 }

@@ -9,21 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microdrop/microdrop/claims"
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
-type fakeLedger struct {
-	drop    *claims.Drop
-	entries []claims.Entry
+// benchDrops is one drop and its claims, in the export's own words.
+type benchDrops struct {
+	drop   highlight.Drop
+	claims []highlight.Claim
 }
 
-func (f *fakeLedger) Drops(context.Context, claims.DropFilter) ([]*claims.Drop, error) {
-	return []*claims.Drop{f.drop}, nil
+func (f *benchDrops) ChannelDrops(context.Context, string, int) ([]highlight.Drop, error) {
+	return []highlight.Drop{f.drop}, nil
 }
 
-func (f *fakeLedger) Entries(context.Context, string) ([]claims.Entry, error) { return f.entries, nil }
+func (f *benchDrops) Claims(context.Context, string) ([]highlight.Claim, error) { return f.claims, nil }
 
 // BenchmarkExport20Clips exports a session of 20 highlights of 60 s at
 // about 6 Mbit/s (H.264 + Opus, made once with ffmpeg), with one drop of
@@ -45,18 +44,18 @@ func BenchmarkExport20Clips(b *testing.B) {
 	}
 	st, _ := os.Stat(src)
 	f, _ := os.Open(src)
-	info, err := ingest.ProbeMP4(f)
+	info, err := highlight.ProbeMP4(f)
 	f.Close()
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := highlight.OpenSQLite(ctx, filepath.Join(dir, "ledger.db"))
+	store, err := highlight.OpenSQLite(ctx, filepath.Join(dir, "highlights.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
 	t0 := time.Date(2026, 7, 4, 18, 0, 0, 0, time.UTC)
-	sess := ingest.Session{ID: ingest.SessionID("live", t0), Path: "live", Channel: "chan1", StartedAt: t0, EndedAt: t0.Add(time.Hour)}
+	sess := highlight.Session{ID: highlight.SessionID("live", t0), Path: "live", Channel: "chan1", StartedAt: t0, EndedAt: t0.Add(time.Hour)}
 	if err := store.SaveSession(ctx, sess); err != nil {
 		b.Fatal(err)
 	}
@@ -71,25 +70,27 @@ func BenchmarkExport20Clips(b *testing.B) {
 		if err := os.Link(src, filepath.Join(clipDir, sess.ID, id+".mp4")); err != nil {
 			b.Fatal(err)
 		}
-		h := ingest.Highlight{ID: id, SessionID: sess.ID, Channel: "chan1", Path: "live", DropID: "d1", Reason: ingest.ReasonClip,
-			State: ingest.HighlightReady, At: t0.Add(time.Duration(i) * time.Minute), Duration: info.Duration, Asked: time.Minute,
+		h := highlight.Highlight{ID: id, SessionID: sess.ID, Channel: "chan1", Path: "live", DropID: "d1", Reason: highlight.ReasonClip,
+			State: highlight.HighlightReady, At: t0.Add(time.Duration(i) * time.Minute), Duration: info.Duration, Asked: time.Minute,
 			File: sess.ID + "/" + id + ".mp4", Bytes: st.Size(), CreatedAt: t0}
 		if err := store.SaveHighlight(ctx, h); err != nil {
 			b.Fatal(err)
 		}
 	}
-	led := &fakeLedger{drop: &claims.Drop{ID: "d1", Channel: "chan1", SKU: "SKU-1", Title: "Thing", Stock: 100, Remaining: 0,
-		PriceMinor: 2500, Currency: "USD", OpensAt: t0.Add(time.Minute), ClosesAt: t0.Add(3 * time.Minute), Policy: claims.FCFS,
-		State: claims.SoldOut, ClosedAt: t0.Add(90 * time.Second), SeedHash: fmt.Sprintf("%064x", 1)}}
+	led := &benchDrops{drop: highlight.Drop{ID: "d1", Channel: "chan1", SKU: "SKU-1", Title: "Thing", Stock: 100, Remaining: 0,
+		PriceMinor: 2500, Currency: "USD", OpensAt: t0.Add(time.Minute), ClosesAt: t0.Add(3 * time.Minute), Policy: "fcfs",
+		State: "sold_out", Final: true, SoldOut: true, ClosedAt: t0.Add(90 * time.Second), SeedHash: fmt.Sprintf("%064x", 1)}}
 	for i := range 500 {
-		outcome := claims.OutcomeLost
-		if i < 100 {
-			outcome = claims.OutcomeWon
+		won := i < 100
+		outcome := "lost"
+		if won {
+			outcome = "won"
 		}
-		led.entries = append(led.entries, claims.Entry{DropID: "d1", Seq: int64(i + 1), UserID: fmt.Sprint(100000 + i), Outcome: outcome,
-			ArrivedAt: t0.Add(time.Minute + time.Duration(i)*time.Millisecond*50), DecidedAt: t0.Add(time.Minute + time.Duration(i)*time.Millisecond*50)})
+		at := t0.Add(time.Minute + time.Duration(i)*time.Millisecond*50)
+		led.claims = append(led.claims, highlight.Claim{Seq: int64(i + 1), UserID: fmt.Sprint(100000 + i), Outcome: outcome, Won: won,
+			ArrivedAt: at, DecidedAt: at})
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Ledger: led, Dir: clipDir, Salt: []byte("bench-salt-0123456789")})
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: led, Dir: clipDir, Salt: []byte("bench-salt-0123456789")})
 	if err != nil {
 		b.Fatal(err)
 	}

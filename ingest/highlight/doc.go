@@ -1,15 +1,25 @@
-// Package highlight is the editor's side of highlight capture: the store of
-// sessions, highlights and aired cues (a highlights table next to the
-// ledger, in the same SQLite file), the /editor HTTP handler (listing,
-// playback with Range, trim, export), and the export of a session's bundle
-// (clips, manifest.json, claims.csv, offer pages).
+// Package highlight owns everything about highlights: it follows every
+// stream through ingest's StreamHook, keeps a rolling buffer of each
+// stream's access units with a keyframe index (Ring), captures the window
+// around each drop moment from the bus (open, sell-out, close, !clip, claim
+// surges) and writes it as a progressive MP4 (Capturer), records sessions,
+// highlights and aired cues in its own SQLite file (SQLite, highlights.db in
+// the data dir), serves the /editor (listing, playback with Range, trim,
+// export), and writes a session's export bundle: clips, manifest.json (the
+// Manifest types and manifest.schema.json live here), claims.csv and the
+// offer pages rendered by package templates.
 //
-// Capture itself (rolling buffers, MP4 writing) is package ingest's; this
-// package reads what capture recorded and the claims ledger, and writes only
-// highlight metadata (trim points) and bundles.
+// It knows drops and claims only through DropSource, which the caller
+// (cmd/microdrop) fills from the claims ledger, and streams only through
+// package ingest, which never imports it.
 //
-// It must never re-encode video (trims are remuxed at keyframes), never put
-// a viewer's name or raw platform id in a bundle (claims.csv carries salted
-// hashes), never open a file whose name was not built from a checked id,
-// and never change anything on bad input.
+// # What it must never do
+//
+// Import claims; write to the ledger's database file (it reads it once, to
+// copy the highlight tables older versions kept there); poll the stream
+// registry; block a publisher (the hook only touches memory, the database
+// is written from capture's own goroutine); re-encode video (trims are
+// remuxed at keyframes); put a viewer's name or raw platform id in a bundle
+// (claims.csv carries salted hashes); open a file whose name was not built
+// from a checked id; change anything on bad input.
 package highlight

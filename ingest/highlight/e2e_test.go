@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,7 +27,6 @@ import (
 	"github.com/microdrop/microdrop/claims/sqlite"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
-	"github.com/microdrop/microdrop/templates"
 )
 
 const (
@@ -56,17 +56,47 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // rig is everything a highlight test runs against: a real ingest server,
 // capture, claims service on a SQLite ledger, and the highlight store in
-// the same database file.
+// its own SQLite file.
 type rig struct {
 	t       *testing.T
 	dir     string
 	bus     *microdrop.MemoryBus
 	srv     *ingest.Server
-	cap     *ingest.Capturer
+	cap     *highlight.Capturer
 	store   *highlight.SQLite
 	ledger  *sqlite.Ledger
 	claims  *claims.Service
 	clipDir string
+}
+
+// ledgerDrops reads the claims ledger in the export's words, as
+// cmd/microdrop wires it.
+type ledgerDrops struct{ l *sqlite.Ledger }
+
+func (x ledgerDrops) ChannelDrops(ctx context.Context, channel string, limit int) ([]highlight.Drop, error) {
+	ds, err := x.l.Drops(ctx, claims.DropFilter{Channel: channel, Limit: limit})
+	var out []highlight.Drop
+	for _, d := range ds {
+		hd := highlight.Drop{ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID,
+			CreatorID: d.CreatorID, Currency: d.Currency, PriceMinor: d.PriceMinor, Policy: string(d.Policy), State: string(d.State),
+			CloseReason: d.CloseReason, OpensAt: d.OpensAt, ClosesAt: d.ClosesAt, Grace: d.Grace, ClosedAt: d.ClosedAt,
+			Stock: d.Stock, Remaining: d.Remaining, SeedHash: d.SeedHash, Final: d.State.Final(), SoldOut: d.State == claims.SoldOut}
+		if hd.Final {
+			hd.Seed = d.Seed
+		}
+		out = append(out, hd)
+	}
+	return out, err
+}
+
+func (x ledgerDrops) Claims(ctx context.Context, dropID string) ([]highlight.Claim, error) {
+	es, err := x.l.Entries(ctx, dropID)
+	var out []highlight.Claim
+	for _, e := range es {
+		out = append(out, highlight.Claim{Seq: e.Seq, UserID: e.UserID, Outcome: e.Outcome, Won: e.Outcome == claims.OutcomeWon,
+			Unit: e.Unit, ArrivedAt: e.ArrivedAt, DecidedAt: e.DecidedAt, Redeemed: e.Redeemed})
+	}
+	return out, err
 }
 
 func newRig(t *testing.T) *rig {
@@ -82,7 +112,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.store, err = highlight.OpenSQLite(ctx, dbPath)
+	r.store, err = highlight.OpenSQLite(ctx, filepath.Join(r.dir, "highlights.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +135,9 @@ func newRig(t *testing.T) *rig {
 	if err := r.srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.cap, err = ingest.NewCapturer(ingest.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
-		Config: ingest.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
-			Buffer: ingest.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
+	r.cap, err = highlight.NewCapturer(highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
+		Config: highlight.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
+			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +214,9 @@ func (r *rig) sessionID() string {
 }
 
 // waitReady waits until the session has n highlights and none is capturing.
-func (r *rig) waitReady(session string, n int) []ingest.Highlight {
+func (r *rig) waitReady(session string, n int) []highlight.Highlight {
 	r.t.Helper()
-	var hs []ingest.Highlight
+	var hs []highlight.Highlight
 	waitFor(r.t, 30*time.Second, fmt.Sprintf("%d highlights to be written", n), func() bool {
 		var err error
 		hs, err = r.store.Highlights(context.Background(), session)
@@ -197,7 +227,7 @@ func (r *rig) waitReady(session string, n int) []ingest.Highlight {
 			return false
 		}
 		for _, h := range hs {
-			if h.State == ingest.HighlightCapturing {
+			if h.State == highlight.HighlightCapturing {
 				return false
 			}
 		}
@@ -250,7 +280,9 @@ func within(got, want, tol time.Duration) bool {
 // ffprobe at the asked duration (within one keyframe interval) starting on
 // a keyframe, every hash in the manifest matches, the manifest satisfies
 // its schema, claims.csv holds no user id or login, and the offer pages
-// carry the drop's SKU, run id, both prices and the creator link.
+// carry the drop's SKU, run id, both prices and the link to its claim
+// page. The open, the claim rush and the sell-out, moments apart, are one
+// clip that names all three, not three copies of the same seconds.
 func TestCaptureExportEndToEnd(t *testing.T) {
 	requireFFmpeg(t)
 	r := newRig(t)
@@ -278,42 +310,53 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		}
 	}
 	waitForKind(t, sub, microdrop.SoldOut)
+	// open, a surge (3 claims in a second > 2/s) and sold_out: one clip.
+	first := r.waitReady(session, 1)
+	// A !clip once that clip is written is a clip of its own.
 	if _, err := r.bus.Publish(ctx, microdrop.Event{Kind: microdrop.HighlightMarked, Channel: "chan1", DropID: d.ID, At: time.Now(),
 		Highlight: &microdrop.HighlightView{Reason: "clip", Label: "what a rush", By: "mod_1"}}); err != nil {
 		t.Fatal(err)
 	}
 	// A moment on a channel with no stream captures nothing.
-	if _, err := r.cap.Mark(ctx, "otherchan", "", ingest.ReasonClip, "", "", time.Now()); !errors.Is(err, ingest.ErrNotBuffered) {
+	if _, err := r.cap.Mark(ctx, "otherchan", "", highlight.ReasonClip, "", "", time.Now()); !errors.Is(err, highlight.ErrNotBuffered) {
 		t.Fatalf("mark without a stream: %v, want ErrNotBuffered", err)
 	}
 
-	// open, sold_out, clip, and a surge (3 claims in a second > 2/s).
-	hs := r.waitReady(session, 4)
-	reasons := map[string]int{}
+	hs := r.waitReady(session, 2)
+	if len(hs) != 2 || hs[0].ID != first[0].ID {
+		t.Fatalf("highlights %+v, want the drop's clip and the !clip", hs)
+	}
 	for _, h := range hs {
-		reasons[h.Reason]++
-		if h.State != ingest.HighlightReady {
+		if h.State != highlight.HighlightReady {
 			t.Fatalf("highlight %s (%s) is %s: %s", h.ID, h.Reason, h.State, h.Error)
 		}
-		if h.Asked != testPre+testPost || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
-			t.Errorf("highlight %s: start %s for a moment at %s, want the keyframe at or before %s", h.ID, h.Start, h.StreamTime, h.StreamTime-testPre)
+		span := h.Moments[len(h.Moments)-1].At.Sub(h.Moments[0].At)
+		if !within(h.Asked, span+testPre+testPost, time.Millisecond) || h.Start > h.StreamTime-testPre || h.StreamTime-testPre-h.Start > keyint+100*time.Millisecond {
+			t.Errorf("highlight %s: asked %s, start %s for a moment at %s, want %s from the keyframe at or before %s",
+				h.ID, h.Asked, h.Start, h.StreamTime, span+testPre+testPost, h.StreamTime-testPre)
 		}
 	}
-	for _, want := range []string{ingest.ReasonOpen, ingest.ReasonSoldOut, ingest.ReasonClip, ingest.ReasonSurge} {
-		if reasons[want] != 1 {
-			t.Errorf("want one %s highlight, have %v", want, reasons)
-		}
+	var names []string
+	for _, m := range hs[0].Moments {
+		names = append(names, m.Reason)
+	}
+	sort.Strings(names)
+	if hs[0].Reason != highlight.ReasonOpen || strings.Join(names, ",") != "open,sold_out,surge" {
+		t.Errorf("the drop's clip is a %s clip naming %v, want an open clip naming open, sold_out and surge", hs[0].Reason, names)
+	}
+	if hs[1].Reason != highlight.ReasonClip || len(hs[1].Moments) != 1 || hs[1].Moments[0].Label != "what a rush" {
+		t.Errorf("the !clip highlight: %+v", hs[1])
 	}
 
 	// Bad trims change nothing; a good one is stored.
-	var clip ingest.Highlight
+	var clip highlight.Highlight
 	for _, h := range hs {
-		if h.Reason == ingest.ReasonClip {
+		if h.Reason == highlight.ReasonClip {
 			clip = h
 		}
 	}
 	for _, bad := range [][2]time.Duration{{0, clip.Duration + time.Second}, {2 * time.Second, time.Second}, {-time.Second, time.Second}} {
-		if _, err := r.store.SetTrim(ctx, clip.ID, bad[0], bad[1]); !errors.Is(err, ingest.ErrBadTrim) {
+		if _, err := r.store.SetTrim(ctx, clip.ID, bad[0], bad[1]); !errors.Is(err, highlight.ErrBadTrim) {
 			t.Errorf("trim %v: %v, want ErrBadTrim", bad, err)
 		}
 	}
@@ -325,8 +368,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Ledger: r.ledger, Dir: r.clipDir,
-		Salt: []byte("test-salt-0123456789"), ShopURL: "https://shop.example"})
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
+		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,8 +379,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		sel     []string
 		want    error
 	}{
-		{"nope-20200101T000000Z", nil, ingest.ErrNoSession},
-		{"../../etc", nil, ingest.ErrBadID},
+		{"nope-20200101T000000Z", nil, highlight.ErrNoSession},
+		{"../../etc", nil, highlight.ErrBadID},
 		{session, []string{"../" + clip.ID}, highlight.ErrBadSelection},
 		{session, []string{"h0000000000000000"}, highlight.ErrBadSelection},
 	} {
@@ -360,8 +403,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) == 0 || steps[len(steps)-1] != 4+1+2 {
-		t.Errorf("progress steps %v, want to end at %d", steps, 4+1+2)
+	if len(steps) == 0 || steps[len(steps)-1] != 2+1+2 {
+		t.Errorf("progress steps %v, want to end at %d", steps, 2+1+2)
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
 	checkEditorHTTP(t, r, x, session, clip.ID)
@@ -383,7 +426,7 @@ func waitForKind(t *testing.T, sub *microdrop.Subscription, kind microdrop.Kind)
 	}
 }
 
-func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Drop, users []string, trimmedID string, trimmedLen time.Duration) {
+func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Drop, users []string, trimmedID string, trimmedLen time.Duration) {
 	t.Helper()
 	zr, err := zip.OpenReader(bundle)
 	if err != nil {
@@ -416,14 +459,12 @@ func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Dr
 	if !ok {
 		t.Fatal("bundle has no manifest.json")
 	}
-	if err := templates.ValidateManifest(raw); err != nil {
-		t.Fatal(err)
-	}
-	var got templates.Manifest
+	checkManifest(t, raw)
+	var got highlight.Manifest
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.SchemaVersion != templates.ManifestVersion || got.Session.ID != m.Session.ID {
+	if got.SchemaVersion != highlight.ManifestVersion || got.Session.ID != m.Session.ID {
 		t.Errorf("manifest header %+v", got.Session)
 	}
 	// Every file but the manifest itself is listed with its hash.
@@ -457,12 +498,22 @@ func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Dr
 
 	// Clips: every one probes, starts on a keyframe, lasts what was asked
 	// within one keyframe interval.
-	if len(got.Highlights) != 4 {
+	if len(got.Highlights) != 2 {
 		t.Fatalf("manifest highlights: %d", len(got.Highlights))
+	}
+	sums := map[string]string{}
+	for _, mf := range got.Files {
+		if prev, ok := sums[mf.SHA256]; ok {
+			t.Errorf("%s and %s are the same bytes", prev, mf.Path)
+		}
+		sums[mf.SHA256] = mf.Path
+	}
+	if n := len(got.Highlights[0].Moments); n != 3 {
+		t.Errorf("the drop's clip names %d moments in the manifest, want 3", n)
 	}
 	for _, c := range got.Highlights {
 		p := ffprobe(t, filepath.Join(out, c.File))
-		want := testPre + testPost
+		want := c.Moments[len(c.Moments)-1].At.Sub(c.Moments[0].At) + testPre + testPost
 		if c.ID == trimmedID {
 			want = trimmedLen
 			if c.TrimInMS == 0 || c.TrimOutMS == 0 {
@@ -509,10 +560,17 @@ func checkBundle(t *testing.T, bundle string, m templates.Manifest, d *claims.Dr
 	}
 	for _, o := range got.Offers {
 		page := string(files[o.File])
-		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00", "/c/creator42/HOODIE-BLK-L?"} {
+		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00",
+			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("offer %s lacks %q", o.File, want)
 			}
+		}
+		if !strings.HasPrefix(o.URL, "https://drops.example/c/"+d.ID+"?") {
+			t.Errorf("offer %s links to %s, not the drop's claim page", o.File, o.URL)
+		}
+		if o.Kind == "highlight-reel-teaser" && !strings.Contains(page, "The drop opens + ") {
+			t.Errorf("the teaser does not name every moment of the drop's clip:\n%s", page)
 		}
 	}
 }

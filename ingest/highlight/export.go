@@ -16,10 +16,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/microdrop/microdrop/claims"
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -31,23 +30,19 @@ var ErrNothingToExport = errors.New("nothing to export")
 // session or not ready.
 var ErrBadSelection = errors.New("invalid selection")
 
-// dropSource is what export reads of the claims ledger.
-type dropSource interface {
-	Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop, error)
-	Entries(ctx context.Context, dropID string) ([]claims.Entry, error)
-}
-
 // ExportDeps is what an Exporter needs.
 type ExportDeps struct {
-	Store  Store
-	Ledger dropSource
+	Store Store
+	Drops DropSource
 	// Dir is the highlights directory clips were captured to.
 	Dir string
 	// Salt keys the hash of user ids in claims.csv. It never goes into a
 	// bundle: with it, the small space of platform ids could be searched.
 	Salt []byte
-	// ShopURL is where offer links point (https://shop.example).
-	ShopURL string
+	// PublicURL is the microdrop server's address as viewers reach it
+	// (https://drops.example): offer links go to its claim page,
+	// PublicURL/c/{drop}.
+	PublicURL string
 	// MarkupPercent sets the post-stream price above the live price
 	// (default 20: the live-only price is the better deal).
 	MarkupPercent int
@@ -61,14 +56,14 @@ type Exporter struct {
 
 // NewExporter checks deps.
 func NewExporter(d ExportDeps) (*Exporter, error) {
-	if d.Store == nil || d.Ledger == nil || d.Dir == "" {
-		return nil, errors.New("highlight export: store, ledger and dir are required")
+	if d.Store == nil || d.Drops == nil || d.Dir == "" {
+		return nil, errors.New("highlight export: store, drops and dir are required")
 	}
 	if len(d.Salt) < 16 {
 		return nil, errors.New("highlight export: a salt of at least 16 bytes is required")
 	}
-	if d.ShopURL == "" {
-		d.ShopURL = "http://localhost:8080"
+	if d.PublicURL == "" {
+		d.PublicURL = "http://localhost:8080"
 	}
 	if d.MarkupPercent == 0 {
 		d.MarkupPercent = 20
@@ -84,9 +79,9 @@ type Progress func(done, total int)
 
 // Plan is what an export will write, checked before any byte is.
 type Plan struct {
-	Session ingest.Session
-	Clips   []ingest.Highlight
-	Drops   []*claims.Drop
+	Session Session
+	Clips   []Highlight
+	Drops   []Drop
 }
 
 // Plan checks the session and selection (empty: every ready clip) and
@@ -103,25 +98,25 @@ func (x *Exporter) Plan(ctx context.Context, sessionID string, selected []string
 	p := Plan{Session: s}
 	if len(selected) == 0 {
 		for _, h := range all {
-			if h.State == ingest.HighlightReady {
+			if h.State == HighlightReady {
 				p.Clips = append(p.Clips, h)
 			}
 		}
 	} else {
-		byID := map[string]ingest.Highlight{}
+		byID := map[string]Highlight{}
 		for _, h := range all {
 			byID[h.ID] = h
 		}
 		seen := map[string]bool{}
 		for _, id := range selected {
-			if err := ingest.CheckHighlightID(id); err != nil {
+			if err := CheckHighlightID(id); err != nil {
 				return Plan{}, fmt.Errorf("%w: %q is not a highlight id", ErrBadSelection, id)
 			}
 			h, ok := byID[id]
 			switch {
 			case !ok:
 				return Plan{}, fmt.Errorf("%w: highlight %s is not in session %s", ErrBadSelection, id, s.ID)
-			case h.State != ingest.HighlightReady:
+			case h.State != HighlightReady:
 				return Plan{}, fmt.Errorf("%w: highlight %s is %s", ErrBadSelection, id, h.State)
 			case seen[id]:
 				continue
@@ -146,18 +141,18 @@ func (x *Exporter) Plan(ctx context.Context, sessionID string, selected []string
 }
 
 // clipPath is built from checked ids, never from the stored file name.
-func (x *Exporter) clipPath(h ingest.Highlight) (string, error) {
-	if err := ingest.CheckSessionID(h.SessionID); err != nil {
+func (x *Exporter) clipPath(h Highlight) (string, error) {
+	if err := CheckSessionID(h.SessionID); err != nil {
 		return "", err
 	}
-	if err := ingest.CheckHighlightID(h.ID); err != nil {
+	if err := CheckHighlightID(h.ID); err != nil {
 		return "", err
 	}
 	return filepath.Join(x.d.Dir, h.SessionID, h.ID+".mp4"), nil
 }
 
-func (x *Exporter) sessionDrops(ctx context.Context, s ingest.Session, clips []ingest.Highlight) ([]*claims.Drop, error) {
-	ds, err := x.d.Ledger.Drops(ctx, claims.DropFilter{Channel: s.Channel, Limit: 500})
+func (x *Exporter) sessionDrops(ctx context.Context, s Session, clips []Highlight) ([]Drop, error) {
+	ds, err := x.d.Drops.ChannelDrops(ctx, s.Channel, 500)
 	if err != nil {
 		return nil, fmt.Errorf("read drops: %w", err)
 	}
@@ -171,7 +166,7 @@ func (x *Exporter) sessionDrops(ctx context.Context, s ingest.Session, clips []i
 	if end.IsZero() {
 		end = x.d.Now()
 	}
-	var out []*claims.Drop
+	var out []Drop
 	for _, d := range ds {
 		if ref[d.ID] || (d.OpensAt.Before(end) && !d.EndsAt().Before(s.StartedAt)) {
 			out = append(out, d)
@@ -184,10 +179,10 @@ func (x *Exporter) sessionDrops(ctx context.Context, s ingest.Session, clips []i
 // Export writes the bundle of a session to w as a zip: clips/<id>.mp4,
 // claims.csv, offers/<drop>-<kind>.html, manifest.schema.json, and last
 // manifest.json with the SHA-256 of every other file.
-func (x *Exporter) Export(ctx context.Context, sessionID string, selected []string, w io.Writer, progress Progress) (templates.Manifest, error) {
+func (x *Exporter) Export(ctx context.Context, sessionID string, selected []string, w io.Writer, progress Progress) (Manifest, error) {
 	p, err := x.Plan(ctx, sessionID, selected)
 	if err != nil {
-		return templates.Manifest{}, err
+		return Manifest{}, err
 	}
 	return x.Write(ctx, p, w, progress)
 }
@@ -196,7 +191,7 @@ func (x *Exporter) Export(ctx context.Context, sessionID string, selected []stri
 func (p Plan) Steps() int { return len(p.Clips) + len(p.Drops) + 2 }
 
 // Write writes a planned bundle.
-func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (templates.Manifest, error) {
+func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (Manifest, error) {
 	if progress == nil {
 		progress = func(int, int) {}
 	}
@@ -204,13 +199,13 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	step := func() { done++; progress(done, total) }
 	progress(0, total)
 
-	m := templates.Manifest{
-		SchemaVersion: templates.ManifestVersion, Generator: "microdrop", CreatedAt: x.d.Now().UTC(),
-		Session: templates.ManifestSession{ID: p.Session.ID, Path: p.Session.Path, Channel: p.Session.Channel,
+	m := Manifest{
+		SchemaVersion: ManifestVersion, Generator: "microdrop", CreatedAt: x.d.Now().UTC(),
+		Session: ManifestSession{ID: p.Session.ID, Path: p.Session.Path, Channel: p.Session.Channel,
 			StartedAt: p.Session.StartedAt.UTC(), EndedAt: p.Session.EndedAt.UTC()},
-		Drops: []templates.ManifestDrop{}, Highlights: []templates.ManifestClip{}, Offers: []templates.ManifestOffer{},
-		Privacy: templates.ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
-		Links:   templates.ManifestLinkRules{ShopURL: x.d.ShopURL},
+		Drops: []ManifestDrop{}, Highlights: []ManifestClip{}, Offers: []ManifestOffer{},
+		Privacy: ManifestPrivacy{UserIDs: "claims.csv user_hash is HMAC-SHA256(export salt, platform user id), hex, first 32 digits; the salt stays with the exporter"},
+		Links:   ManifestLinkRules{PublicURL: strings.TrimRight(x.d.PublicURL, "/")},
 	}
 	if p.Session.EndedAt.IsZero() {
 		m.Session.EndedAt = time.Time{}
@@ -229,14 +224,19 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 		if err := fill(io.MultiWriter(fw, h, cw)); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		m.Files = append(m.Files, templates.ManifestFile{Path: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
+		m.Files = append(m.Files, ManifestFile{Path: name, SHA256: hex.EncodeToString(h.Sum(nil)), Bytes: cw.n})
 		return nil
 	}
 
 	for _, h := range p.Clips {
 		name := "clips/" + h.ID + ".mp4"
-		mc := templates.ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
-			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL}
+		mc := ManifestClip{ID: h.ID, DropID: h.DropID, Reason: h.Reason, Label: h.Label, At: h.At.UTC(),
+			StreamTimeMS: h.StreamTime.Milliseconds(), File: name, TwitchClipURL: h.TwitchClipURL,
+			Moments: make([]ManifestMoment, 0, len(h.Moments))}
+		for _, mo := range h.Moments {
+			mc.Moments = append(mc.Moments, ManifestMoment{Reason: mo.Reason, DropID: mo.DropID, Label: mo.Label, At: mo.At.UTC(),
+				StreamTimeMS: mo.At.Sub(p.Session.StartedAt).Milliseconds()})
+		}
 		err := add(name, zip.Store, func(w io.Writer) error {
 			path, err := x.clipPath(h)
 			if err != nil {
@@ -256,7 +256,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 				return nil
 			}
 			in, out := h.Span()
-			start, dur, err := ingest.TrimMP4(w, f, in, out)
+			start, dur, err := TrimMP4(w, f, in, out)
 			if err != nil {
 				return err
 			}
@@ -273,7 +273,7 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 
 	var rows [][]string
 	for _, d := range p.Drops {
-		es, err := x.d.Ledger.Entries(ctx, d.ID)
+		es, err := x.d.Drops.Claims(ctx, d.ID)
 		if err != nil {
 			return m, fmt.Errorf("read entries of %s: %w", d.ID, err)
 		}
@@ -301,18 +301,18 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	for _, d := range m.Drops {
 		for _, kind := range templates.OfferKinds {
 			name := "offers/" + d.ID + "-" + kind + ".html"
-			v := templates.NewOfferView(m, kind, d)
+			v := offerView(m, kind, d)
 			if err := add(name, zip.Deflate, func(w io.Writer) error {
 				return templates.OfferPage(v).Render(ctx, w)
 			}); err != nil {
 				return m, err
 			}
-			m.Offers = append(m.Offers, templates.ManifestOffer{DropID: d.ID, Kind: kind, File: name, URL: v.Link})
+			m.Offers = append(m.Offers, ManifestOffer{DropID: d.ID, Kind: kind, File: name, URL: v.Link})
 		}
 		step()
 	}
 	if err := add("manifest.schema.json", zip.Deflate, func(w io.Writer) error {
-		_, err := w.Write(templates.ManifestSchema)
+		_, err := w.Write(ManifestSchema)
 		return err
 	}); err != nil {
 		return m, err
@@ -323,9 +323,6 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(m); err != nil {
 		return m, err
-	}
-	if err := templates.ValidateManifest(buf.Bytes()); err != nil {
-		return m, fmt.Errorf("refusing to write an invalid manifest: %w", err)
 	}
 	fw, err := zw.CreateHeader(&zip.FileHeader{Name: "manifest.json", Method: zip.Deflate, Modified: m.CreatedAt})
 	if err != nil {
@@ -341,24 +338,24 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	return m, nil
 }
 
-func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []ingest.CueRecord) templates.ManifestDrop {
-	md := templates.ManifestDrop{
+func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) ManifestDrop {
+	md := ManifestDrop{
 		ID: d.ID, Channel: d.Channel, SKU: d.SKU, Title: d.Title, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		Currency: d.Currency, LivePriceMinor: d.PriceMinor,
 		PostStreamPriceMinor: d.PriceMinor * int64(100+x.d.MarkupPercent) / 100,
-		Policy:               string(d.Policy), State: string(d.State), CloseReason: d.CloseReason,
+		Policy:               d.Policy, State: d.State, CloseReason: d.CloseReason,
 		OpensAt: d.OpensAt.UTC(), ClosesAt: d.ClosesAt.UTC(), ClosedAt: d.ClosedAt.UTC(), GraceMS: d.Grace.Milliseconds(),
 		Stock: d.Stock, Remaining: d.Remaining, Entries: len(es), SeedHash: d.SeedHash, CuesAired: len(cues),
 	}
 	if d.ClosedAt.IsZero() {
 		md.ClosedAt = time.Time{}
 	}
-	if d.State.Final() && len(d.Seed) > 0 {
+	if d.Final && len(d.Seed) > 0 {
 		md.Seed = hex.EncodeToString(d.Seed)
 	}
 	var lastWin time.Time
 	for _, e := range es {
-		if e.Outcome == claims.OutcomeWon {
+		if e.Won {
 			md.Wins++
 			if e.DecidedAt.After(lastWin) {
 				lastWin = e.DecidedAt
@@ -372,7 +369,7 @@ func (x *Exporter) dropResult(d *claims.Drop, es []claims.Entry, cues []ingest.C
 	if !d.ClosedAt.IsZero() && d.ClosedAt.Before(end) {
 		end = d.ClosedAt
 	}
-	if d.State == claims.SoldOut {
+	if d.SoldOut {
 		at := d.ClosedAt
 		if at.IsZero() {
 			at = lastWin
@@ -414,3 +411,25 @@ func rfc(t time.Time) string {
 type counter struct{ n int64 }
 
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// offerView is what an offer page shows of a drop in the manifest.
+func offerView(m Manifest, kind string, d ManifestDrop) templates.OfferView {
+	creator := d.CreatorID
+	if creator == "" {
+		creator = d.Channel
+	}
+	v := templates.OfferView{Kind: kind, Link: OfferLink(m.Links.PublicURL, kind, d), Remaining: d.Remaining,
+		Drop: templates.OfferDrop{ID: d.ID, Title: d.Title, SKU: d.SKU, LimitedRunID: d.LimitedRunID, Creator: creator,
+			Currency: d.Currency, LivePriceMinor: d.LivePriceMinor, PostStreamPriceMinor: d.PostStreamPriceMinor,
+			Stock: d.Stock, Wins: d.Wins, SellThroughMS: d.SellThroughMS}}
+	for _, c := range m.Highlights {
+		if c.DropID == d.ID {
+			oc := templates.OfferClip{DurationMS: c.DurationMS}
+			for _, mo := range c.Moments {
+				oc.Moments = append(oc.Moments, templates.ClipMoment{Reason: mo.Reason, Label: mo.Label})
+			}
+			v.Clips = append(v.Clips, oc)
+		}
+	}
+	return v
+}

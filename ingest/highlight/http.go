@@ -16,7 +16,6 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/microdrop/microdrop"
-	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -86,9 +85,9 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 // status maps errors once, at this edge; internal text never leaves.
 func (h *handler) status(err error) (int, string) {
 	switch {
-	case errors.Is(err, ingest.ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ingest.ErrBadTrim):
+	case errors.Is(err, ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ErrBadTrim):
 		var msg string
-		if errors.Is(err, ingest.ErrBadTrim) || errors.Is(err, ErrBadSelection) {
+		if errors.Is(err, ErrBadTrim) || errors.Is(err, ErrBadSelection) {
 			msg = err.Error()
 		} else {
 			msg = "that is not a valid id"
@@ -136,7 +135,7 @@ func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 	render(w, r, http.StatusOK, templates.EditorPage(v))
 }
 
-func sessionView(s ingest.Session) templates.EditorSession {
+func sessionView(s Session) templates.EditorSession {
 	es := templates.EditorSession{ID: s.ID, Path: s.Path, Channel: s.Channel, Started: s.StartedAt.UTC().Format(time.RFC3339),
 		URL: "/editor/sessions/" + s.ID}
 	if !s.EndedAt.IsZero() {
@@ -160,9 +159,12 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
-			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == ingest.HighlightReady,
+			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
 			Duration: secs(x.Duration), VideoURL: "/editor/clips/" + x.ID + ".mp4",
 			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed()}
+		for _, m := range x.Moments {
+			c.Moments = append(c.Moments, templates.ClipMoment{Reason: m.Reason, Label: m.Label})
+		}
 		in, out := x.Span()
 		c.In, c.Out = secs(in), secs(out)
 		v.Clips = append(v.Clips, c)
@@ -201,21 +203,21 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x, err := h.d.Store.Highlight(r.Context(), id)
-	if err == nil && x.State != ingest.HighlightReady {
-		err = fmt.Errorf("%w: %s is %s", ingest.ErrNoHighlight, id, x.State)
+	if err == nil && x.State != HighlightReady {
+		err = fmt.Errorf("%w: %s is %s", ErrNoHighlight, id, x.State)
 	}
 	if err != nil {
 		code, msg := h.status(err)
 		http.Error(w, msg, code)
 		return
 	}
-	if err := ingest.CheckSessionID(x.SessionID); err != nil {
+	if err := CheckSessionID(x.SessionID); err != nil {
 		http.Error(w, "that is not a valid id", http.StatusBadRequest)
 		return
 	}
 	f, err := os.Open(filepath.Join(h.d.Dir, x.SessionID, x.ID+".mp4"))
 	if err != nil {
-		code, msg := h.status(fmt.Errorf("%w: file: %v", ingest.ErrNoHighlight, err))
+		code, msg := h.status(fmt.Errorf("%w: file: %v", ErrNoHighlight, err))
 		http.Error(w, msg, code)
 		return
 	}
@@ -250,7 +252,7 @@ func (h *handler) form(next http.HandlerFunc) http.HandlerFunc {
 func parseSecs(s string) (time.Duration, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 	if err != nil || f < 0 || f > 24*3600 {
-		return 0, fmt.Errorf("%w: %q is not a number of seconds", ingest.ErrBadTrim, s)
+		return 0, fmt.Errorf("%w: %q is not a number of seconds", ErrBadTrim, s)
 	}
 	return time.Duration(f * float64(time.Second)).Round(time.Millisecond), nil
 }
@@ -265,7 +267,7 @@ func (h *handler) trim(w http.ResponseWriter, r *http.Request) {
 			out, err = parseSecs(r.PostFormValue("out"))
 		}
 	}
-	var x ingest.Highlight
+	var x Highlight
 	if err == nil {
 		x, err = h.d.Store.SetTrim(r.Context(), id, in, out)
 	}
@@ -317,7 +319,7 @@ func (h *handler) apiSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := h.d.Store.Session(r.Context(), r.PathValue("id"))
-	var hs []ingest.Highlight
+	var hs []Highlight
 	if err == nil {
 		hs, err = h.d.Store.Highlights(r.Context(), s.ID)
 	}

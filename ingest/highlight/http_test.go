@@ -104,6 +104,11 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 	if h, _ := r.store.Highlight(context.Background(), clipID); h.TrimIn != 500*time.Millisecond || h.TrimOut != 3*time.Second {
 		t.Errorf("trim stored as [%s, %s)", h.TrimIn, h.TrimOut)
 	}
+	// The saved trim shows in the clip's header.
+	if resp, body := do("GET", "/editor/sessions/"+session, nil, withCookie); resp.StatusCode != http.StatusOK ||
+		!bytes.Contains(body, []byte(`id="trimmed-`+clipID+`">trimmed to 0.5–3.0 s of `)) {
+		t.Errorf("session page after a trim: %d, the clip's header does not show the trim", resp.StatusCode)
+	}
 	resp, body = do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}}, bearer)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/zip" {
 		t.Fatalf("export: %d %s", resp.StatusCode, body)

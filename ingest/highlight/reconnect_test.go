@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 // TestPublisherReconnectKeepsBuffer: a publisher that drops and comes back
@@ -38,13 +38,13 @@ func TestPublisherReconnectKeepsBuffer(t *testing.T) {
 	// A moment marked at the reconnect: its pre-roll is the first
 	// publisher's last seconds, its post-roll the second's first.
 	at := back
-	hs, err := r.cap.Mark(ctx, "chan1", "", ingest.ReasonClip, "across the reconnect", "", at)
+	hs, err := r.cap.Mark(ctx, "chan1", "", highlight.ReasonClip, "across the reconnect", "", at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready := r.waitReady(session, 1)
 	h := ready[0]
-	if h.ID != hs[0].ID || h.State != ingest.HighlightReady {
+	if h.ID != hs[0].ID || h.State != highlight.HighlightReady {
 		t.Fatalf("highlight %+v", h)
 	}
 	if h.Start > h.StreamTime-testPre || h.Duration < testPre+testPost-200*time.Millisecond {

@@ -3,34 +3,33 @@ package highlight
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
-	"github.com/microdrop/microdrop/ingest"
 )
 
 // Store is everything the editor and export read and change. The SQLite
-// one lives next to the ledger; a Postgres one can satisfy the same
-// interface.
+// one keeps its own file (highlights.db in the data dir), never the
+// ledger's.
 type Store interface {
-	ingest.HighlightStore
+	CaptureStore
 	// Sessions lists sessions, newest first.
-	Sessions(ctx context.Context) ([]ingest.Session, error)
-	// Session returns one session (ingest.ErrNoSession when unknown).
-	Session(ctx context.Context, id string) (ingest.Session, error)
+	Sessions(ctx context.Context) ([]Session, error)
+	// Session returns one session (ErrNoSession when unknown).
+	Session(ctx context.Context, id string) (Session, error)
 	// Highlights lists a session's highlights in time order.
-	Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error)
-	// Highlight returns one highlight (ingest.ErrNoHighlight when unknown).
-	Highlight(ctx context.Context, id string) (ingest.Highlight, error)
+	Highlights(ctx context.Context, sessionID string) ([]Highlight, error)
+	// Highlight returns one highlight (ErrNoHighlight when unknown).
+	Highlight(ctx context.Context, id string) (Highlight, error)
 	// SetTrim stores trim points for a ready highlight: 0 <= in < out <=
-	// duration, or both zero to clear. Anything else is ingest.ErrBadTrim
+	// duration, or both zero to clear. Anything else is ErrBadTrim
 	// and changes nothing.
-	SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error)
+	SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error)
 	// Cues lists the aired cues of a drop, oldest first.
-	Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error)
+	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
 }
 
@@ -65,7 +64,8 @@ CREATE TABLE IF NOT EXISTS highlights (
 	trim_out_ns INTEGER NOT NULL DEFAULT 0,
 	twitch_clip_id TEXT NOT NULL DEFAULT '',
 	twitch_clip_url TEXT NOT NULL DEFAULT '',
-	created_at INTEGER NOT NULL
+	created_at INTEGER NOT NULL,
+	moments TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS highlights_by_session ON highlights (session_id, at);
 CREATE TABLE IF NOT EXISTS cues_aired (
@@ -79,10 +79,15 @@ CREATE TABLE IF NOT EXISTS cues_aired (
 	at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
+CREATE TABLE IF NOT EXISTS highlight_meta (
+	key TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 `
 
-// SQLite is the Store in a SQLite file (usually the ledger's own,
-// <data>/ledger.db), through its own connection pool.
+// SQLite is the Store in its own SQLite file (<data>/highlights.db). It
+// never shares the ledger's file: a highlight write at a drop's open must
+// not wait behind a claims group commit for the file's one writer lock.
 type SQLite struct {
 	db *sql.DB
 }
@@ -90,7 +95,7 @@ type SQLite struct {
 var _ Store = (*SQLite)(nil)
 
 // OpenSQLite opens (creating tables if needed) the store at path, in WAL
-// mode with a busy timeout so it shares the file with the ledger.
+// mode, so `microdrop export` can read it while the server writes.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate")
 	if err != nil {
@@ -122,7 +127,7 @@ func fromNS(n int64) time.Time {
 }
 
 // SaveSession inserts s or updates its end.
-func (s *SQLite) SaveSession(ctx context.Context, x ingest.Session) error {
+func (s *SQLite) SaveSession(ctx context.Context, x Session) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO highlight_sessions (id, path, channel, started_at, ended_at) VALUES (?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET ended_at = excluded.ended_at`,
 		x.ID, x.Path, x.Channel, unixNS(x.StartedAt), unixNS(x.EndedAt))
@@ -130,14 +135,20 @@ func (s *SQLite) SaveSession(ctx context.Context, x ingest.Session) error {
 }
 
 // SaveHighlight inserts h or replaces its capture fields.
-func (s *SQLite) SaveHighlight(ctx context.Context, h ingest.Highlight) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
-		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+func (s *SQLite) SaveHighlight(ctx context.Context, h Highlight) error {
+	moments, err := json.Marshal(h.Moments)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO highlights (id, session_id, channel, path, drop_id, reason, label, by_login, state, error,
+		at, stream_time_ns, start_ns, duration_ns, asked_ns, file, bytes, sha256, created_at, moments)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET state = excluded.state, error = excluded.error, start_ns = excluded.start_ns,
-		duration_ns = excluded.duration_ns, file = excluded.file, bytes = excluded.bytes, sha256 = excluded.sha256`,
+		duration_ns = excluded.duration_ns, asked_ns = excluded.asked_ns, file = excluded.file, bytes = excluded.bytes,
+		sha256 = excluded.sha256, moments = excluded.moments`,
 		h.ID, h.SessionID, h.Channel, h.Path, h.DropID, h.Reason, h.Label, h.By, h.State, h.Error,
-		unixNS(h.At), int64(h.StreamTime), int64(h.Start), int64(h.Duration), int64(h.Asked), h.File, h.Bytes, h.SHA256, unixNS(h.CreatedAt))
+		unixNS(h.At), int64(h.StreamTime), int64(h.Start), int64(h.Duration), int64(h.Asked), h.File, h.Bytes, h.SHA256, unixNS(h.CreatedAt),
+		string(moments))
 	return err
 }
 
@@ -148,28 +159,28 @@ func (s *SQLite) SetTwitchClip(ctx context.Context, id, clipID, url string) erro
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	return nil
 }
 
 // SaveCue records an aired cue.
-func (s *SQLite) SaveCue(ctx context.Context, c ingest.CueRecord) error {
+func (s *SQLite) SaveCue(ctx context.Context, c CueRecord) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO cues_aired (drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at) VALUES (?,?,?,?,?,?,?,?)`,
 		c.DropID, c.Channel, c.Stream, int64(c.Code), c.DelayMS, c.SNRDB, unixNS(c.HeardAt), unixNS(c.At))
 	return err
 }
 
 // Sessions lists sessions, newest first.
-func (s *SQLite) Sessions(ctx context.Context) ([]ingest.Session, error) {
+func (s *SQLite) Sessions(ctx context.Context) ([]Session, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions ORDER BY started_at DESC LIMIT 500`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.Session
+	var out []Session
 	for rows.Next() {
-		var x ingest.Session
+		var x Session
 		var st, en int64
 		if err := rows.Scan(&x.ID, &x.Path, &x.Channel, &st, &en); err != nil {
 			return nil, err
@@ -181,40 +192,52 @@ func (s *SQLite) Sessions(ctx context.Context) ([]ingest.Session, error) {
 }
 
 // Session returns one session.
-func (s *SQLite) Session(ctx context.Context, id string) (ingest.Session, error) {
-	if err := ingest.CheckSessionID(id); err != nil {
-		return ingest.Session{}, fmt.Errorf("%w: session %q", err, id)
+func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
+	if err := CheckSessionID(id); err != nil {
+		return Session{}, fmt.Errorf("%w: session %q", err, id)
 	}
-	var x ingest.Session
+	var x Session
 	var st, en int64
 	err := s.db.QueryRowContext(ctx, `SELECT id, path, channel, started_at, ended_at FROM highlight_sessions WHERE id = ?`, id).
 		Scan(&x.ID, &x.Path, &x.Channel, &st, &en)
 	if errors.Is(err, sql.ErrNoRows) {
-		return x, fmt.Errorf("%w: %q", ingest.ErrNoSession, id)
+		return x, fmt.Errorf("%w: %q", ErrNoSession, id)
 	}
 	x.StartedAt, x.EndedAt = fromNS(st), fromNS(en)
 	return x, err
 }
 
 const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by_login, state, error, at, stream_time_ns, start_ns,
-	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at`
+	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments`
 
 type scanner interface{ Scan(...any) error }
 
-func scanHighlight(r scanner) (ingest.Highlight, error) {
-	var h ingest.Highlight
+func scanHighlight(r scanner) (Highlight, error) {
+	var h Highlight
 	var at, st, start, dur, asked, tin, tout, created int64
+	var moments string
 	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
-		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created)
+		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments)
+	if err != nil {
+		return h, err
+	}
 	h.At, h.CreatedAt = fromNS(at), fromNS(created)
 	h.StreamTime, h.Start, h.Duration, h.Asked = time.Duration(st), time.Duration(start), time.Duration(dur), time.Duration(asked)
 	h.TrimIn, h.TrimOut = time.Duration(tin), time.Duration(tout)
-	return h, err
+	if moments != "" {
+		if err := json.Unmarshal([]byte(moments), &h.Moments); err != nil {
+			return h, fmt.Errorf("highlight %s moments: %w", h.ID, err)
+		}
+	}
+	if len(h.Moments) == 0 {
+		h.Moments = []Moment{{Reason: h.Reason, DropID: h.DropID, Label: h.Label, By: h.By, At: h.At}}
+	}
+	return h, nil
 }
 
 // Highlights lists a session's highlights in time order.
-func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Highlight, error) {
-	if err := ingest.CheckSessionID(sessionID); err != nil {
+func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]Highlight, error) {
+	if err := CheckSessionID(sessionID); err != nil {
 		return nil, fmt.Errorf("%w: session %q", err, sessionID)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE session_id = ? ORDER BY at, id`, sessionID)
@@ -222,7 +245,7 @@ func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Hig
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.Highlight
+	var out []Highlight
 	for rows.Next() {
 		h, err := scanHighlight(rows)
 		if err != nil {
@@ -234,30 +257,30 @@ func (s *SQLite) Highlights(ctx context.Context, sessionID string) ([]ingest.Hig
 }
 
 // Highlight returns one highlight.
-func (s *SQLite) Highlight(ctx context.Context, id string) (ingest.Highlight, error) {
-	if err := ingest.CheckHighlightID(id); err != nil {
-		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+func (s *SQLite) Highlight(ctx context.Context, id string) (Highlight, error) {
+	if err := CheckHighlightID(id); err != nil {
+		return Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
 	}
 	h, err := scanHighlight(s.db.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return h, fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	return h, err
 }
 
 // SetTrim checks and stores trim points in one transaction.
-func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) (ingest.Highlight, error) {
-	if err := ingest.CheckHighlightID(id); err != nil {
-		return ingest.Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
+func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error) {
+	if err := CheckHighlightID(id); err != nil {
+		return Highlight{}, fmt.Errorf("%w: highlight %q", err, id)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return ingest.Highlight{}, err
+		return Highlight{}, err
 	}
 	defer tx.Rollback()
 	h, err := scanHighlight(tx.QueryRowContext(ctx, `SELECT `+highlightCols+` FROM highlights WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return h, fmt.Errorf("%w: %q", ingest.ErrNoHighlight, id)
+		return h, fmt.Errorf("%w: %q", ErrNoHighlight, id)
 	}
 	if err != nil {
 		return h, err
@@ -276,34 +299,34 @@ func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) 
 }
 
 // CheckTrim validates trim points against a highlight.
-func CheckTrim(h ingest.Highlight, in, out time.Duration) error {
+func CheckTrim(h Highlight, in, out time.Duration) error {
 	if in == 0 && out == 0 {
 		return nil
 	}
-	if h.State != ingest.HighlightReady {
-		return fmt.Errorf("%w: the clip is %s, not ready", ingest.ErrBadTrim, h.State)
+	if h.State != HighlightReady {
+		return fmt.Errorf("%w: the clip is %s, not ready", ErrBadTrim, h.State)
 	}
 	switch {
 	case in < 0:
-		return fmt.Errorf("%w: in point %s is before the clip's start", ingest.ErrBadTrim, in)
+		return fmt.Errorf("%w: in point %s is before the clip's start", ErrBadTrim, in)
 	case out > h.Duration:
-		return fmt.Errorf("%w: out point %s is past the clip's end (%s)", ingest.ErrBadTrim, out, h.Duration)
+		return fmt.Errorf("%w: out point %s is past the clip's end (%s)", ErrBadTrim, out, h.Duration)
 	case out <= in:
-		return fmt.Errorf("%w: out point %s must come after in point %s", ingest.ErrBadTrim, out, in)
+		return fmt.Errorf("%w: out point %s must come after in point %s", ErrBadTrim, out, in)
 	}
 	return nil
 }
 
 // Cues lists a drop's aired cues.
-func (s *SQLite) Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, error) {
+func (s *SQLite) Cues(ctx context.Context, dropID string) ([]CueRecord, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT drop_id, channel, stream, code, delay_ms, snr_db, heard_at, at FROM cues_aired WHERE drop_id = ? ORDER BY at`, dropID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []ingest.CueRecord
+	var out []CueRecord
 	for rows.Next() {
-		var c ingest.CueRecord
+		var c CueRecord
 		var code, heard, at int64
 		if err := rows.Scan(&c.DropID, &c.Channel, &c.Stream, &code, &c.DelayMS, &c.SNRDB, &heard, &at); err != nil {
 			return nil, err
@@ -316,5 +339,5 @@ func (s *SQLite) Cues(ctx context.Context, dropID string) ([]ingest.CueRecord, e
 
 // isNotFound reports the store's not-found errors.
 func isNotFound(err error) bool {
-	return errors.Is(err, ingest.ErrNoSession) || errors.Is(err, ingest.ErrNoHighlight)
+	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight)
 }

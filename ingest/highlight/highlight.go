@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"context"
@@ -43,6 +43,8 @@ var (
 	ErrNotBuffered = errors.New("moment is not in the buffer")
 	// ErrBadMP4 means a clip file could not be read as MP4.
 	ErrBadMP4 = errors.New("unreadable MP4")
+	// ErrInvalidConfig means a CaptureConfig or deps failed validation.
+	ErrInvalidConfig = errors.New("invalid highlights config")
 )
 
 // Session is one publish session of a stream path: it starts when a
@@ -92,7 +94,19 @@ func CheckHighlightID(id string) error {
 	return nil
 }
 
-// Highlight is one captured moment and its clip.
+// Moment is one drop moment a clip covers.
+type Moment struct {
+	Reason string    `json:"reason"`
+	DropID string    `json:"drop_id,omitempty"`
+	Label  string    `json:"label,omitempty"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Highlight is one captured clip and the moments it covers. Moments close
+// enough that their windows overlap share one clip (the open and the
+// sell-out seconds later are one clip, not two copies of the same
+// seconds); Reason, DropID, Label, By and At are the first moment's.
 type Highlight struct {
 	ID        string `json:"id"`
 	SessionID string `json:"session_id"`
@@ -127,6 +141,9 @@ type Highlight struct {
 	TwitchClipID  string    `json:"twitch_clip_id,omitempty"`
 	TwitchClipURL string    `json:"twitch_clip_url,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
+	// Moments lists every moment the clip covers, oldest first; the first
+	// is the highlight's own.
+	Moments []Moment `json:"moments"`
 }
 
 // Trimmed reports whether the editor set trim points.
@@ -152,9 +169,9 @@ type CueRecord struct {
 	At      time.Time `json:"at"`
 }
 
-// HighlightStore is where capture records sessions, highlights and aired
-// cues. The SQLite one is in package ingest/highlight.
-type HighlightStore interface {
+// CaptureStore is where capture records sessions, highlights and aired
+// cues; Store adds what the editor and export read.
+type CaptureStore interface {
 	// SaveSession inserts a session or updates its EndedAt.
 	SaveSession(ctx context.Context, s Session) error
 	// SaveHighlight inserts a highlight or replaces its capture fields

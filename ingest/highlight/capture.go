@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/ingest"
 )
 
 // CaptureConfig tunes the rolling buffers and highlight capture.
@@ -33,9 +34,11 @@ type CaptureConfig struct {
 	// Stall is how long past a window's end capture waits for a publisher
 	// that went quiet before writing what it has (default 2 s).
 	Stall time.Duration
-	// Poll is how often capture looks for new streams and due windows
-	// (default 200 ms).
-	Poll time.Duration
+	// Recheck is how soon capture looks again at a window whose end has
+	// passed but whose last frames have not arrived yet (default 200 ms).
+	// Streams themselves are followed through ingest's StreamHook, and
+	// capture sleeps while no window is pending.
+	Recheck time.Duration
 	// ClipPoll and ClipTimeout pace ClipMaker polling. Twitch documents
 	// that a clip not listed by Get Clips 15 s after Create Clip failed.
 	ClipPoll, ClipTimeout time.Duration
@@ -60,8 +63,8 @@ func (c CaptureConfig) withDefaults() CaptureConfig {
 	if c.Stall <= 0 {
 		c.Stall = 2 * time.Second
 	}
-	if c.Poll <= 0 {
-		c.Poll = 200 * time.Millisecond
+	if c.Recheck <= 0 {
+		c.Recheck = 200 * time.Millisecond
 	}
 	if c.ClipPoll <= 0 {
 		c.ClipPoll = time.Second
@@ -86,9 +89,10 @@ func (c CaptureConfig) Validate() error {
 	return nil
 }
 
-// streamSource is what capture needs of the ingest server.
+// streamSource is what capture needs of the ingest server: to be told
+// about streams as they are published and unpublished.
 type streamSource interface {
-	Streams() []*Stream
+	Hook(h ingest.StreamHook) (remove func())
 }
 
 // CaptureDeps is what a Capturer needs from its caller.
@@ -96,7 +100,7 @@ type CaptureDeps struct {
 	Logger  *slog.Logger
 	Bus     microdrop.Bus
 	Streams streamSource // usually the *Server
-	Store   HighlightStore
+	Store   CaptureStore
 	// Clips, when set, also makes a platform clip of each moment.
 	Clips  ClipMaker
 	Now    func() time.Time
@@ -109,7 +113,7 @@ type Capturer struct {
 	log   *slog.Logger
 	bus   microdrop.Bus
 	src   streamSource
-	store HighlightStore
+	store CaptureStore
 	clips ClipMaker
 	now   func() time.Time
 	cfg   CaptureConfig
@@ -117,9 +121,16 @@ type Capturer struct {
 	mu      sync.Mutex
 	paths   map[string]*pathBuffer
 	pending []*pendingClip
+	// saves are session changes the hook saw, stored in order by the run
+	// goroutine: the hook runs on a publisher's goroutine and must not
+	// wait for the database.
+	saves []Session
+	// wake tells the run goroutine that saves or pending changed.
+	wake chan struct{}
 
 	surges map[string]*surge
 
+	unhook  func()
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
@@ -131,8 +142,8 @@ type pathBuffer struct {
 	path    string
 	session Session
 	ring    *Ring
-	stream  *Stream
-	reader  *Reader
+	stream  *ingest.Stream
+	reader  *ingest.Reader
 	audioCh int
 	gone    time.Time // when the last publisher left; zero while live
 }
@@ -166,22 +177,23 @@ func NewCapturer(d CaptureDeps) (*Capturer, error) {
 	return &Capturer{
 		log: d.Logger.With("component", "highlights"), bus: d.Bus, src: d.Streams, store: d.Store,
 		clips: d.Clips, now: d.Now, cfg: cfg,
-		paths: make(map[string]*pathBuffer), surges: make(map[string]*surge),
+		paths: make(map[string]*pathBuffer), surges: make(map[string]*surge), wake: make(chan struct{}, 1),
 	}, nil
 }
 
 // Start subscribes to the bus and begins following streams.
 func (c *Capturer) Start(ctx context.Context) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.started {
+		c.mu.Unlock()
 		return errors.New("highlights: already started")
 	}
 	c.started = true
+	c.mu.Unlock()
 	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("highlights dir: %w", err)
 	}
-	ctx, c.cancel = context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	sub := c.bus.Subscribe(4096)
 	c.wg.Add(1)
 	go func() {
@@ -189,14 +201,26 @@ func (c *Capturer) Start(ctx context.Context) error {
 		defer sub.Close()
 		c.run(ctx, sub)
 	}()
+	// Hook reports the live streams at once, through the hook, which
+	// takes c.mu: so not under it.
+	unhook := c.src.Hook(streamHook{c})
+	c.mu.Lock()
+	c.cancel, c.unhook = cancel, unhook
+	c.mu.Unlock()
 	return nil
 }
 
 // Close stops following streams and waits for clips being written. Clips
 // whose window has not ended are written with what is buffered.
 func (c *Capturer) Close() error {
-	if c.cancel != nil {
-		c.cancel()
+	c.mu.Lock()
+	unhook, cancel := c.unhook, c.cancel
+	c.mu.Unlock()
+	if unhook != nil {
+		unhook()
+	}
+	if cancel != nil {
+		cancel()
 	}
 	c.wg.Wait()
 	c.mu.Lock()
@@ -233,12 +257,12 @@ func (c *Capturer) RingStats(path string) (RingStats, bool) {
 }
 
 func (c *Capturer) run(ctx context.Context, sub *microdrop.Subscription) {
-	tick := time.NewTicker(c.cfg.Poll)
-	defer tick.Stop()
-	c.follow(ctx)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			c.saveSessions(context.Background())
 			c.flush(true)
 			return
 		case e, ok := <-sub.C():
@@ -246,68 +270,101 @@ func (c *Capturer) run(ctx context.Context, sub *microdrop.Subscription) {
 				return
 			}
 			c.onEvent(ctx, e)
-		case <-tick.C:
-			c.follow(ctx)
-			c.flush(false)
+		case <-c.wake:
+		case <-timer.C:
 		}
+		c.saveSessions(ctx)
+		next := c.flush(false)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
 	}
 }
 
-// follow attaches to new streams, resumes sessions whose publisher came
-// back, and frees buffers of sessions that ended long enough ago.
-func (c *Capturer) follow(ctx context.Context) {
+func (c *Capturer) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// streamHook is how ingest tells capture about streams; its methods run on
+// the publisher's goroutine and only touch memory.
+type streamHook struct{ c *Capturer }
+
+var _ ingest.StreamHook = streamHook{}
+
+// StreamPublished starts a session for the path, or resumes the one whose
+// publisher dropped while its buffer still holds data, and feeds the
+// stream into the path's ring.
+func (h streamHook) StreamPublished(st *ingest.Stream) {
+	c := h.c
 	now := c.now()
-	var saves []Session
 	c.mu.Lock()
-	for _, st := range c.src.Streams() {
-		b := c.paths[st.Path()]
-		if b != nil && b.stream == st {
-			continue
-		}
-		if b != nil && b.stream != nil {
-			// A new publisher replaced one we had not seen leave.
-			b.reader.Close()
-			b.stream, b.reader = nil, nil
-		}
-		if b == nil || (!b.gone.IsZero() && now.Sub(b.ring.Newest()) > c.cfg.Buffer.MaxDuration) {
-			start := now
-			b = &pathBuffer{path: st.Path(), ring: NewRing(c.cfg.Buffer),
-				session: Session{ID: SessionID(st.Path(), start), Path: st.Path(), Channel: st.Channel(), StartedAt: start}}
-			c.paths[st.Path()] = b
-			c.log.Info("highlight session started", "session", b.session.ID, "channel", b.session.Channel)
-		} else {
-			c.log.Info("publisher back, session resumes", "session", b.session.ID)
-		}
-		feed := newRingFeed(st, b.ring, b.session.StartedAt, c.log.With("session", b.session.ID))
-		if feed == nil {
-			c.log.Warn("stream has no H.264 video; no highlights for it", "path", st.Path())
-			b.stream = st // do not retry for this publisher
-			b.gone = time.Time{}
-			continue
-		}
-		r, err := st.AddReader("highlights", 4096, feed.onPacket)
-		if err != nil {
-			continue
-		}
-		b.stream, b.reader, b.audioCh, b.gone = st, r, feed.audioChannels, time.Time{}
-		b.session.EndedAt = time.Time{}
-		saves = append(saves, b.session)
+	defer c.mu.Unlock()
+	defer c.signal()
+	b := c.paths[st.Path()]
+	if b != nil && b.stream == st {
+		return
 	}
-	for path, b := range c.paths {
-		if b.stream != nil {
-			select {
-			case <-b.stream.Done():
-				b.stream, b.reader, b.gone = nil, nil, now
-				b.session.EndedAt = now
-				saves = append(saves, b.session)
-			default:
-			}
-			continue
-		}
-		if now.Sub(b.gone) > c.cfg.Buffer.MaxDuration && !c.hasPending(b) {
-			delete(c.paths, path)
-		}
+	if b != nil && b.reader != nil {
+		// A new publisher replaced one whose leaving was not reported.
+		b.reader.Close()
+		b.stream, b.reader = nil, nil
 	}
+	if b == nil || (!b.gone.IsZero() && now.Sub(b.ring.Newest()) > c.cfg.Buffer.MaxDuration) {
+		b = &pathBuffer{path: st.Path(), ring: NewRing(c.cfg.Buffer),
+			session: Session{ID: SessionID(st.Path(), now), Path: st.Path(), Channel: st.Channel(), StartedAt: now}}
+		c.paths[st.Path()] = b
+		c.log.Info("highlight session started", "session", b.session.ID, "channel", b.session.Channel)
+	} else {
+		c.log.Info("publisher back, session resumes", "session", b.session.ID)
+	}
+	feed := newRingFeed(st, b.ring, b.session.StartedAt, c.log.With("session", b.session.ID))
+	if feed == nil {
+		c.log.Warn("stream has no H.264 video; no highlights for it", "path", st.Path())
+		b.stream = st
+		b.gone = time.Time{}
+		return
+	}
+	r, err := st.AddReader("highlights", 4096, feed.onPacket)
+	if err != nil {
+		return // already closed: its unpublish follows
+	}
+	b.stream, b.reader, b.audioCh, b.gone = st, r, feed.audioChannels, time.Time{}
+	b.session.EndedAt = time.Time{}
+	c.saves = append(c.saves, b.session)
+}
+
+// StreamUnpublished ends the path's session; its buffer is kept for a
+// publisher that comes back, and freed by flush once it is too old.
+func (h streamHook) StreamUnpublished(st *ingest.Stream) {
+	c := h.c
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.signal()
+	b := c.paths[st.Path()]
+	if b == nil || b.stream != st {
+		return
+	}
+	if b.reader != nil {
+		b.reader.Close()
+	}
+	b.stream, b.reader, b.gone = nil, nil, now
+	b.session.EndedAt = now
+	c.saves = append(c.saves, b.session)
+}
+
+// saveSessions stores the session changes the hook queued, in order.
+func (c *Capturer) saveSessions(ctx context.Context) {
+	c.mu.Lock()
+	saves := c.saves
+	c.saves = nil
 	c.mu.Unlock()
 	for _, s := range saves {
 		if err := c.store.SaveSession(ctx, s); err != nil {
@@ -407,13 +464,18 @@ func (c *Capturer) surgeAt(e microdrop.Event) bool {
 
 func (c *Capturer) forgetSurge(dropID string) { delete(c.surges, dropID) }
 
-// Mark captures [at-Pre, at+Post] of every stream bound to channel. It
-// returns the highlights it started; the clips are written once the window
-// has passed (or the publisher stalls). ErrNotBuffered when no stream of
-// the channel is buffered.
+// Mark captures [at-Pre, at+Post] of every stream bound to channel. A
+// moment whose window overlaps a clip still being captured on that stream
+// joins it instead (the clip grows to cover both and lists both in
+// Moments), so moments seconds apart never become copies of the same
+// seconds. It returns the highlights the moment is in; the clips are
+// written once the window has passed (or the publisher stalls).
+// ErrNotBuffered when no stream of the channel is buffered.
 func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by string, at time.Time) ([]Highlight, error) {
+	m := Moment{Reason: reason, DropID: dropID, Label: label, By: by, At: at}
 	c.mu.Lock()
 	var started []*pendingClip
+	var joined []Highlight
 	for _, b := range c.paths {
 		if b.session.Channel != channel {
 			continue
@@ -421,18 +483,32 @@ func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by 
 		if b.stream == nil && at.Sub(b.ring.Newest()) > c.cfg.Pre {
 			continue // publisher gone and nothing of the window buffered
 		}
+		if p := c.overlapping(b, at); p != nil {
+			// One clip for both moments rather than two files of mostly
+			// the same seconds. The written state saves the moments.
+			p.to = maxTime(p.to, at.Add(c.cfg.Post))
+			p.h.Asked = p.to.Sub(p.from)
+			p.h.Moments = append(p.h.Moments, m)
+			h := p.h
+			h.Moments = append([]Moment(nil), p.h.Moments...)
+			joined = append(joined, h)
+			c.log.Info("moment joins a highlight being captured", "highlight", h.ID, "reason", reason, "drop", dropID)
+			continue
+		}
 		p := &pendingClip{buf: b, from: at.Add(-c.cfg.Pre), to: at.Add(c.cfg.Post), h: Highlight{
 			ID: newHighlightID(), SessionID: b.session.ID, Channel: channel, Path: b.path,
 			DropID: dropID, Reason: reason, Label: label, By: by, State: HighlightCapturing,
 			At: at, StreamTime: at.Sub(b.session.StartedAt), Asked: c.cfg.Pre + c.cfg.Post, CreatedAt: c.now(),
+			Moments: []Moment{m},
 		}}
 		started = append(started, p)
 	}
 	c.mu.Unlock()
-	if len(started) == 0 {
+	if len(started) == 0 && len(joined) == 0 {
 		return nil, fmt.Errorf("%w: no stream of channel %q", ErrNotBuffered, channel)
 	}
-	out := make([]Highlight, 0, len(started))
+	out := make([]Highlight, 0, len(started)+len(joined))
+	out = append(out, joined...)
 	for _, p := range started {
 		// Recorded as capturing before it can be written, so the written
 		// state is never overwritten by this one.
@@ -442,6 +518,7 @@ func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by 
 		c.mu.Lock()
 		c.pending = append(c.pending, p)
 		c.mu.Unlock()
+		c.signal()
 		c.log.Info("highlight marked", "highlight", p.h.ID, "session", p.h.SessionID, "reason", reason, "drop", dropID)
 		out = append(out, p.h)
 		if c.clips != nil {
@@ -455,33 +532,84 @@ func (c *Capturer) Mark(ctx context.Context, channel, dropID, reason, label, by 
 	return out, nil
 }
 
-// flush writes the clips whose window has passed (all of them when final).
-func (c *Capturer) flush(final bool) {
+// overlapping returns the clip still being captured on b whose window the
+// moment at would overlap, when one clip can hold both within the buffer.
+func (c *Capturer) overlapping(b *pathBuffer, at time.Time) *pendingClip {
+	for _, p := range c.pending {
+		if p.buf != b || !at.Add(-c.cfg.Pre).Before(p.to) || at.Before(p.from) {
+			continue
+		}
+		if maxTime(p.to, at.Add(c.cfg.Post)).Sub(p.from) > c.cfg.Buffer.MaxDuration {
+			continue
+		}
+		return p
+	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// idle is how long capture sleeps with nothing pending; anything that
+// changes that wakes it sooner.
+const idle = time.Hour
+
+// flush writes the clips whose window has passed (all of them when final),
+// frees the buffers of sessions that ended long enough ago, and says when
+// to look again.
+func (c *Capturer) flush(final bool) time.Duration {
 	now := c.now()
+	next := idle
+	soon := func(d time.Duration) {
+		next = min(next, max(d, 10*time.Millisecond))
+	}
 	c.mu.Lock()
 	var due []*pendingClip
 	rest := c.pending[:0]
 	for _, p := range c.pending {
-		newest := p.buf.ring.Newest()
-		if final || !newest.Before(p.to) || now.Sub(p.to) >= c.cfg.Stall {
+		switch {
+		case final || p.buf.ring.reached(p.to.Sub(p.buf.session.StartedAt)) || now.Sub(p.to) >= c.cfg.Stall:
 			due = append(due, p)
-		} else {
+		case now.Before(p.to):
 			rest = append(rest, p)
+			soon(p.to.Sub(now))
+		default:
+			rest = append(rest, p)
+			soon(min(c.cfg.Recheck, p.to.Add(c.cfg.Stall).Sub(now)))
 		}
 	}
 	for i := len(rest); i < len(c.pending); i++ {
 		c.pending[i] = nil
 	}
 	c.pending = rest
+	for path, b := range c.paths {
+		if b.stream != nil || b.gone.IsZero() {
+			continue
+		}
+		if c.hasPending(b) {
+			continue // its clip wakes us, and then frees it
+		}
+		if left := c.cfg.Buffer.MaxDuration - now.Sub(b.gone); left > 0 {
+			soon(left)
+			continue
+		}
+		delete(c.paths, path)
+	}
 	c.mu.Unlock()
 	for _, p := range due {
-		units := p.buf.ring.window(p.from, p.to)
+		start := p.buf.session.StartedAt
+		units := p.buf.ring.window(p.from.Sub(start), p.to.Sub(start))
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
 			c.write(p, units)
 		}()
 	}
+	return next
 }
 
 // write turns a window into an MP4 file and records it.

@@ -1,21 +1,22 @@
-package templates
+package highlight
 
 import (
 	_ "embed"
-	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
 
 // ManifestVersion is the bundle manifest's schema version. Bump it, and
-// bundle.schema.json's $id and const, on any change a reader would notice.
-const ManifestVersion = 1
+// manifest.schema.json's $id and const, on any change a reader would notice.
+//
+// Version 2: a clip lists the moments it covers (moments), and links name
+// the server whose claim page offers link to (public_url, was shop_url).
+const ManifestVersion = 2
 
 // ManifestSchema is the JSON Schema (draft 2020-12) of manifest.json.
 //
-//go:embed bundle.schema.json
+//go:embed manifest.schema.json
 var ManifestSchema []byte
 
 // Manifest is manifest.json of an export bundle: what was sold, how it went,
@@ -97,6 +98,18 @@ type ManifestClip struct {
 	TrimOutMS     int64  `json:"trim_out_ms"`
 	File          string `json:"file"`
 	TwitchClipURL string `json:"twitch_clip_url,omitempty"`
+	// Moments are every drop moment the clip covers, oldest first; the
+	// first is the clip's own (reason, drop_id, label, at).
+	Moments []ManifestMoment `json:"moments"`
+}
+
+// ManifestMoment is one drop moment in a clip.
+type ManifestMoment struct {
+	Reason       string    `json:"reason"`
+	DropID       string    `json:"drop_id,omitempty"`
+	Label        string    `json:"label,omitempty"`
+	At           time.Time `json:"at"`
+	StreamTimeMS int64     `json:"stream_time_ms"`
 }
 
 // ManifestOffer is one rendered offer page.
@@ -119,137 +132,30 @@ type ManifestPrivacy struct {
 	UserIDs string `json:"user_ids"`
 }
 
-// ManifestLinkRules says how offer links attribute the creator.
+// ManifestLinkRules says where offer links point: the drop's claim page
+// on the microdrop server, PublicURL/c/{drop_id}.
 type ManifestLinkRules struct {
-	ShopURL string `json:"shop_url"`
+	PublicURL string `json:"public_url"`
 }
 
-// Offer kinds.
-const (
-	OfferBundle     = "post-stream-bundle"
-	OfferRestock    = "last-chance-restock"
-	OfferTeaser     = "highlight-reel-teaser"
-	offerKindsCount = 3
-)
-
-// OfferKinds lists every offer template, in bundle order.
-var OfferKinds = [offerKindsCount]string{OfferBundle, OfferRestock, OfferTeaser}
-
-// OfferView is what an offer page shows.
-type OfferView struct {
-	Kind    string
-	Session ManifestSession
-	Drop    ManifestDrop
-	Clips   []ManifestClip
-	// Link is the creator-attributed buy link.
-	Link string
-	// Remaining units offered post-stream (the restock page).
-	Remaining int
-}
-
-// NewOfferView builds the view of one offer from a manifest.
-func NewOfferView(m Manifest, kind string, d ManifestDrop) OfferView {
-	v := OfferView{Kind: kind, Session: m.Session, Drop: d, Link: OfferLink(m.Links.ShopURL, kind, d), Remaining: d.Remaining}
-	for _, c := range m.Highlights {
-		if c.DropID == d.ID {
-			v.Clips = append(v.Clips, c)
-		}
-	}
-	return v
-}
-
-// OfferLink is the buy link of an offer. The creator id is a path segment,
-// so attribution survives tools that strip query strings; UTM parameters
-// ride along for analytics only.
-func OfferLink(shop, kind string, d ManifestDrop) string {
+// OfferLink is the buy link of an offer: the drop's claim page on the
+// microdrop server (the route overlay serves, /c/{drop}), so the link
+// works wherever the server is reachable. The creator and the limited run
+// ride along as query parameters for attribution, with UTM parameters
+// for analytics; the claim page ignores them.
+func OfferLink(publicURL, kind string, d ManifestDrop) string {
 	creator := d.CreatorID
 	if creator == "" {
 		creator = d.Channel
 	}
-	base := strings.TrimRight(shop, "/")
+	base := strings.TrimRight(publicURL, "/")
 	q := url.Values{}
-	q.Set("run", d.LimitedRunID)
-	q.Set("drop", d.ID)
+	q.Set("creator", creator)
+	if d.LimitedRunID != "" {
+		q.Set("run", d.LimitedRunID)
+	}
 	q.Set("utm_source", "microdrop")
 	q.Set("utm_medium", "post_stream")
 	q.Set("utm_campaign", kind)
-	return base + "/c/" + url.PathEscape(creator) + "/" + url.PathEscape(d.SKU) + "?" + q.Encode()
+	return base + "/c/" + url.PathEscape(d.ID) + "?" + q.Encode()
 }
-
-// FormatPrice renders minor units: 2500 USD is "USD 25.00"; zero-decimal
-// currencies (JPY, KRW) have no fraction.
-func FormatPrice(minor int64, currency string) string {
-	switch currency {
-	case "JPY", "KRW", "VND", "CLP", "ISK":
-		return currency + " " + strconv.FormatInt(minor, 10)
-	}
-	neg := ""
-	if minor < 0 {
-		neg, minor = "-", -minor
-	}
-	return fmt.Sprintf("%s %s%d.%02d", currency, neg, minor/100, minor%100)
-}
-
-// FormatMS renders milliseconds as seconds with one decimal.
-func FormatMS(ms int64) string {
-	return strconv.FormatFloat(float64(ms)/1000, 'f', 1, 64) + " s"
-}
-
-func offerTitle(kind string) string {
-	switch kind {
-	case OfferBundle:
-		return "Post-stream bundle"
-	case OfferRestock:
-		return "Last-chance restock"
-	case OfferTeaser:
-		return "Highlight reel"
-	}
-	return "Offer"
-}
-
-func sellThrough(d ManifestDrop) string {
-	if d.SellThroughMS == nil {
-		return ""
-	}
-	return FormatMS(*d.SellThroughMS)
-}
-
-func creatorName(d ManifestDrop) string {
-	if d.CreatorID != "" {
-		return d.CreatorID
-	}
-	return d.Channel
-}
-
-func reasonText(r string) string {
-	switch r {
-	case "open":
-		return "The drop opens"
-	case "sold_out":
-		return "Sold out"
-	case "close":
-		return "The drop closes"
-	case "clip":
-		return "Clipped by chat"
-	case "surge":
-		return "Claim rush"
-	}
-	return r
-}
-
-func liveResult(d ManifestDrop) string {
-	s := strconv.Itoa(d.Wins) + " of " + strconv.Itoa(d.Stock) + " claimed"
-	if t := sellThrough(d); t != "" {
-		s += ", sold out in " + t
-	}
-	return s
-}
-
-func clipTitle(c ManifestClip) string {
-	if c.Label == "" {
-		return reasonText(c.Reason)
-	}
-	return reasonText(c.Reason) + ": " + c.Label
-}
-
-func leftText(n int) string { return strconv.Itoa(n) + " left from the live drop." }

@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"bytes"
@@ -112,16 +112,35 @@ func TestRingWindow(t *testing.T) {
 	r := NewRing(RingConfig{MaxDuration: time.Minute})
 	s := newSynth(25, 25, 100)
 	s.feed(r, 20*time.Second)
-	from, to := s.t0.Add(5500*time.Millisecond), s.t0.Add(9*time.Second)
+	from, to := 5500*time.Millisecond, 9*time.Second
 	w := r.window(from, to)
-	if len(w) == 0 || !w[0].key || w[0].recv != s.t0.Add(5*time.Second) {
-		t.Fatalf("window starts at %v (key %v), want the keyframe at 5 s", w[0].recv.Sub(s.t0), w[0].key)
+	if len(w) == 0 || !w[0].key || w[0].dts != 5*time.Second {
+		t.Fatalf("window starts at %v (key %v), want the keyframe at 5 s", w[0].dts, w[0].key)
 	}
-	if last := w[len(w)-1].recv; last.After(to) || to.Sub(last) > 40*time.Millisecond {
-		t.Errorf("window ends at %v, want 9 s", last.Sub(s.t0))
+	if last := w[len(w)-1].dts; last > to || to-last > 40*time.Millisecond {
+		t.Errorf("window ends at %v, want 9 s", last)
 	}
-	if w := r.window(s.t0.Add(-time.Hour), s.t0.Add(-time.Minute)); w != nil {
+	if w := r.window(-time.Hour, -time.Minute); w != nil {
 		t.Errorf("a window before the buffer returned %d units", len(w))
+	}
+}
+
+// TestRingWindowByTimeline: when units arrive ahead of their timeline (a
+// publisher's first packet came late, the rest in a catch-up burst), the
+// window still starts at a keyframe at or before its start on the
+// timeline, so the clip holds the whole pre-roll.
+func TestRingWindowByTimeline(t *testing.T) {
+	r := NewRing(RingConfig{MaxDuration: time.Minute})
+	s := newSynth(25, 25, 100)
+	for range 25 * 5 {
+		for _, u := range s.next() {
+			u.recv = u.recv.Add(-90 * time.Millisecond)
+			r.push(u)
+		}
+	}
+	w := r.window(1950*time.Millisecond, 4*time.Second)
+	if len(w) == 0 || !w[0].key || w[0].dts > 1950*time.Millisecond {
+		t.Fatalf("window for [1.95 s, 4 s) starts at %v on the timeline, after its start", w[0].dts)
 	}
 }
 
@@ -131,7 +150,7 @@ func TestClipMP4RoundTrip(t *testing.T) {
 	r := NewRing(RingConfig{MaxDuration: time.Minute})
 	s := newSynth(25, 25, 500)
 	s.feed(r, 12*time.Second)
-	units := r.window(s.t0.Add(2*time.Second), s.t0.Add(8*time.Second))
+	units := r.window(2*time.Second, 8*time.Second)
 	var clip bytes.Buffer
 	info, err := writeClipMP4(&clip, units, 2)
 	if err != nil {
@@ -219,7 +238,7 @@ func BenchmarkWriteClip60s(b *testing.B) {
 	r := NewRing(RingConfig{MaxDuration: 120 * time.Second, MaxBytes: 1 << 30})
 	s := newSynth(fps, 2*fps, 6_000_000/8/fps)
 	s.feed(r, 70*time.Second)
-	units := r.window(s.t0.Add(4*time.Second), s.t0.Add(64*time.Second))
+	units := r.window(4*time.Second, 64*time.Second)
 	dir := b.TempDir()
 	c := &Capturer{cfg: CaptureConfig{Dir: dir}}
 	b.ResetTimer()

@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"bytes"
@@ -145,6 +145,14 @@ func (r *Ring) Newest() time.Time {
 	return r.units[len(r.units)-1].recv
 }
 
+// reached reports whether the ring holds a unit at or past t on the
+// session timeline: a window ending at t is then complete.
+func (r *Ring) reached(t time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.units) > 0 && r.units[len(r.units)-1].dts >= t
+}
+
 // Stats reports the ring's size.
 func (r *Ring) Stats() RingStats {
 	r.mu.Lock()
@@ -156,11 +164,15 @@ func (r *Ring) Stats() RingStats {
 	return s
 }
 
-// window returns the units from the last keyframe received at or before
-// from (the oldest keyframe when from is older than the buffer) through the
-// last unit received at or before to. The slice is a copy; payloads are
-// shared and immutable.
-func (r *Ring) window(from, to time.Time) []accessUnit {
+// window returns the units from the last keyframe at or before from on
+// the session timeline (the oldest keyframe when from is older than the
+// buffer) through the last unit at or before to. It goes by the timeline,
+// not by arrival: a publisher's first packets often arrive late and the
+// rest in a catch-up burst, which puts the timeline (anchored on the first
+// packet) ahead of arrival by that much, and a clip chosen by arrival would
+// then start after the pre-roll it promises. The slice is a copy; payloads
+// are shared and immutable.
+func (r *Ring) window(from, to time.Duration) []accessUnit {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.keys) == 0 {
@@ -169,16 +181,16 @@ func (r *Ring) window(from, to time.Time) []accessUnit {
 	start := r.keys[0] - r.dropped
 	for _, k := range r.keys {
 		i := k - r.dropped
-		if r.units[i].recv.After(from) {
+		if r.units[i].dts > from {
 			break
 		}
 		start = i
 	}
-	if r.units[start].recv.After(to) {
+	if r.units[start].dts > to {
 		return nil
 	}
 	end := start
-	for end < len(r.units) && !r.units[end].recv.After(to) {
+	for end < len(r.units) && r.units[end].dts <= to {
 		end++
 	}
 	return append([]accessUnit(nil), r.units[start:end]...)

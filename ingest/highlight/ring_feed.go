@@ -1,4 +1,4 @@
-package ingest
+package highlight
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/microdrop/microdrop/ingest"
 )
 
 // ringFeed turns one publisher's relayed RTP into access units on its
@@ -53,7 +55,7 @@ func (c *rtpClock) at(ts uint32, recv, start time.Time) (int64, time.Duration) {
 
 // newRingFeed picks the stream's H.264 video and Opus audio; it returns nil
 // when there is no H.264 video to clip.
-func newRingFeed(st *Stream, ring *Ring, start time.Time, log *slog.Logger) *ringFeed {
+func newRingFeed(st *ingest.Stream, ring *Ring, start time.Time, log *slog.Logger) *ringFeed {
 	f := &ringFeed{ring: ring, log: log, start: start, videoMedia: -1, audioMedia: -1, needKey: true}
 	for i, m := range st.Description().Medias {
 		for _, fo := range m.Formats {
@@ -91,7 +93,7 @@ func newRingFeed(st *Stream, ring *Ring, start time.Time, log *slog.Logger) *rin
 	return f
 }
 
-func (f *ringFeed) onPacket(p *Packet) {
+func (f *ringFeed) onPacket(p *ingest.Packet) {
 	switch p.Media {
 	case f.videoMedia:
 		f.onVideo(p)
@@ -105,7 +107,7 @@ func (f *ringFeed) onPacket(p *Packet) {
 	}
 }
 
-func (f *ringFeed) onVideo(p *Packet) {
+func (f *ringFeed) onVideo(p *ingest.Packet) {
 	nalus, err := f.dec.Decode(p.RTP)
 	if err != nil {
 		if !errors.Is(err, rtph264.ErrMorePacketsNeeded) {
