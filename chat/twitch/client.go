@@ -93,6 +93,7 @@ type Client struct {
 	log      *slog.Logger
 	api      *helix.Client
 	apiMu    sync.Mutex // helix.Client is not safe for concurrent use
+	tokenMu  sync.Mutex // guards cfg.UserToken and cfg.RefreshToken after Start
 	outbox   *chat.Outbox
 	users    *userCache
 	seen     *lru.Cache[string, struct{}]
@@ -247,7 +248,7 @@ func (c *Client) authenticate() error {
 	var ok bool
 	var v *helix.ValidateTokenResponse
 	err := c.call(func(api *helix.Client) (err error) {
-		ok, v, err = api.ValidateToken(c.cfg.UserToken)
+		ok, v, err = api.ValidateToken(c.token())
 		return err
 	})
 	if err != nil {
@@ -258,7 +259,7 @@ func (c *Client) authenticate() error {
 			return err
 		}
 		err = c.call(func(api *helix.Client) (err error) {
-			ok, v, err = api.ValidateToken(c.cfg.UserToken)
+			ok, v, err = api.ValidateToken(c.token())
 			return err
 		})
 		if err != nil {
@@ -297,7 +298,10 @@ func (c *Client) authenticate() error {
 func (c *Client) refresh() error {
 	var r *helix.RefreshTokenResponse
 	err := c.call(func(api *helix.Client) (err error) {
-		r, err = api.RefreshUserAccessToken(c.cfg.RefreshToken)
+		c.tokenMu.Lock()
+		refresh := c.cfg.RefreshToken
+		c.tokenMu.Unlock()
+		r, err = api.RefreshUserAccessToken(refresh)
 		return err
 	})
 	if err != nil {
@@ -306,16 +310,26 @@ func (c *Client) refresh() error {
 	if r.StatusCode != http.StatusOK || r.Data.AccessToken == "" {
 		return fmt.Errorf("%w: refreshing it failed (status %d: %s); check TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN", ErrInvalidToken, r.StatusCode, r.ErrorMessage)
 	}
+	c.tokenMu.Lock()
 	c.cfg.UserToken = r.Data.AccessToken
 	if r.Data.RefreshToken != "" {
 		c.cfg.RefreshToken = r.Data.RefreshToken
 	}
-	c.call(func(api *helix.Client) error {
+	refresh := c.cfg.RefreshToken
+	c.tokenMu.Unlock()
+	_ = c.call(func(api *helix.Client) error {
 		api.SetUserAccessToken(r.Data.AccessToken)
-		api.SetRefreshToken(c.cfg.RefreshToken)
+		api.SetRefreshToken(refresh)
 		return nil
 	})
 	return nil
+}
+
+// token is the user access token in use.
+func (c *Client) token() string {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	return c.cfg.UserToken
 }
 
 // AllScopes lists every scope microdrop can use, required first, then the
@@ -446,16 +460,8 @@ func (c *Client) markers(ctx context.Context, sub *microdrop.Subscription) {
 			if r := []rune(desc); len(r) > 140 {
 				desc = string(r[:140])
 			}
-			var r *helix.CreateStreamMarkerResponse
-			err := c.call(func(api *helix.Client) (err error) {
-				r, err = api.CreateStreamMarker(&helix.CreateStreamMarkerParams{UserID: c.chanID, Description: desc})
-				return err
-			})
-			switch {
-			case err != nil:
+			if err := c.createMarker(ctx, desc); err != nil {
 				c.log.Warn("stream marker", "err", err)
-			case r.StatusCode != http.StatusOK:
-				c.log.Warn("stream marker", "status", r.StatusCode, "err", r.ErrorMessage)
 			}
 		}
 	}

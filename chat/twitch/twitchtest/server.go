@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,9 @@ type Options struct {
 	RefreshToken string
 	// Clips shape Create Clip and Get Clips (SetClips changes them later).
 	Clips ClipOptions
+	// NotEditor: the bot is neither the broadcaster nor one of its editors,
+	// so Create Stream Marker answers 403.
+	NotEditor bool
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -478,6 +482,22 @@ func helixError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": http.StatusText(status), "status": status, "message": msg})
 }
 
+// decodeJSON reads a JSON request body as Twitch does: a body that is not
+// sent as application/json, or does not parse, is a 400 and nothing else
+// of the request is looked at.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		helixError(w, http.StatusBadRequest, "The request body must be JSON sent with Content-Type: application/json")
+		return false
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(v); err != nil {
+		helixError(w, http.StatusBadRequest, "The request body is not valid JSON")
+		return false
+	}
+	return true
+}
+
 func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Client-Id") != s.opt.ClientID {
@@ -550,8 +570,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		Condition map[string]string `json:"condition"`
 		Transport Transport         `json:"transport"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		helixError(w, http.StatusBadRequest, "malformed body")
+	if !decodeJSON(w, r, &req) {
 		return
 	}
 	if req.Type != "channel.chat.message" || req.Version != "1" {
@@ -596,8 +615,11 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 // answers 200 {"data":[{"message_id":"...","is_sent":true,"drop_reason":null}]}.
 func (s *Server) sendChat(w http.ResponseWriter, r *http.Request) {
 	var m SentMessage
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&m); err != nil {
-		helixError(w, http.StatusBadRequest, "malformed body")
+	if !decodeJSON(w, r, &m) {
+		return
+	}
+	if m.BroadcasterID == "" || m.SenderID == "" {
+		helixError(w, http.StatusBadRequest, "Missing required parameter: broadcaster_id and sender_id are required")
 		return
 	}
 	if !s.hasScope("user:write:chat") {
@@ -625,8 +647,11 @@ func (s *Server) whisper(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Message string `json:"message"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body); err != nil || body.Message == "" {
-		helixError(w, http.StatusBadRequest, "missing message")
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	if body.Message == "" {
+		helixError(w, http.StatusBadRequest, "The message field must not be empty")
 		return
 	}
 	if !s.hasScope("user:manage:whispers") {
@@ -687,11 +712,15 @@ func (s *Server) createMarker(w http.ResponseWriter, r *http.Request) {
 		UserID      string `json:"user_id"`
 		Description string `json:"description"`
 	}
-	if r.ContentLength > 0 {
-		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body)
+	// Twitch reads user_id and description from the JSON body only: the
+	// query parameters some libraries send instead are a 400 (missing
+	// body), which is how markers silently never got made.
+	if !decodeJSON(w, r, &body) {
+		return
 	}
 	if body.UserID == "" {
-		body.UserID, body.Description = r.URL.Query().Get("user_id"), r.URL.Query().Get("description")
+		helixError(w, http.StatusBadRequest, "Missing required parameter \"user_id\"")
+		return
 	}
 	if !s.hasScope("channel:manage:broadcast") {
 		helixError(w, http.StatusUnauthorized, "Missing scope: channel:manage:broadcast")
@@ -699,6 +728,10 @@ func (s *Server) createMarker(w http.ResponseWriter, r *http.Request) {
 	}
 	if len([]rune(body.Description)) > 140 {
 		helixError(w, http.StatusBadRequest, "description is at most 140 characters")
+		return
+	}
+	if body.UserID != s.opt.Broadcaster.ID || (s.opt.Bot.ID != s.opt.Broadcaster.ID && s.opt.NotEditor) {
+		helixError(w, http.StatusForbidden, "The user in the access token is not authorized to create video markers for the user in user_id")
 		return
 	}
 	s.mu.Lock()
