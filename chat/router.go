@@ -267,8 +267,18 @@ func (r *Router) failed(m Message, what string, err error) Reply {
 }
 
 func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
+	// Right after a drop ends the channel has no live drop, and a claim by
+	// channel would be decided (and counted in /api/stats and /metrics) as
+	// not_open; naming the drop that just ended lets the service say
+	// sold_out or closed, as it does for a claim sent to the API.
+	dropID := ""
+	if _, live := r.claims.Live(m.Channel); !live {
+		if d := r.recent(ctx, m.Channel); d != nil {
+			dropID = d.ID
+		}
+	}
 	res, err := r.claims.Claim(ctx, claims.ClaimRequest{
-		Channel: m.Channel,
+		Channel: m.Channel, DropID: dropID,
 		Viewer: claims.Viewer{UserID: m.UserID, Login: m.Login, Subscriber: m.Role >= Subscriber,
 			AccountCreated: m.AccountCreated},
 		Code: c.Code,

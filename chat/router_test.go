@@ -324,3 +324,57 @@ func TestRouterRaffle(t *testing.T) {
 		t.Fatalf("mytoken while entered: %s", texts(got))
 	}
 }
+
+func rejections(svc *claims.Service) map[string]int64 {
+	out := map[string]int64{}
+	for _, c := range svc.Metrics().Rejections() {
+		out[c.Name] = int64(c.Count)
+	}
+	return out
+}
+
+// TestRouterClaimAfterSellOutCountsSoldOut: a !claim after the last unit
+// went is counted as sold_out, as the API path counts it, not not_open.
+func TestRouterClaimAfterSellOutCountsSoldOut(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop open mug 1 1m"))
+	r.Handle(ctx, viewer(1, "!claim"))
+	clk.Add(2 * time.Second)
+	if _, ok := r.claims.Live("chan"); ok {
+		// The runner retires a sold-out drop; wait for it as a viewer would.
+		deadline := time.Now().Add(5 * time.Second)
+		for ok && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			_, ok = r.claims.Live("chan")
+		}
+	}
+	got := r.Handle(ctx, viewer(2, "!claim"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "sold out") {
+		t.Fatalf("late claim: %s", texts(got))
+	}
+	rej := rejections(r.claims)
+	if rej[claims.ReasonSoldOut] != 1 || rej[claims.ReasonNotOpen] != 0 {
+		t.Fatalf("rejections %v, want one sold_out and no not_open", rej)
+	}
+}
+
+// TestRouterStageMessageNamesOnlyWhoIsAdmitted: a stage for old accounts
+// only does not tell a young account it is for subscribers.
+func TestRouterStageMessageNamesOnlyWhoIsAdmitted(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	_, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan", SKU: "tee", Stock: 5, Duration: claims.Duration(time.Minute),
+		Stages: []claims.Stage{{Offset: 0, Cap: 1, Eligible: claims.Eligibility{MinAccountAgeDays: 30}},
+			{Offset: claims.Duration(10 * time.Second), Cap: 1, Eligible: claims.Eligibility{Everyone: true}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := viewer(1, "!claim")
+	m.Role = Subscriber
+	m.AccountCreated = clk.Now().Add(-2 * 24 * time.Hour)
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || !strings.Contains(got[0].Text, "for accounts older than 30 days") || strings.Contains(got[0].Text, "subscribers") {
+		t.Fatalf("young account in an age-only stage: %s", texts(got))
+	}
+}
