@@ -302,6 +302,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
 			}
+		case claims.ReasonClosed:
+			if d := r.recent(ctx, m.Channel); d != nil {
+				msg = "the " + d.Title + " drop has closed"
+			}
 		case claims.ReasonNotOpen:
 			// Right after a drop ends, say how it ended rather than "no drop".
 			if d := r.recent(ctx, m.Channel); d != nil {
