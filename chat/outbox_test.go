@@ -191,11 +191,11 @@ func (s *recSender) snapshot() (said, whispers []string) {
 	return append([]string(nil), s.said...), append([]string(nil), s.whispers...)
 }
 
-func TestOutboxMaskedFallback(t *testing.T) {
+func TestOutboxWhisperFallback(t *testing.T) {
 	clk := newClock()
 	s := &recSender{noWhisp: true}
 	b := NewOutbox(OutboxOptions{Now: clk.Now, Sender: s})
-	b.Add(Reply{Channel: "ch", Private: true, UserID: "1", Text: "code ABCD-1234", Masked: "@a your code ends in …1234"})
+	b.Add(Reply{Channel: "ch", Private: true, UserID: "1", Text: "code ABCD-1234", Fallback: &Reply{Channel: "ch", Text: "@a your code is on the claim page"}})
 	lines, _ := b.Due(clk.Now())
 	for _, l := range lines {
 		b.send(context.Background(), l)
@@ -205,7 +205,7 @@ func TestOutboxMaskedFallback(t *testing.T) {
 		b.send(context.Background(), l)
 	}
 	said, _ := s.snapshot()
-	if len(said) != 1 || said[0] != "@a your code ends in …1234" {
+	if len(said) != 1 || said[0] != "@a your code is on the claim page" {
 		t.Fatalf("said %q", said)
 	}
 }

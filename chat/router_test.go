@@ -81,8 +81,8 @@ func TestRouterDropLifecycle(t *testing.T) {
 		t.Fatalf("win: %s", texts(got))
 	}
 	token := strings.Fields(strings.SplitN(got[1].Text, "pickup code: ", 2)[1])[0]
-	if !strings.Contains(got[1].Masked, Mask(token)) || strings.Contains(got[1].Masked, token) {
-		t.Fatalf("masked fallback %q leaks or lacks the code", got[1].Masked)
+	if fb := got[1].Fallback; fb == nil || strings.Contains(fb.Text, Mask(token)) || !strings.Contains(fb.Text, "/c/"+d.ID) {
+		t.Fatalf("whisper fallback %+v shows (part of) the code or lacks the claim page", fb)
 	}
 
 	got = r.Handle(ctx, viewer(1, "!claim"))
@@ -376,5 +376,50 @@ func TestRouterStageMessageNamesOnlyWhoIsAdmitted(t *testing.T) {
 	got := r.Handle(ctx, m)
 	if len(got) != 1 || !strings.Contains(got[0].Text, "for accounts older than 30 days") || strings.Contains(got[0].Text, "subscribers") {
 		t.Fatalf("young account in an age-only stage: %s", texts(got))
+	}
+}
+
+// TestRouterWinnerWithoutWhispers: where whispers are unavailable the
+// winner line points to the claim page, no code (masked or not) is said
+// in chat, and !mytoken does not claim to have whispered.
+func TestRouterWinnerWithoutWhispers(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{ClaimURL: func(id string) string { return "https://drops.example/c/" + id }})
+	r.Handle(ctx, mod("!drop hoodie 5 90s"))
+	d, _ := r.claims.Live("chan")
+	b := NewOutbox(OutboxOptions{Now: clk.Now})
+	for i := 1; i <= 3; i++ {
+		m := viewer(i, "!claim")
+		m.Whisper = WhisperOff
+		if i == 3 {
+			m.Whisper = WhisperCapped
+		}
+		rs := r.Handle(ctx, m)
+		for _, rep := range rs {
+			if rep.Private || strings.Contains(rep.Text, "…") || strings.Contains(rep.Text, "whispers for") {
+				t.Fatalf("reply %+v without whispers", rep)
+			}
+		}
+		b.Add(rs...)
+	}
+	clk.Add(time.Second)
+	lines, _ := b.Due(clk.Now())
+	var public []string
+	for _, l := range lines {
+		public = append(public, l.Text)
+	}
+	want := []string{
+		"@viewer1, @viewer2 won hoodie — get your pickup code on the claim page: https://drops.example/c/" + d.ID,
+		"@viewer3 won hoodie — today's whisper limit is reached, so get your pickup code on the claim page: https://drops.example/c/" + d.ID,
+	}
+	if strings.Join(public, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lines:\n%s\nwant:\n%s", strings.Join(public, "\n"), strings.Join(want, "\n"))
+	}
+	clk.Add(time.Minute)
+	m := viewer(1, "!mytoken")
+	m.Whisper = WhisperOff
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || got[0].Private || strings.Contains(got[0].Text, "by whisper") || !strings.Contains(got[0].Text, "/c/"+d.ID) {
+		t.Fatalf("mytoken without whispers: %s", texts(got))
 	}
 }

@@ -75,6 +75,12 @@ type Config struct {
 	Dedupe int
 	// Backoff caps the wait between reconnect attempts: 30 s when zero.
 	Backoff time.Duration
+	// WhisperLimits override Send Whisper's 3 per second and 100 per minute.
+	WhisperLimits []chat.Limit
+	// WhisperRecipients overrides Twitch's 40 new whisper recipients per
+	// WhisperDay (24 h).
+	WhisperRecipients int
+	WhisperDay        time.Duration
 }
 
 // Stats count what the client has seen.
@@ -85,6 +91,9 @@ type Stats struct {
 	Notifications int64 // chat notifications received
 	Duplicates    int64 // notifications ignored as already seen
 	Revocations   int64
+	// WhisperCapped counts whispers not sent because Twitch's daily cap on
+	// new recipients was reached (those winners were sent to the claim page).
+	WhisperCapped int64
 }
 
 // Client is a running Twitch connection.
@@ -104,8 +113,10 @@ type Client struct {
 	scopes   map[string]bool
 	limit    chat.Limit
 
-	connects, reconnects, deadLinks, notifications, duplicates, revocations atomic.Int64
-	revoked                                                                 chan string
+	whispers *whisperBook
+
+	connects, reconnects, deadLinks, notifications, duplicates, revocations, whisperCapped atomic.Int64
+	revoked                                                                                chan string
 
 	ctx    context.Context // lives until Close: message handling outlives sessions
 	cancel context.CancelFunc
@@ -147,6 +158,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Backoff == 0 {
 		cfg.Backoff = 30 * time.Second
 	}
+	if cfg.WhisperRecipients == 0 {
+		cfg.WhisperRecipients = 40
+	}
+	if cfg.WhisperDay == 0 {
+		cfg.WhisperDay = 24 * time.Hour
+	}
 	cfg.Channel = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(cfg.Channel), "#"))
 	auth, err := url.Parse(cfg.AuthURL)
 	if err != nil || auth.Host == "" {
@@ -154,7 +171,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	seen, _ := lru.New[string, struct{}](cfg.Dedupe)
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "chat.twitch"), seen: seen,
-		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4)}
+		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4),
+		whispers: newWhisperBook(cfg.WhisperRecipients, cfg.WhisperDay, cfg.Now)}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &authRewrite{base: cfg.HTTP, auth: auth}}
 	c.api, err = helix.NewClient(&helix.Options{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		UserAccessToken: cfg.UserToken, RefreshToken: cfg.RefreshToken, APIBaseURL: strings.TrimRight(cfg.APIURL, "/"), HTTPClient: hc})
@@ -218,7 +236,7 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 	}
 	c.limit = limit
-	c.outbox = chat.NewOutbox(chat.OutboxOptions{Sender: sender{c}, Say: limit, Now: c.cfg.Now, Logger: c.cfg.Logger})
+	c.outbox = chat.NewOutbox(chat.OutboxOptions{Sender: sender{c}, Say: limit, Whisper: c.cfg.WhisperLimits, Now: c.cfg.Now, Logger: c.cfg.Logger})
 	c.users = newUserCache(c, 50000)
 
 	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -284,7 +302,7 @@ func (c *Client) authenticate() error {
 		return err
 	}
 	if !c.scopes[ScopeWhispers] {
-		c.log.Warn("whispers off: the token lacks "+ScopeWhispers+"; winners get a masked code in chat", "bot", c.botLogin)
+		c.log.Warn("whispers off: the token lacks "+ScopeWhispers+"; winners are sent to the claim page for their code", "bot", c.botLogin)
 	}
 	if !c.scopes[ScopeBroadcast] {
 		c.log.Warn("stream markers off: the token lacks "+ScopeBroadcast, "bot", c.botLogin)
@@ -381,7 +399,8 @@ func (c *Client) Revoked() <-chan string { return c.revoked }
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
 	return Stats{Connects: c.connects.Load(), Reconnects: c.reconnects.Load(), DeadLinks: c.deadLinks.Load(),
-		Notifications: c.notifications.Load(), Duplicates: c.duplicates.Load(), Revocations: c.revocations.Load()}
+		Notifications: c.notifications.Load(), Duplicates: c.duplicates.Load(), Revocations: c.revocations.Load(),
+		WhisperCapped: c.whisperCapped.Load()}
 }
 
 // sender delivers the Outbox's lines through helix.
@@ -398,6 +417,12 @@ func (s sender) Say(_ context.Context, _, text, replyTo string) error {
 	if err != nil {
 		return err
 	}
+	if r.StatusCode == http.StatusTooManyRequests {
+		return &chat.RetryError{At: c.resetAt(r.ResponseCommon)}
+	}
+	if r.StatusCode == http.StatusOK && r.Header.Get("Ratelimit-Remaining") == "0" {
+		c.outbox.Hold(c.resetAt(r.ResponseCommon))
+	}
 	if r.StatusCode != http.StatusOK {
 		return fmt.Errorf("send chat message: status %d: %s", r.StatusCode, r.ErrorMessage)
 	}
@@ -407,24 +432,59 @@ func (s sender) Say(_ context.Context, _, text, replyTo string) error {
 	return nil
 }
 
+// resetAt reads Ratelimit-Reset (Unix seconds); without one, a second
+// from now.
+func (c *Client) resetAt(r helix.ResponseCommon) time.Time {
+	if n := r.GetRateLimitReset(); n > 0 {
+		return time.Unix(int64(n), 0)
+	}
+	return c.cfg.Now().Add(time.Second)
+}
+
 func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
 	c := s.c
 	if !c.scopes[ScopeWhispers] {
 		return chat.ErrNoWhisper
 	}
+	ok, first := c.whispers.take(userID)
+	if !ok {
+		c.whisperCapped.Add(1)
+		if first {
+			c.log.Warn("Twitch's whisper cap is reached (40 new recipients a day): further winners are sent to the claim page", "bot", c.botLogin)
+		}
+		return fmt.Errorf("%w: the daily cap on new whisper recipients is reached", chat.ErrNoWhisper)
+	}
+	at := c.cfg.Now()
 	var r *helix.SendUserWhisperResponse
 	err := c.call(func(api *helix.Client) (err error) {
 		r, err = api.SendUserWhisper(&helix.SendUserWhisperParams{FromUserID: c.botID, ToUserID: userID, Message: text})
 		return err
 	})
 	if err != nil {
+		c.whispers.forget(userID, at)
 		return fmt.Errorf("%w: %v", chat.ErrNoWhisper, err)
 	}
+	if r.StatusCode == http.StatusTooManyRequests {
+		// Our own pacing keeps under 3/s and 100/min, so Twitch counts
+		// recipients we did not see (another app on the same account).
+		c.whispers.fill(userID)
+		c.whisperCapped.Add(1)
+		return fmt.Errorf("%w: status 429: %s", chat.ErrNoWhisper, r.ErrorMessage)
+	}
 	if r.StatusCode != http.StatusNoContent && r.StatusCode != http.StatusOK {
-		// No verified phone, the 40-recipients-a-day cap, or blocked whispers.
+		// No verified phone, or whispers blocked by the recipient.
+		c.whispers.forget(userID, at)
 		return fmt.Errorf("%w: status %d: %s", chat.ErrNoWhisper, r.StatusCode, r.ErrorMessage)
 	}
 	return nil
+}
+
+// whisperState is whether a chatter can get a whisper now.
+func (c *Client) whisperState(userID string) chat.WhisperState {
+	if !c.scopes[ScopeWhispers] {
+		return chat.WhisperOff
+	}
+	return c.whispers.state(userID)
 }
 
 // markers creates a stream marker when a drop opens and on !clip. A

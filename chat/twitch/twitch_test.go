@@ -306,16 +306,53 @@ func TestRefreshToken(t *testing.T) {
 	}
 }
 
-func TestWhispersOffMasksCode(t *testing.T) {
+func TestWhispersOffPointsToClaimPage(t *testing.T) {
 	f, err := setup(t, twitchtest.Options{Scopes: []string{"user:read:chat", "user:write:chat"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.openDrop(t, 5)
 	f.chat(t, twitchtest.ChatMessage{UserID: "90004", Login: "nowhisper", Text: "!claim"})
-	st := f.waitSent(t, "@nowhisper your hoodie pickup code ends in …")
+	st := f.waitSent(t, "@nowhisper won hoodie — get your pickup code on the claim page: /c/")
 	if len(st.Whispers) != 0 || len(st.Markers) != 0 {
 		t.Fatalf("whispers %v markers %v without their scopes", st.Whispers, st.Markers)
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "90004", Login: "nowhisper", Text: "!mytoken"})
+	st = f.waitSent(t, "@nowhisper your hoodie pickup code can't be whispered")
+	for _, m := range st.Sent {
+		if strings.Contains(m.Message, "…") || strings.Contains(m.Message, "by whisper") || strings.Contains(m.Message, "check your whispers") {
+			t.Fatalf("said %q without whispers", m.Message)
+		}
+	}
+}
+
+// TestWhisperRecipientCap: Twitch lets a bot whisper 40 new recipients a
+// day. The 41st winner is not whispered (no 429 asked for) and is told,
+// in the coalesced winner line, that the limit is reached and where the
+// code is; a winner already whispered today still gets whispers.
+func TestWhisperRecipientCap(t *testing.T) {
+	fast := []twitchtest.Limit{{Messages: 1000, Per: time.Second}}
+	f, err := setup(t, twitchtest.Options{WhisperLimits: fast}, func(c *Config) {
+		c.WhisperLimits = []chat.Limit{{Messages: 1000, Per: time.Second}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.openDrop(t, 100)
+	for i := 0; i < 40; i++ {
+		f.chat(t, twitchtest.ChatMessage{UserID: fmt.Sprintf("9%04d", i), Login: fmt.Sprintf("w%d", i), Text: "!claim"})
+	}
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Whispers) == 40 }); err != nil {
+		t.Fatalf("%d whispers, want 40", len(f.srv.State().Whispers))
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "95000", Login: "late", Text: "!claim"})
+	st := f.waitSent(t, "@late won hoodie — today's whisper limit is reached, so get your pickup code on the claim page")
+	if st.WhisperCapped != 0 || len(st.Whispers) != 40 {
+		t.Fatalf("asked Twitch past the cap: %d refused, %d whispers", st.WhisperCapped, len(st.Whispers))
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "90000", Login: "w0", Text: "!mytoken"})
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Whispers) == 41 }); err != nil {
+		t.Fatal("a recipient already whispered today got no whisper")
 	}
 }
 
@@ -335,7 +372,7 @@ func (c *testClock) Add(d time.Duration) {
 // goes out; the rest waits until the clock passes the window.
 func TestRepliesRespectRateLimit(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
-	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.Now = clk.Now })
+	f, err := setup(t, twitchtest.Options{Now: clk.Now}, func(c *Config) { c.Now = clk.Now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +391,8 @@ func TestRepliesRespectRateLimit(t *testing.T) {
 	if n := len(f.srv.State().Sent); n != 20 {
 		t.Fatalf("sent %d within one window", n)
 	}
-	clk.Add(30 * time.Second)
-	f.client.Outbox().Add() // nudge is a no-op; add one more line to wake the sender
+	clk.Add(31 * time.Second) // the window and the outbox's margin
+	f.client.Outbox().Add()   // nudge is a no-op; add one more line to wake the sender
 	f.client.Outbox().Add(chat.Reply{Channel: "streamer", Text: "line 25"})
 	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Sent) == 26 }); err != nil {
 		t.Fatalf("sent %d after the window passed, want 26", len(f.srv.State().Sent))

@@ -13,8 +13,9 @@ import (
 // when credentials are given, Twitch. A Twitch token that fails validation
 // stops serve with the reason.
 func (m *Main) startChat(ctx context.Context) error {
+	base := m.publicURL()
 	router, err := chat.NewRouter(chat.Deps{Claims: m.Claims, Bus: m.Bus, Logger: m.Logger, Now: m.Now,
-		Prefix: m.Config.Chat.Prefix})
+		Prefix: m.Config.Chat.Prefix, ClaimURL: func(id string) string { return base + "/c/" + id }})
 	if err != nil {
 		return err
 	}

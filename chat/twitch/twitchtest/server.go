@@ -47,6 +47,21 @@ type Options struct {
 	// NotEditor: the bot is neither the broadcaster nor one of its editors,
 	// so Create Stream Marker answers 403.
 	NotEditor bool
+	// BotModerator: the bot moderates the channel (the larger chat limit).
+	BotModerator bool
+	// ChatLimit is Send Chat Message's limit, counted at arrival over a
+	// sliding window: Twitch's 20 per 30 s, or 100 when the bot is the
+	// broadcaster or BotModerator, when zero. Over it: 429.
+	ChatLimit Limit
+	// WhisperLimits are Send Whisper's limits: 3 per second and 100 per
+	// minute when nil. Over one: 429.
+	WhisperLimits []Limit
+	// WhisperRecipients is how many distinct users the bot may whisper per
+	// WhisperDay: Twitch's 40 per day when zero. A new recipient past it: 429.
+	WhisperRecipients int
+	WhisperDay        time.Duration
+	// Now is the server's clock for rate limits: time.Now when nil.
+	Now func() time.Time
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -88,6 +103,11 @@ type Server struct {
 	clipOpt     ClipOptions // Options.Clips, then SetClips
 	clips       []*Clip
 	clipLookups int
+	chatWindow  *arrivals
+	refused     []SentMessage // Send Chat Message calls answered 429
+	whisperWins []*arrivals
+	recipients  map[string]time.Time // whisper recipient -> first whisper in the current day
+	whisperCap  int                  // whispers refused for the recipient cap
 	changed     chan struct{}
 	closed      bool
 }
@@ -123,8 +143,29 @@ func New(tb testing.TB, opt Options) *Server {
 	if opt.Keepalive == 0 {
 		opt.Keepalive = 1
 	}
+	if opt.ChatLimit.Messages == 0 {
+		opt.ChatLimit = Limit{Messages: 20, Per: 30 * time.Second}
+		if opt.BotModerator || opt.Bot.ID == opt.Broadcaster.ID {
+			opt.ChatLimit.Messages = 100
+		}
+	}
+	if opt.WhisperLimits == nil {
+		opt.WhisperLimits = []Limit{{3, time.Second}, {100, time.Minute}}
+	}
+	if opt.WhisperRecipients == 0 {
+		opt.WhisperRecipients = 40
+	}
+	if opt.WhisperDay == 0 {
+		opt.WhisperDay = 24 * time.Hour
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
-		clipOpt: opt.Clips}
+		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, recipients: make(map[string]time.Time)}
+	for _, l := range opt.WhisperLimits {
+		s.whisperWins = append(s.whisperWins, &arrivals{l: l})
+	}
 	s.users[opt.Bot.ID] = opt.Bot
 	s.users[opt.Broadcaster.ID] = opt.Broadcaster
 	mux := http.NewServeMux()
@@ -237,6 +278,10 @@ type State struct {
 	Clips         []Clip // Create Clip calls, in order
 	ClipLookups   int    // Get Clips calls
 	ActiveSession string
+	// Refused are Send Chat Message calls answered 429 (over the limit).
+	Refused []SentMessage
+	// WhisperCapped counts whispers refused for the daily recipient cap.
+	WhisperCapped int
 }
 
 func (s *Server) stateLocked() State {
@@ -247,6 +292,8 @@ func (s *Server) stateLocked() State {
 		st.Clips = append(st.Clips, *c)
 	}
 	st.ClipLookups = s.clipLookups
+	st.Refused = append([]SentMessage(nil), s.refused...)
+	st.WhisperCapped = s.whisperCap
 	if s.active != nil {
 		st.ActiveSession = s.active.session
 	}
@@ -634,8 +681,17 @@ func (s *Server) sendChat(w http.ResponseWriter, r *http.Request) {
 		helixError(w, http.StatusBadRequest, "message must be 1 to 500 characters")
 		return
 	}
-	m.At = time.Now()
 	s.mu.Lock()
+	m.At = s.opt.Now()
+	ok := s.chatWindow.take(m.At)
+	s.chatWindow.headers(w, m.At)
+	if !ok {
+		s.refused = append(s.refused, m)
+		s.notifyLocked()
+		s.mu.Unlock()
+		helixError(w, http.StatusTooManyRequests, "The sender has exceeded the number of chat messages it may send")
+		return
+	}
 	s.sent = append(s.sent, m)
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -663,10 +719,35 @@ func (s *Server) whisper(w http.ResponseWriter, r *http.Request) {
 		helixError(w, http.StatusBadRequest, "from_user_id must be the token's user")
 		return
 	}
+	to := q.Get("to_user_id")
 	s.mu.Lock()
-	s.whispers = append(s.whispers, Whisper{From: q.Get("from_user_id"), To: q.Get("to_user_id"), Message: body.Message})
+	defer s.mu.Unlock()
+	now := s.opt.Now()
+	for id, first := range s.recipients {
+		if now.Sub(first) >= s.opt.WhisperDay {
+			delete(s.recipients, id)
+		}
+	}
+	if _, known := s.recipients[to]; !known && len(s.recipients) >= s.opt.WhisperRecipients {
+		s.whisperCap++
+		s.notifyLocked()
+		helixError(w, http.StatusTooManyRequests, "The sending user exceeded the number of whisper requests that they may make")
+		return
+	}
+	for _, win := range s.whisperWins {
+		if win.reset(now).After(now) {
+			helixError(w, http.StatusTooManyRequests, "The sending user exceeded the number of whisper requests that they may make")
+			return
+		}
+	}
+	for _, win := range s.whisperWins {
+		win.take(now)
+	}
+	if _, known := s.recipients[to]; !known {
+		s.recipients[to] = now
+	}
+	s.whispers = append(s.whispers, Whisper{From: q.Get("from_user_id"), To: to, Message: body.Message})
 	s.notifyLocked()
-	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 

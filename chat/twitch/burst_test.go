@@ -1,0 +1,98 @@
+package twitch
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/microdrop/microdrop/chat"
+	"github.com/microdrop/microdrop/chat/twitch/twitchtest"
+)
+
+// TestClaimBurstStaysUnderChatLimit: 500 claims at once through a server
+// that counts Send Chat Message at arrival over a sliding window, as
+// Twitch does, and refuses the line over the limit with 429. The window
+// is short (5 per 400 ms) so the test takes seconds, not minutes; the
+// bunching that made Twitch refuse lines (a line timed when decided,
+// counted by Twitch when it arrives) is the same at any scale. No line
+// is refused and every claimer is answered.
+func TestClaimBurstStaysUnderChatLimit(t *testing.T) {
+	limit := twitchtest.Limit{Messages: 5, Per: 400 * time.Millisecond}
+	f, err := setup(t, twitchtest.Options{ChatLimit: limit,
+		Scopes: []string{"user:read:chat", "user:write:chat", "channel:manage:broadcast", "clips:edit"}},
+		func(c *Config) { c.SendLimit = chat.Limit{Messages: limit.Messages, Per: limit.Per} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.openDrop(t, 100)
+	const n = 500
+	for i := 0; i < n; i++ {
+		f.chat(t, twitchtest.ChatMessage{UserID: fmt.Sprintf("9%04d", i), Login: fmt.Sprintf("v%d", i), Text: "!claim"})
+	}
+	answered := func(st twitchtest.State) int {
+		seen := 0
+		more := regexp.MustCompile(` and (\d+) more`)
+		for _, m := range st.Sent {
+			for _, w := range strings.Fields(m.Message) {
+				if strings.HasPrefix(w, "@v") {
+					seen++
+				}
+			}
+			if mm := more.FindStringSubmatch(m.Message); mm != nil {
+				k, _ := strconv.Atoi(mm[1])
+				seen += k
+			}
+		}
+		return seen
+	}
+	st, err := f.srv.WaitFor(15*time.Second, func(st twitchtest.State) bool {
+		return len(st.Refused) > 0 || answered(st) >= n && f.client.Outbox().Pending() == 0
+	})
+	if len(st.Refused) > 0 {
+		t.Fatalf("Twitch refused %d lines (429); first: %q", len(st.Refused), st.Refused[0].Message)
+	}
+	if err != nil {
+		for _, m := range st.Sent {
+			t.Log(m.Message)
+		}
+		t.Fatalf("%d of %d claimers answered, %d pending, %d dropped", answered(st), n, f.client.Outbox().Pending(), f.client.Outbox().Dropped())
+	}
+	if d := f.client.Outbox().Dropped(); d != 0 {
+		t.Fatalf("%d lines dropped", d)
+	}
+	t.Logf("%d lines sent", len(st.Sent))
+	if w := winners(t, f.svc, n); w != 100 {
+		t.Fatalf("%d winners of 100", w)
+	}
+}
+
+// TestRepliesNeverDrawA429: 60 lines as fast as the limit lets them go,
+// through a server that counts at arrival. Every line arrives, in order,
+// and none is refused.
+func TestRepliesNeverDrawA429(t *testing.T) {
+	limit := twitchtest.Limit{Messages: 5, Per: 250 * time.Millisecond}
+	f, err := setup(t, twitchtest.Options{ChatLimit: limit},
+		func(c *Config) { c.SendLimit = chat.Limit{Messages: limit.Messages, Per: limit.Per} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	for i := 0; i < n; i++ {
+		f.client.Outbox().Add(chat.Reply{Channel: "streamer", Text: fmt.Sprintf("line %d", i)})
+	}
+	st, err := f.srv.WaitFor(time.Minute, func(st twitchtest.State) bool { return len(st.Sent) == n || len(st.Refused) > 0 })
+	if len(st.Refused) > 0 {
+		t.Fatalf("Twitch refused %q (429) after %d lines", st.Refused[0].Message, len(st.Sent))
+	}
+	if err != nil {
+		t.Fatalf("%d of %d lines sent", len(st.Sent), n)
+	}
+	for i, m := range st.Sent {
+		if m.Message != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d is %q", i, m.Message)
+		}
+	}
+}
