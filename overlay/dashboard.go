@@ -122,6 +122,9 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	if s.streams != nil {
 		v.Streams = s.streams()
 	}
+	if s.alerts != nil {
+		v.Alerts = s.alerts()
+	}
 	return v
 }
 

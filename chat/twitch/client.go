@@ -15,6 +15,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nicklaw5/helix/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/chat"
@@ -75,6 +76,12 @@ type Config struct {
 	Dedupe int
 	// Backoff caps the wait between reconnect attempts: 30 s when zero.
 	Backoff time.Duration
+	// ValidateEvery is how often the token is validated after Start:
+	// hourly, as Twitch requires, when zero.
+	ValidateEvery time.Duration
+	// Registerer gets the client's metrics (revocations, chat up, token
+	// validations); none when nil.
+	Registerer prometheus.Registerer
 	// WhisperLimits override Send Whisper's 3 per second and 100 per minute.
 	WhisperLimits []chat.Limit
 	// WhisperRecipients overrides Twitch's 40 new whisper recipients per
@@ -114,6 +121,7 @@ type Client struct {
 	limit    chat.Limit
 
 	whispers *whisperBook
+	health   *health
 
 	connects, reconnects, deadLinks, notifications, duplicates, revocations, whisperCapped atomic.Int64
 	revoked                                                                                chan string
@@ -158,6 +166,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Backoff == 0 {
 		cfg.Backoff = 30 * time.Second
 	}
+	if cfg.ValidateEvery == 0 {
+		cfg.ValidateEvery = time.Hour
+	}
 	if cfg.WhisperRecipients == 0 {
 		cfg.WhisperRecipients = 40
 	}
@@ -172,7 +183,7 @@ func New(cfg Config) (*Client, error) {
 	seen, _ := lru.New[string, struct{}](cfg.Dedupe)
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "chat.twitch"), seen: seen,
 		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4),
-		whispers: newWhisperBook(cfg.WhisperRecipients, cfg.WhisperDay, cfg.Now)}
+		whispers: newWhisperBook(cfg.WhisperRecipients, cfg.WhisperDay, cfg.Now), health: newHealth(cfg.Registerer, cfg.Now)}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &authRewrite{base: cfg.HTTP, auth: auth}}
 	c.api, err = helix.NewClient(&helix.Options{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		UserAccessToken: cfg.UserToken, RefreshToken: cfg.RefreshToken, APIBaseURL: strings.TrimRight(cfg.APIURL, "/"), HTTPClient: hc})
@@ -241,7 +252,8 @@ func (c *Client) Start(ctx context.Context) error {
 
 	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.ctx = ctx
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.validateLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.outbox.Run(ctx) }()
 	go func() { defer c.wg.Done(); c.users.run(ctx) }()
 	go func() { defer c.wg.Done(); c.connect(ctx) }()

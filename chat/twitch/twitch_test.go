@@ -264,8 +264,30 @@ func TestDeadConnectionNoticed(t *testing.T) {
 	f.waitSent(t, "@late won")
 }
 
-func TestRevocation(t *testing.T) {
-	f := mustSetup(t, twitchtest.Options{})
+func waitHealth(t *testing.T, c *Client, cond func(Health) bool) Health {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if h := c.Health(); cond(h) {
+			return h
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("health never changed as expected: %+v", c.Health())
+	return Health{}
+}
+
+// TestRevocationResubscribes: authorization_revoked (which also voids the
+// token) degrades health with the reason and the fix; once the token is
+// refreshed the client subscribes again and chat works.
+func TestRevocationResubscribes(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{RefreshToken: "refresh-me"}, func(c *Config) { c.ClientSecret, c.RefreshToken = "secret", "refresh-me" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := f.client.Health(); !h.OK {
+		t.Fatalf("health before %+v", h)
+	}
 	if err := f.srv.Revoke("authorization_revoked"); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +298,65 @@ func TestRevocation(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("revocation not noticed")
+	}
+	h := f.client.Health()
+	if h.OK || !strings.Contains(h.Reason, "authorization_revoked") || !strings.Contains(h.Fix, "new user token") || !h.Retrying {
+		t.Fatalf("health after the revocation %+v", h)
+	}
+	st, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool {
+		n := 0
+		for _, s := range st.Subscriptions {
+			if s.Status == "enabled" {
+				n++
+			}
+		}
+		return n == 1 && len(st.Subscriptions) == 2
+	})
+	if err != nil {
+		t.Fatalf("no new subscription after the revocation: %+v", st.Subscriptions)
+	}
+	waitHealth(t, f.client, func(h Health) bool { return h.OK })
+	f.openDrop(t, 3)
+}
+
+// TestRevocationWithoutRemedy: user_removed and version_removed cannot be
+// fixed by subscribing again: health says so and what to do, and the
+// client does not resubscribe.
+func TestRevocationWithoutRemedy(t *testing.T) {
+	for reason, fix := range map[string]string{"user_removed": "no longer exists", "version_removed": "upgrade microdrop"} {
+		t.Run(reason, func(t *testing.T) {
+			f := mustSetup(t, twitchtest.Options{})
+			if err := f.srv.Revoke(reason); err != nil {
+				t.Fatal(err)
+			}
+			h := waitHealth(t, f.client, func(h Health) bool { return !h.OK })
+			if !strings.Contains(h.Reason, reason) || !strings.Contains(h.Fix, fix) || h.Retrying {
+				t.Fatalf("health %+v", h)
+			}
+			// The session goes on (keepalives), but no subscription is asked for.
+			st := f.srv.State()
+			if len(st.Subscriptions) != 1 || st.Open != 1 {
+				t.Fatalf("subscriptions %+v, %d open", st.Subscriptions, st.Open)
+			}
+		})
+	}
+}
+
+// TestTokenValidatedPeriodically: the token is validated again on the
+// interval (hourly in production); one that stops validating degrades
+// health until it validates again.
+func TestTokenValidatedPeriodically(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.ValidateEvery = 20 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return st.Validations >= 3 }); err != nil {
+		t.Fatalf("%d validations", f.srv.State().Validations)
+	}
+	f.srv.InvalidateToken()
+	h := waitHealth(t, f.client, func(h Health) bool { return !h.OK })
+	if !strings.Contains(h.Reason, "does not validate") || !strings.Contains(h.Fix, "new user token") {
+		t.Fatalf("health %+v", h)
 	}
 }
 

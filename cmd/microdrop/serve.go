@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/templates"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -49,7 +52,8 @@ type Main struct {
 
 	server  *http.Server
 	closers []namedCloser
-	clips   ingest.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	clips   ingest.ClipMaker              // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
 }
 
 type namedCloser struct {
@@ -260,7 +264,27 @@ func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
+	// A broken Twitch link degrades health but keeps the replica in
+	// service (200): claims, overlays and local chat still work.
+	if tc := m.twitch.Load(); tc != nil {
+		if h := tc.Health(); !h.OK {
+			_, _ = fmt.Fprintf(w, "degraded\ntwitch: %s\nfix: %s\n", h.Reason, h.Fix)
+			return
+		}
+	}
 	_, _ = io.WriteString(w, "ok\n")
+}
+
+// alerts are the problems the dashboard shows in a banner.
+func (m *Main) alerts() []templates.DashboardAlert {
+	tc := m.twitch.Load()
+	if tc == nil {
+		return nil
+	}
+	if h := tc.Health(); !h.OK {
+		return []templates.DashboardAlert{{What: "Twitch chat is not working: " + h.Reason + ".", Fix: "To fix it: " + h.Fix + "."}}
+	}
+	return nil
 }
 
 func (m *Main) onClose(name string, fn func() error) {

@@ -37,7 +37,7 @@ func (m *Main) startChat(ctx context.Context) error {
 	}
 	tc, err := twitch.New(twitch.Config{ClientID: t.ClientID, ClientSecret: t.ClientSecret, UserToken: t.UserToken,
 		RefreshToken: t.RefreshToken, Channel: t.Channel, EventSubURL: t.EventSubURL, APIURL: t.APIURL, AuthURL: t.AuthURL,
-		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now})
+		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now, Registerer: m.Registry})
 	if err != nil {
 		return err
 	}
@@ -45,6 +45,7 @@ func (m *Main) startChat(ctx context.Context) error {
 		return err
 	}
 	m.onClose("chat.twitch", tc.Close)
+	m.twitch.Store(tc)
 	if tc.CanClip() { // else the client has logged that platform clips are off
 		m.clips = tc // highlights start after chat
 	}

@@ -108,6 +108,7 @@ type Server struct {
 	whisperWins []*arrivals
 	recipients  map[string]time.Time // whisper recipient -> first whisper in the current day
 	whisperCap  int                  // whispers refused for the recipient cap
+	validations int
 	changed     chan struct{}
 	closed      bool
 }
@@ -282,6 +283,8 @@ type State struct {
 	Refused []SentMessage
 	// WhisperCapped counts whispers refused for the daily recipient cap.
 	WhisperCapped int
+	// Validations counts /oauth2/validate calls.
+	Validations int
 }
 
 func (s *Server) stateLocked() State {
@@ -294,6 +297,7 @@ func (s *Server) stateLocked() State {
 	st.ClipLookups = s.clipLookups
 	st.Refused = append([]SentMessage(nil), s.refused...)
 	st.WhisperCapped = s.whisperCap
+	st.Validations = s.validations
 	if s.active != nil {
 		st.ActiveSession = s.active.session
 	}
@@ -496,12 +500,26 @@ func (s *Server) Silence() error {
 	return nil
 }
 
+// InvalidateToken makes the current token fail validation and every helix
+// call (the user disconnected the app, or the token expired). A refresh
+// with Options.RefreshToken then hands out a new token that works.
+func (s *Server) InvalidateToken() {
+	s.mu.Lock()
+	s.opt.Token = "tok" + strings.ReplaceAll(newID(), "-", "")[:24]
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
 // Revoke sends a revocation with status reason (authorization_revoked,
-// user_removed, version_removed) and marks the subscription so.
+// user_removed, version_removed) and marks the subscription so. As on
+// Twitch, authorization_revoked also invalidates the token.
 func (s *Server) Revoke(reason string) error {
 	wc, sub, err := s.activeConn()
 	if err != nil {
 		return err
+	}
+	if reason == "authorization_revoked" {
+		s.InvalidateToken()
 	}
 	s.mu.Lock()
 	for i := range s.subs {
@@ -578,6 +596,10 @@ func (s *Server) hasScope(scope string) bool {
 // {"client_id":"...","login":"...","scopes":[...],"user_id":"...","expires_in":5520838}
 // or 401 {"status":401,"message":"invalid access token"}.
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.validations++
+	s.notifyLocked()
+	s.mu.Unlock()
 	if r.Header.Get("Authorization") != "OAuth "+s.token() {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "message": "invalid access token"})
 		return
