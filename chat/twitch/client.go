@@ -76,6 +76,13 @@ type Config struct {
 	Dedupe int
 	// Backoff caps the wait between reconnect attempts: 30 s when zero.
 	Backoff time.Duration
+	// OnClip is told of each Twitch clip made for a !clip once Twitch lists
+	// it (so the editor can link it when no local highlight does).
+	OnClip func(context.Context, PlatformClip)
+	// ClipShare: a clip asked for within this long of the last one is the
+	// same clip (5 s when zero). ClipPoll and ClipTimeout pace the wait
+	// for Twitch to list a new clip: 1 s and 15 s, as Twitch advises.
+	ClipShare, ClipPoll, ClipTimeout time.Duration
 	// ValidateEvery is how often the token is validated after Start:
 	// hourly, as Twitch requires, when zero.
 	ValidateEvery time.Duration
@@ -122,6 +129,8 @@ type Client struct {
 
 	whispers *whisperBook
 	health   *health
+	clipMu   sync.Mutex // one Create Clip at a time, so one moment is one clip
+	lastClip madeClip
 
 	connects, reconnects, deadLinks, notifications, duplicates, revocations, whisperCapped atomic.Int64
 	revoked                                                                                chan string
@@ -165,6 +174,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = 30 * time.Second
+	}
+	if cfg.ClipShare == 0 {
+		cfg.ClipShare = 5 * time.Second
+	}
+	if cfg.ClipPoll == 0 {
+		cfg.ClipPoll = time.Second
+	}
+	if cfg.ClipTimeout == 0 {
+		cfg.ClipTimeout = 15 * time.Second
 	}
 	if cfg.ValidateEvery == 0 {
 		cfg.ValidateEvery = time.Hour
@@ -511,7 +529,14 @@ func (c *Client) markers(ctx context.Context, sub *microdrop.Subscription) {
 			if !ok {
 				return
 			}
-			if e.Channel != c.cfg.Channel || !c.scopes[ScopeBroadcast] {
+			if e.Channel != c.cfg.Channel {
+				continue
+			}
+			if e.Kind == microdrop.HighlightMarked && e.Highlight != nil && e.Highlight.Reason == "clip" && c.scopes[ScopeClips] {
+				c.wg.Add(1)
+				go func() { defer c.wg.Done(); c.chatClip(ctx, e) }()
+			}
+			if !c.scopes[ScopeBroadcast] {
 				continue
 			}
 			var desc string

@@ -26,6 +26,7 @@ import (
 	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -54,6 +55,9 @@ type Main struct {
 	closers []namedCloser
 	clips   ingest.ClipMaker              // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
+	// highlights is the highlight store, set by startHighlights (after
+	// chat starts): Twitch clips made for !clip are recorded in it.
+	highlights atomic.Pointer[highlight.SQLite]
 }
 
 type namedCloser struct {

@@ -37,7 +37,8 @@ func (m *Main) startChat(ctx context.Context) error {
 	}
 	tc, err := twitch.New(twitch.Config{ClientID: t.ClientID, ClientSecret: t.ClientSecret, UserToken: t.UserToken,
 		RefreshToken: t.RefreshToken, Channel: t.Channel, EventSubURL: t.EventSubURL, APIURL: t.APIURL, AuthURL: t.AuthURL,
-		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now, Registerer: m.Registry})
+		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now, Registerer: m.Registry,
+		OnClip: m.recordTwitchClip})
 	if err != nil {
 		return err
 	}

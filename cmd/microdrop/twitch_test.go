@@ -87,3 +87,36 @@ func TestServeShowsTwitchRevocation(t *testing.T) {
 		t.Fatal("no banner with the fix on the dashboard")
 	}
 }
+
+// TestServeClipWithoutLocalStream: with nothing published into microdrop,
+// !clip still makes a Twitch clip of the live channel, and the editor
+// lists and links it.
+func TestServeClipWithoutLocalStream(t *testing.T) {
+	srv := twitchtest.New(t, twitchtest.Options{})
+	m := startWithTwitch(t, srv, nil)
+	base := "http://" + m.HTTPAddr
+	if _, err := srv.Chat(twitchtest.ChatMessage{UserID: "3003", Login: "amod", Text: "!clip what a save", Badges: []string{"moderator"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := srv.WaitFor(10*time.Second, func(st twitchtest.State) bool { return len(st.Clips) == 1 && st.Clips[0].Listed })
+	if err != nil {
+		t.Fatalf("no Twitch clip for !clip: %+v", st.Clips)
+	}
+	id := st.Clips[0].ID
+	deadline := time.Now().Add(10 * time.Second)
+	list := get(t, base+"/editor", true)
+	for !strings.Contains(list, "twitch_streamer-") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		list = get(t, base+"/editor", true)
+	}
+	i := strings.Index(list, "/editor/sessions/twitch_streamer-")
+	if i < 0 {
+		t.Fatalf("the editor lists no session for the Twitch clip:\n%s", list)
+	}
+	link := list[i:]
+	link = link[:strings.IndexAny(link, `"'`)]
+	page := get(t, base+link, true)
+	if !strings.Contains(page, "https://clips.twitch.tv/"+id) || !strings.Contains(page, "what a save") {
+		t.Fatalf("the editor does not link the Twitch clip %s:\n%s", id, page)
+	}
+}
