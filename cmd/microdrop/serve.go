@@ -78,6 +78,8 @@ func (m *Main) ParseFlags(args []string, lookup func(string) (string, bool)) err
 	data := fs.String("data", "", "data directory (SQLite ledger, keys, highlights); also MICRODROP_DATA")
 	httpAddr := fs.String("http", "", "HTTP listen address; also MICRODROP_HTTP")
 	rtsp := fs.String("rtsp", "", "RTSP listen address, \"off\" to disable; also MICRODROP_RTSP")
+	rtp := fs.String("rtp", "", "UDP address for RTSP's RTP packets (default :8000), \"off\" for TCP-only RTSP; also MICRODROP_UDP_RTP")
+	rtcp := fs.String("rtcp", "", "UDP address for RTSP's RTCP packets (default :8001), \"off\" with --rtp off; also MICRODROP_UDP_RTCP")
 	ledger := fs.String("ledger", "", "ledger: empty for SQLite in the data dir, or postgres://...; also MICRODROP_LEDGER")
 	bus := fs.String("bus", "", "event bus: empty for in-process, or nats://...; also MICRODROP_BUS")
 	publicURL := fs.String("public-url", "", "URL viewers use to reach this service (claim links); also MICRODROP_PUBLIC_URL")
@@ -115,6 +117,16 @@ func (m *Main) ParseFlags(args []string, lookup func(string) (string, bool)) err
 		m.Config.Ingest.RTSP, m.Config.Ingest.UDPRTP, m.Config.Ingest.UDPRTCP = "", "", ""
 	} else {
 		set(&m.Config.Ingest.RTSP, *rtsp)
+	}
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{{&m.Config.Ingest.UDPRTP, *rtp}, {&m.Config.Ingest.UDPRTCP, *rtcp}} {
+		if f.v == "off" {
+			*f.dst = ""
+		} else {
+			set(f.dst, f.v)
+		}
 	}
 	return m.Config.Validate()
 }
