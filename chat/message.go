@@ -85,6 +85,20 @@ type Message struct {
 	// Whisper says whether the platform can whisper this chatter now; the
 	// zero value is that it can.
 	Whisper WhisperState
+	// ReserveWhisper, when set, is called for a winner before the bot
+	// promises a whisper: it takes the chatter's place under the
+	// platform's recipient cap (Twitch: 40 new a day) and says whether a
+	// whisper can go, so the public line is right the first time.
+	ReserveWhisper func() WhisperState
+}
+
+// whisperState is whether a whisper to m's chatter can be promised,
+// reserving it where the platform counts recipients.
+func (m Message) whisperState() WhisperState {
+	if m.Whisper == WhisperAvailable && m.ReserveWhisper != nil {
+		return m.ReserveWhisper()
+	}
+	return m.Whisper
 }
 
 // WhisperState is whether a pickup code can reach a chatter by whisper.

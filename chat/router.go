@@ -334,10 +334,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	}
 	switch res.Outcome {
 	case claims.OutcomeWon:
-		if m.Whisper != WhisperAvailable {
+		if ws := m.whisperState(); ws != WhisperAvailable {
 			// No whisper, so no code in chat either (not even masked): the
 			// claim page shows it to the signed-in winner.
-			return []Reply{r.onClaimPage(m, res.DropID, "won "+title, m.Whisper)}
+			return []Reply{r.onClaimPage(m, res.DropID, "won "+title, ws)}
 		}
 		return []Reply{
 			r.grouped(m, "won:"+res.DropID, "won "+title+" — check your whispers for the pickup code"),
@@ -435,9 +435,13 @@ func (r *Router) myToken(ctx context.Context, m Message) []Reply {
 			entered = true
 		}
 	}
+	ws := WhisperAvailable
+	if len(out) > 0 {
+		ws = m.whisperState()
+	}
 	switch {
-	case len(out) > 0 && m.Whisper != WhisperAvailable:
-		out = []Reply{r.onClaimPage(m, d.ID, "your "+d.Title+" pickup code can't be whispered", m.Whisper)}
+	case len(out) > 0 && ws != WhisperAvailable:
+		out = []Reply{r.onClaimPage(m, d.ID, "your "+d.Title+" pickup code can't be whispered", ws)}
 	case len(out) > 0:
 		out = append([]Reply{r.grouped(m, "mytoken:"+d.ID, "sending your "+d.Title+" pickup code by whisper")}, out...)
 	case entered:

@@ -423,3 +423,26 @@ func TestRouterWinnerWithoutWhispers(t *testing.T) {
 		t.Fatalf("mytoken without whispers: %s", texts(got))
 	}
 }
+
+// TestRouterReservesWhisperForWinnersOnly: the platform's recipient cap is
+// asked only when a whisper is to be promised, and its answer decides the
+// public line.
+func TestRouterReservesWhisperForWinnersOnly(t *testing.T) {
+	ctx := context.Background()
+	r, _, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop mug 1 90s"))
+	asked := 0
+	reserve := func() WhisperState { asked++; return WhisperCapped }
+	m := viewer(1, "!claim")
+	m.ReserveWhisper = reserve
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || got[0].Private || !strings.Contains(got[0].Text, "today's whisper limit is reached") || asked != 1 {
+		t.Fatalf("capped winner: %s (asked %d)", texts(got), asked)
+	}
+	m = viewer(2, "!claim")
+	m.ReserveWhisper = reserve
+	r.Handle(ctx, m) // sold out: no whisper to promise
+	if asked != 1 {
+		t.Fatalf("the cap was asked for a loser (%d times)", asked)
+	}
+}

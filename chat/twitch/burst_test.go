@@ -96,3 +96,60 @@ func TestRepliesNeverDrawA429(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimBurstWithWhisperCap: the same burst with whispers on. Twitch
+// lets the bot whisper 40 new recipients a day: 40 winners are whispered,
+// the other 60 are told in coalesced lines that the limit is reached and
+// where their code is, and still no chat line is refused or lost.
+func TestClaimBurstWithWhisperCap(t *testing.T) {
+	limit := twitchtest.Limit{Messages: 5, Per: 400 * time.Millisecond}
+	fast := []twitchtest.Limit{{Messages: 1000, Per: time.Second}} // whisper pacing is not what this test is about
+	f, err := setup(t, twitchtest.Options{ChatLimit: limit, WhisperLimits: fast},
+		func(c *Config) {
+			c.SendLimit = chat.Limit{Messages: limit.Messages, Per: limit.Per}
+			c.WhisperLimits = []chat.Limit{{Messages: 1000, Per: time.Second}}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.openDrop(t, 100)
+	const n = 500
+	for i := 0; i < n; i++ {
+		f.chat(t, twitchtest.ChatMessage{UserID: fmt.Sprintf("9%04d", i), Login: fmt.Sprintf("v%d", i), Text: "!claim"})
+	}
+	mention := regexp.MustCompile(`@(v\d+)`)
+	more := regexp.MustCompile(` and (\d+) more`)
+	count := func(st twitchtest.State) (answered, capped int) {
+		for _, m := range st.Sent {
+			k := len(mention.FindAllString(m.Message, -1))
+			if mm := more.FindStringSubmatch(m.Message); mm != nil {
+				x, _ := strconv.Atoi(mm[1])
+				k += x
+			}
+			answered += k
+			if strings.Contains(m.Message, "today's whisper limit is reached") {
+				capped += k
+			}
+		}
+		return
+	}
+	st, err := f.srv.WaitFor(time.Minute, func(st twitchtest.State) bool {
+		a, _ := count(st)
+		return len(st.Refused) > 0 || a >= n && len(st.Whispers) >= 40 && f.client.Outbox().Pending() == 0
+	})
+	a, capped := count(st)
+	if len(st.Refused) > 0 {
+		t.Fatalf("Twitch refused %d lines (429)", len(st.Refused))
+	}
+	if err != nil || a != n || len(st.Whispers) != 40 || capped != 60 || st.WhisperCapped != 0 {
+		t.Fatalf("answered %d of %d, %d whispers, %d told of the cap, %d whispers refused by Twitch; %v", a, n, len(st.Whispers), capped, st.WhisperCapped, err)
+	}
+	for _, m := range st.Sent {
+		if strings.Contains(m.Message, "…") {
+			t.Fatalf("a masked code in chat: %q", m.Message)
+		}
+	}
+	if s := f.client.Stats(); s.WhisperCapped != 60 {
+		t.Fatalf("stats count %d capped whispers, want 60", s.WhisperCapped)
+	}
+}

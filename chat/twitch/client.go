@@ -476,22 +476,16 @@ func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
 	if !c.scopes[ScopeWhispers] {
 		return chat.ErrNoWhisper
 	}
-	ok, first := c.whispers.take(userID)
-	if !ok {
-		c.whisperCapped.Add(1)
-		if first {
-			c.log.Warn("Twitch's whisper cap is reached (40 new recipients a day): further winners are sent to the claim page", "bot", c.botLogin)
-		}
+	if c.reserveWhisper(userID) != chat.WhisperAvailable {
 		return fmt.Errorf("%w: the daily cap on new whisper recipients is reached", chat.ErrNoWhisper)
 	}
-	at := c.cfg.Now()
 	var r *helix.SendUserWhisperResponse
 	err := c.call(func(api *helix.Client) (err error) {
 		r, err = api.SendUserWhisper(&helix.SendUserWhisperParams{FromUserID: c.botID, ToUserID: userID, Message: text})
 		return err
 	})
 	if err != nil {
-		c.whispers.forget(userID, at)
+		c.whispers.forget(userID)
 		return fmt.Errorf("%w: %v", chat.ErrNoWhisper, err)
 	}
 	if r.StatusCode == http.StatusTooManyRequests {
@@ -503,18 +497,37 @@ func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
 	}
 	if r.StatusCode != http.StatusNoContent && r.StatusCode != http.StatusOK {
 		// No verified phone, or whispers blocked by the recipient.
-		c.whispers.forget(userID, at)
+		c.whispers.forget(userID)
 		return fmt.Errorf("%w: status %d: %s", chat.ErrNoWhisper, r.StatusCode, r.ErrorMessage)
 	}
+	c.whispers.delivered(userID)
 	return nil
 }
 
-// whisperState is whether a chatter can get a whisper now.
-func (c *Client) whisperState(userID string) chat.WhisperState {
+// reserveWhisper takes userID's place under the daily recipient cap (a
+// recipient already whispered today keeps theirs).
+func (c *Client) reserveWhisper(userID string) chat.WhisperState {
 	if !c.scopes[ScopeWhispers] {
 		return chat.WhisperOff
 	}
-	return c.whispers.state(userID)
+	ok, first := c.whispers.take(userID)
+	if ok {
+		return chat.WhisperAvailable
+	}
+	c.whisperCapped.Add(1)
+	if first {
+		c.log.Warn("Twitch's whisper cap is reached (40 new recipients a day): further winners are sent to the claim page", "bot", c.botLogin)
+	}
+	return chat.WhisperCapped
+}
+
+// whisperState is whether whispers can go at all; the daily cap is
+// asked (and a place taken) only for a winner, by reserveWhisper.
+func (c *Client) whisperState() chat.WhisperState {
+	if !c.scopes[ScopeWhispers] {
+		return chat.WhisperOff
+	}
+	return chat.WhisperAvailable
 }
 
 // markers creates a stream marker when a drop opens and on !clip. A

@@ -260,7 +260,8 @@ func (c *Client) notification(env envelope) {
 	at, _ := time.Parse(time.RFC3339Nano, env.Metadata.MessageTimestamp)
 	m := chat.Message{Platform: "twitch", Channel: c.cfg.Channel, UserID: ev.ChatterUserID, Login: ev.ChatterUserLogin,
 		DisplayName: ev.ChatterUserName, Role: chat.RoleFromBadges(setIDs...), Text: ev.Message.Text, ID: ev.MessageID, At: at,
-		Whisper: c.whisperState(ev.ChatterUserID)}
+		Whisper: c.whisperState()}
+	m.ReserveWhisper = func() chat.WhisperState { return c.reserveWhisper(m.UserID) }
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -3,8 +3,6 @@ package twitch
 import (
 	"sync"
 	"time"
-
-	"github.com/microdrop/microdrop/chat"
 )
 
 // whisperBook keeps Twitch's cap on whisper recipients: 40 distinct users
@@ -15,34 +13,24 @@ type whisperBook struct {
 	cap   int
 	day   time.Duration
 	now   func() time.Time
-	first map[string]time.Time // recipient -> first whisper within the day
+	first map[string]time.Time // recipient -> first whisper (or reservation) within the day
+	sent  map[string]struct{}  // recipients Twitch took a whisper for
 	full  time.Time            // when the cap was last found reached (logged once per day)
 	// capUntil: Twitch said the cap is reached; no new recipient before.
 	capUntil time.Time
 }
 
 func newWhisperBook(limit int, day time.Duration, now func() time.Time) *whisperBook {
-	return &whisperBook{cap: limit, day: day, now: now, first: make(map[string]time.Time)}
+	return &whisperBook{cap: limit, day: day, now: now, first: make(map[string]time.Time), sent: make(map[string]struct{})}
 }
 
 func (b *whisperBook) pruneLocked(now time.Time) {
 	for id, t := range b.first {
 		if now.Sub(t) >= b.day {
 			delete(b.first, id)
+			delete(b.sent, id)
 		}
 	}
-}
-
-// state says whether user can be whispered now, without taking a place.
-func (b *whisperBook) state(user string) chat.WhisperState {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	b.pruneLocked(now)
-	if _, ok := b.first[user]; ok || (len(b.first) < b.cap && !now.Before(b.capUntil)) {
-		return chat.WhisperAvailable
-	}
-	return chat.WhisperCapped
 }
 
 // take records a whisper to user; false when user would be a new recipient
@@ -66,11 +54,20 @@ func (b *whisperBook) take(user string) (ok, first bool) {
 	return true, false
 }
 
-// forget gives back a place taken for a whisper Twitch did not deliver.
-func (b *whisperBook) forget(user string, at time.Time) {
+// delivered records that Twitch took a whisper to user: the place is
+// used for the day.
+func (b *whisperBook) delivered(user string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if t, ok := b.first[user]; ok && t.Equal(at) {
+	b.sent[user] = struct{}{}
+}
+
+// forget gives back a place reserved for a whisper Twitch did not take
+// (unless an earlier whisper to the same user today went through).
+func (b *whisperBook) forget(user string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.sent[user]; !ok {
 		delete(b.first, user)
 	}
 }
