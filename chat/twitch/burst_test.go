@@ -70,11 +70,18 @@ func TestClaimBurstStaysUnderChatLimit(t *testing.T) {
 }
 
 // TestRepliesNeverDrawA429: 60 lines as fast as the limit lets them go,
-// through a server that counts at arrival. Every line arrives, in order,
-// and none is refused.
+// through a server that counts at arrival, with some lines slower on the
+// wire than others. Every line arrives, in order, and none is refused.
 func TestRepliesNeverDrawA429(t *testing.T) {
 	limit := twitchtest.Limit{Messages: 5, Per: 250 * time.Millisecond}
-	f, err := setup(t, twitchtest.Options{ChatLimit: limit},
+	// Some lines spend longer on the wire than others.
+	wire := func(n int) time.Duration {
+		if n%7 == 0 {
+			return 40 * time.Millisecond
+		}
+		return 0
+	}
+	f, err := setup(t, twitchtest.Options{ChatLimit: limit, ChatLatency: wire},
 		func(c *Config) { c.SendLimit = chat.Limit{Messages: limit.Messages, Per: limit.Per} })
 	if err != nil {
 		t.Fatal(err)
@@ -151,5 +158,35 @@ func TestClaimBurstWithWhisperCap(t *testing.T) {
 	}
 	if s := f.client.Stats(); s.WhisperCapped != 60 {
 		t.Fatalf("stats count %d capped whispers, want 60", s.WhisperCapped)
+	}
+}
+
+// TestRefusedLineIsRetried: when Twitch refuses a line anyway (its limit is
+// tighter than the one the client was given), the line is sent again once
+// Ratelimit-Reset passes, in order, and nothing is dropped.
+func TestRefusedLineIsRetried(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{ChatLimit: twitchtest.Limit{Messages: 3, Per: 300 * time.Millisecond}},
+		func(c *Config) { c.SendLimit = chat.Limit{Messages: 5, Per: 300 * time.Millisecond} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	for i := 0; i < n; i++ {
+		f.client.Outbox().Add(chat.Reply{Channel: "streamer", Text: fmt.Sprintf("line %d", i)})
+	}
+	st, err := f.srv.WaitFor(30*time.Second, func(st twitchtest.State) bool { return len(st.Sent) == n })
+	if err != nil {
+		t.Fatalf("%d of %d lines arrived (%d refused, %d dropped)", len(st.Sent), n, len(st.Refused), f.client.Outbox().Dropped())
+	}
+	for i, m := range st.Sent {
+		if m.Message != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d is %q", i, m.Message)
+		}
+	}
+	if f.client.Outbox().Dropped() != 0 {
+		t.Fatalf("%d lines dropped", f.client.Outbox().Dropped())
+	}
+	if len(st.Refused) == 0 {
+		t.Fatal("Twitch refused nothing: the test did not exercise the retry")
 	}
 }

@@ -11,8 +11,9 @@
 // when sent as application/json and their required fields must be there
 // (Create Stream Marker takes user_id from the body, never the query);
 // scopes are checked; Send Chat Message is counted at arrival over a
-// sliding window (20 per 30 s, 100 for the broadcaster or a moderator),
-// reported in Ratelimit-* headers and refused with 429 over it; Send
+// sliding window (20 per 30 s, 100 for the broadcaster or a moderator)
+// and refused with 429 over it, while the Ratelimit-* headers report only
+// the helix points bucket (800 per minute), as Twitch's do; Send
 // Whisper keeps 3 per second, 100 per minute and 40 new recipients a day;
 // authorization_revoked also voids the token.
 //

@@ -60,8 +60,18 @@ type Options struct {
 	// WhisperDay: Twitch's 40 per day when zero. A new recipient past it: 429.
 	WhisperRecipients int
 	WhisperDay        time.Duration
+	// HelixLimit is the helix rate-limit bucket every authenticated call
+	// draws on and the Ratelimit-* headers report: Twitch's 800 points
+	// per minute when zero. (Like Twitch, the headers say nothing of the
+	// chat limit: a client must count its chat lines itself.)
+	HelixLimit Limit
 	// Now is the server's clock for rate limits: time.Now when nil.
 	Now func() time.Time
+	// ChatLatency, when set, delays the nth Send Chat Message call (from 0)
+	// before it is counted: time on the wire, which varies from line to
+	// line and is why Twitch's count (at arrival) differs from a count
+	// kept when a line is sent.
+	ChatLatency func(n int) time.Duration
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -104,6 +114,8 @@ type Server struct {
 	clips       []*Clip
 	clipLookups int
 	chatWindow  *arrivals
+	helix       *arrivals // the points bucket behind Ratelimit-*
+	chatCalls   int
 	refused     []SentMessage // Send Chat Message calls answered 429
 	whisperWins []*arrivals
 	recipients  map[string]time.Time // whisper recipient -> first whisper in the current day
@@ -162,8 +174,11 @@ func New(tb testing.TB, opt Options) *Server {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.HelixLimit.Messages == 0 {
+		opt.HelixLimit = Limit{Messages: 800, Per: time.Minute}
+	}
 	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
-		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, recipients: make(map[string]time.Time)}
+		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, helix: &arrivals{l: opt.HelixLimit}, recipients: make(map[string]time.Time)}
 	for _, l := range opt.WhisperLimits {
 		s.whisperWins = append(s.whisperWins, &arrivals{l: l})
 	}
@@ -573,6 +588,15 @@ func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 			helixError(w, http.StatusUnauthorized, "Invalid OAuth token")
 			return
 		}
+		s.mu.Lock()
+		now := s.opt.Now()
+		ok := s.helix.take(now)
+		s.helix.headers(w, now)
+		s.mu.Unlock()
+		if !ok {
+			helixError(w, http.StatusTooManyRequests, "Too Many Requests")
+			return
+		}
 		next(w, r)
 	}
 }
@@ -699,15 +723,24 @@ func (s *Server) sendChat(w http.ResponseWriter, r *http.Request) {
 		helixError(w, http.StatusForbidden, "The sender is not permitted to send chat messages to the broadcaster's chat room")
 		return
 	}
-	if m.Message == "" || len([]rune(m.Message)) > 500 {
-		helixError(w, http.StatusBadRequest, "message must be 1 to 500 characters")
+	if m.Message == "" {
+		helixError(w, http.StatusBadRequest, "Missing required parameter: message")
 		return
+	}
+	if len([]rune(m.Message)) > 500 {
+		helixError(w, http.StatusUnprocessableEntity, "The message is too large")
+		return
+	}
+	if s.opt.ChatLatency != nil {
+		s.mu.Lock()
+		n := s.chatCalls
+		s.chatCalls++
+		s.mu.Unlock()
+		time.Sleep(s.opt.ChatLatency(n))
 	}
 	s.mu.Lock()
 	m.At = s.opt.Now()
-	ok := s.chatWindow.take(m.At)
-	s.chatWindow.headers(w, m.At)
-	if !ok {
+	if !s.chatWindow.take(m.At) {
 		s.refused = append(s.refused, m)
 		s.notifyLocked()
 		s.mu.Unlock()
