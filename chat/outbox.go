@@ -149,7 +149,6 @@ func NewOutbox(o OutboxOptions) *Outbox {
 	if o.Window == 0 {
 		o.Window = 250 * time.Millisecond
 	}
-
 	if o.MaxLen == 0 {
 		o.MaxLen = 500
 	}
