@@ -209,6 +209,10 @@ func parseOpen(f []string) (Command, error) {
 		case next <= wantPolicy && claims.Policy(strings.ToLower(w)).Valid():
 			c.Policy = claims.Policy(strings.ToLower(w))
 			next = wantCode
+		case next <= wantCode && claims.Policy(strings.ToLower(w)).Valid():
+			// "fcfs fcfs" is a slip, not the claim code FCFS: a drop nobody
+			// can claim without typing a policy name helps no one.
+			return Command{}, bad(CmdDrop, fmt.Sprintf("the policy is given twice (%q); a claim code cannot be fcfs, bucketed or raffle", clip(w)))
 		case next <= wantCode:
 			if !isCode(w) {
 				return Command{}, bad(CmdDrop, fmt.Sprintf("%q is not a price, a policy (fcfs, bucketed, raffle) or a claim code (3-16 letters or digits)", clip(w)))

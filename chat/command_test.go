@@ -75,6 +75,8 @@ func TestParseRejects(t *testing.T) {
 		{"!drop hoodie 50 90s MOON42 raffle", ErrBadArguments, "out of place"},
 		{"!drop hoodie 50 90s 25 raffle MOON42 extra", ErrBadArguments, "too many"},
 		{"!drop hoodie 50 90s x", ErrBadArguments, "claim code"},
+		{"!drop hoodie 5 90s fcfs fcfs", ErrBadArguments, "policy is given twice"},
+		{"!drop hoodie 5 90s 25 raffle Bucketed", ErrBadArguments, "policy is given twice"},
 		{"!drop close now", ErrBadArguments, "no arguments"},
 		{"!drop extend", ErrBadArguments, "usage"},
 		{"!drop extend forever", ErrBadArguments, "not a duration"},

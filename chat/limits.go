@@ -74,6 +74,41 @@ func (w *Window) Allow(now time.Time) bool {
 	return true
 }
 
+// Move re-times the latest event recorded at from to to (later): an
+// Outbox records a send when it decides on it, then moves it to when the
+// platform had certainly received it, since that is when the platform
+// counts it.
+func (w *Window) Move(from, to time.Time) {
+	for i := len(w.sent) - 1; i >= 0; i-- {
+		if w.sent[i].Equal(from) {
+			w.sent = append(w.sent[:i], w.sent[i+1:]...)
+			w.insert(to)
+			return
+		}
+	}
+}
+
+// Forget removes the latest event recorded at at: a send the platform
+// refused does not count against its limit.
+func (w *Window) Forget(at time.Time) {
+	for i := len(w.sent) - 1; i >= 0; i-- {
+		if w.sent[i].Equal(at) {
+			w.sent = append(w.sent[:i], w.sent[i+1:]...)
+			return
+		}
+	}
+}
+
+func (w *Window) insert(t time.Time) {
+	i := len(w.sent)
+	for i > 0 && w.sent[i-1].After(t) {
+		i--
+	}
+	w.sent = append(w.sent, time.Time{})
+	copy(w.sent[i+1:], w.sent[i:])
+	w.sent[i] = t
+}
+
 // Next is the earliest time an event will be allowed (now when it is).
 func (w *Window) Next(now time.Time) time.Time {
 	w.prune(now)

@@ -82,7 +82,37 @@ type Message struct {
 	// AccountCreated is when the chatter's account was made, when the
 	// platform told us (Twitch Get Users); zero when unknown.
 	AccountCreated time.Time
+	// Whisper says whether the platform can whisper this chatter now; the
+	// zero value is that it can.
+	Whisper WhisperState
+	// ReserveWhisper, when set, is called for a winner before the bot
+	// promises a whisper: it takes the chatter's place under the
+	// platform's recipient cap (Twitch: 40 new a day) and says whether a
+	// whisper can go, so the public line is right the first time.
+	ReserveWhisper func() WhisperState
 }
+
+// whisperState is whether a whisper to m's chatter can be promised,
+// reserving it where the platform counts recipients.
+func (m Message) whisperState() WhisperState {
+	if m.Whisper == WhisperAvailable && m.ReserveWhisper != nil {
+		return m.ReserveWhisper()
+	}
+	return m.Whisper
+}
+
+// WhisperState is whether a pickup code can reach a chatter by whisper.
+type WhisperState int
+
+const (
+	// WhisperAvailable: a whisper can be sent.
+	WhisperAvailable WhisperState = iota
+	// WhisperOff: the platform or the bot's token cannot whisper at all.
+	WhisperOff
+	// WhisperCapped: the platform's cap on new recipients is reached
+	// (Twitch: 40 a day) and this chatter is not one of them.
+	WhisperCapped
+)
 
 // Name is how replies mention the chatter.
 func (m Message) Name() string {

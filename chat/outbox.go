@@ -26,12 +26,12 @@ type Reply struct {
 	Tail    string `json:"-"`
 
 	// Private replies go to one user only (a whisper): UserID/Login say
-	// who; Masked is what to say in public instead when the platform
-	// cannot whisper.
-	Private bool   `json:"private,omitempty"`
-	UserID  string `json:"user_id,omitempty"`
-	Login   string `json:"login,omitempty"`
-	Masked  string `json:"-"`
+	// who; Fallback is what to say in public instead when the whisper
+	// cannot be sent (it never carries the secret, not even masked).
+	Private  bool   `json:"private,omitempty"`
+	UserID   string `json:"user_id,omitempty"`
+	Login    string `json:"login,omitempty"`
+	Fallback *Reply `json:"-"`
 }
 
 // Sender is what a platform adapter implements to deliver replies.
@@ -39,12 +39,27 @@ type Sender interface {
 	// Say posts a line in the channel's chat, threaded to replyTo if set.
 	Say(ctx context.Context, channel, text, replyTo string) error
 	// Whisper sends text to one user. ErrNoWhisper when the platform (or
-	// this account) cannot; the Outbox then says the reply's Masked text.
+	// this account) cannot; the Outbox then says the reply's Fallback.
 	Whisper(ctx context.Context, channel, userID, login, text string) error
 }
 
 // ErrNoWhisper is returned by a Sender that cannot whisper.
 var ErrNoWhisper = errors.New("chat: whispers are not available")
+
+// ErrRateLimited is what a RetryError wraps.
+var ErrRateLimited = errors.New("chat: the platform refused the line for its rate limit")
+
+// RetryError is returned by a Sender whose platform refused a line for its
+// rate limit (Twitch: 429): the Outbox sends the line again, first, once
+// At has passed, instead of dropping it.
+type RetryError struct {
+	At time.Time
+}
+
+func (e *RetryError) Error() string {
+	return ErrRateLimited.Error() + "; retry at " + e.At.UTC().Format(time.RFC3339Nano)
+}
+func (e *RetryError) Unwrap() error { return ErrRateLimited }
 
 // Limit is a platform's send limit: Messages per Per.
 type Limit struct {
@@ -64,25 +79,36 @@ type OutboxOptions struct {
 	// 250 ms when zero, so a chatter still hears back within a second.
 	Window time.Duration
 	// MaxAge drops public lines that waited longer than this behind the
-	// send limit (stale answers confuse more than they help): 30 s when zero.
+	// send limit (stale answers confuse more than they help): one and a
+	// half Say windows, at least 30 s, when zero (45.5 s for Twitch).
 	MaxAge time.Duration
 	// MaxLen is the platform's line limit in characters: 500 when zero.
 	MaxLen int
 	// MaxPending bounds the queue; beyond it new lines are dropped: 4096.
 	MaxPending int
-	Now        func() time.Time
-	Logger     *slog.Logger
+	// Margin widens the Say window beyond the platform's Per, against
+	// clock differences between us and the platform: Per/60 when zero
+	// (500 ms of Twitch's 30 s).
+	Margin time.Duration
+	// Retries bounds how often one line refused for the rate limit is sent
+	// again before it is dropped: 5 when zero.
+	Retries int
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Line is one send the Outbox decided on.
 type Line struct {
-	Channel string
-	Text    string
-	ReplyTo string
-	Private bool
-	UserID  string
-	Login   string
-	Masked  string
+	Channel  string
+	Text     string
+	ReplyTo  string
+	Private  bool
+	UserID   string
+	Login    string
+	Fallback *Reply
+
+	decided time.Time // when the Say window counted it
+	tries   int       // times refused for the rate limit
 }
 
 type pending struct {
@@ -104,6 +130,8 @@ type Outbox struct {
 	queue   []*pending          // public lines in arrival order
 	open    map[string]*pending // channel/group -> item still taking mentions
 	private []Line
+	retry   []Line    // public lines refused for the rate limit, sent first
+	hold    time.Time // no public line before this (the platform said so)
 	say     *Window
 	whisper []*Window
 	wake    chan struct{}
@@ -121,14 +149,22 @@ func NewOutbox(o OutboxOptions) *Outbox {
 	if o.Window == 0 {
 		o.Window = 250 * time.Millisecond
 	}
-	if o.MaxAge == 0 {
-		o.MaxAge = 30 * time.Second
-	}
 	if o.MaxLen == 0 {
 		o.MaxLen = 500
 	}
 	if o.MaxPending == 0 {
 		o.MaxPending = 4096
+	}
+	if o.Margin == 0 {
+		o.Margin = o.Say.Per / 60
+	}
+	if o.Retries == 0 {
+		o.Retries = 5
+	}
+	if o.MaxAge == 0 {
+		// Longer than one full Say window: a line that had to wait for the
+		// window to pass must still go out when it passes.
+		o.MaxAge = max(30*time.Second, o.Say.Per+o.Margin+o.Say.Per/2)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -137,7 +173,7 @@ func NewOutbox(o OutboxOptions) *Outbox {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Outbox{opt: o, log: o.Logger.With("component", "chat.outbox"), open: make(map[string]*pending),
-		say: NewWindow(o.Say.Messages, o.Say.Per), wake: make(chan struct{}, 1)}
+		say: NewWindow(o.Say.Messages, o.Say.Per+o.Margin), wake: make(chan struct{}, 1)}
 	for _, l := range o.Whisper {
 		b.whisper = append(b.whisper, NewWindow(l.Messages, l.Per))
 	}
@@ -158,7 +194,7 @@ func (b *Outbox) Add(rs ...Reply) {
 				continue
 			}
 			b.private = append(b.private, Line{Channel: r.Channel, Text: r.Text, Private: true,
-				UserID: r.UserID, Login: r.Login, Masked: r.Masked})
+				UserID: r.UserID, Login: r.Login, Fallback: r.Fallback})
 			continue
 		}
 		if r.Group != "" {
@@ -205,7 +241,25 @@ func (b *Outbox) Dropped() int {
 func (b *Outbox) Pending() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.queue) + len(b.private)
+	return len(b.queue) + len(b.private) + len(b.retry)
+}
+
+// Hold keeps public lines back until t: the platform said its limit has
+// no room before then (Twitch: Ratelimit-Remaining 0 until
+// Ratelimit-Reset). A hold never lasts longer than one Say window.
+func (b *Outbox) Hold(t time.Time) {
+	b.mu.Lock()
+	if limit := b.opt.Now().Add(b.opt.Say.Per + b.opt.Margin); t.After(limit) {
+		t = limit
+	}
+	if t.After(b.hold) {
+		b.hold = t
+	}
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Due takes the lines that may be sent at now, under the send limits, and
@@ -218,9 +272,25 @@ func (b *Outbox) Due(now time.Time) ([]Line, time.Duration) {
 		out = append(out, b.private[0])
 		b.private = b.private[1:]
 	}
-	keep := b.queue[:0]
 	var next time.Time
-	limited := false
+	limited := now.Before(b.hold)
+	if limited {
+		next = b.hold
+	}
+	for len(b.retry) > 0 && !limited {
+		if !b.say.Allow(now) {
+			limited = true
+			break
+		}
+		l := b.retry[0]
+		b.retry = b.retry[1:]
+		l.decided = now
+		out = append(out, l)
+	}
+	if len(b.retry) > 0 {
+		limited = true
+	}
+	keep := b.queue[:0]
 	for _, p := range b.queue {
 		if now.Sub(p.at) > b.opt.MaxAge {
 			b.close(p)
@@ -239,11 +309,13 @@ func (b *Outbox) Due(now time.Time) ([]Line, time.Duration) {
 			continue
 		}
 		b.close(p)
-		out = append(out, b.render(p))
+		l := b.render(p)
+		l.decided = now
+		out = append(out, l)
 	}
 	clear(b.queue[len(keep):])
 	b.queue = keep
-	if limited {
+	if limited && !now.Before(b.hold) {
 		next = earliest(next, b.say.Next(now))
 	}
 	if len(b.private) > 0 {
@@ -336,8 +408,13 @@ func (b *Outbox) Run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		lines, wait := b.Due(b.opt.Now())
+		held := false
 		for _, l := range lines {
-			b.send(ctx, l)
+			if held && !l.Private {
+				b.requeue(l) // the platform just said no: do not spend a line finding out again
+				continue
+			}
+			held = b.done(l, b.send(ctx, l)) || held
 		}
 		if wait == 0 {
 			wait = time.Hour
@@ -352,24 +429,69 @@ func (b *Outbox) Run(ctx context.Context) {
 	}
 }
 
-func (b *Outbox) send(ctx context.Context, l Line) {
+func (b *Outbox) send(ctx context.Context, l Line) error {
 	if b.opt.Sender == nil {
-		return
+		return nil
 	}
 	if l.Private {
 		err := b.opt.Sender.Whisper(ctx, l.Channel, l.UserID, l.Login, l.Text)
 		if err == nil {
-			return
+			return nil
 		}
 		if !errors.Is(err, ErrNoWhisper) {
 			b.log.Warn("whisper failed; replying in public instead", "user", l.UserID, "err", err)
 		}
-		if l.Masked != "" {
-			b.Add(Reply{Channel: l.Channel, Text: l.Masked})
+		if l.Fallback != nil {
+			b.Add(*l.Fallback)
 		}
-		return
+		return nil
 	}
-	if err := b.opt.Sender.Say(ctx, l.Channel, l.Text, l.ReplyTo); err != nil {
+	return b.opt.Sender.Say(ctx, l.Channel, l.Text, l.ReplyTo)
+}
+
+// done settles a public line's place in the Say window. The platform
+// counts a line when it arrives, which is after we decided to send it and
+// no later than its answer: the line is counted from the answer, so the
+// next line the window lets through can never arrive inside the span of
+// the one it replaces. A line refused for the rate limit is not counted
+// and goes first again once the platform's reset has passed.
+func (b *Outbox) done(l Line, err error) (held bool) {
+	if l.Private {
+		return false
+	}
+	now := b.opt.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var re *RetryError
+	if errors.As(err, &re) {
+		b.say.Forget(l.decided)
+		if l.tries++; l.tries > b.opt.Retries {
+			b.dropped++
+			b.log.Warn("chat line dropped after repeated rate-limit refusals", "channel", l.Channel, "tries", l.tries)
+			return true
+		}
+		b.retry = append(b.retry, l)
+		at := re.At
+		if limit := now.Add(b.opt.Say.Per + b.opt.Margin); at.After(limit) {
+			at = limit
+		}
+		if at.After(b.hold) {
+			b.hold = at
+		}
+		b.log.Info("chat line refused for the rate limit; sending it again", "channel", l.Channel, "at", at)
+		return true
+	}
+	b.say.Move(l.decided, now)
+	if err != nil {
 		b.log.Warn("send chat message", "channel", l.Channel, "err", err)
 	}
+	return false
+}
+
+// requeue puts back a line decided on but not sent.
+func (b *Outbox) requeue(l Line) {
+	b.mu.Lock()
+	b.say.Forget(l.decided)
+	b.retry = append(b.retry, l)
+	b.mu.Unlock()
 }

@@ -191,11 +191,11 @@ func (s *recSender) snapshot() (said, whispers []string) {
 	return append([]string(nil), s.said...), append([]string(nil), s.whispers...)
 }
 
-func TestOutboxMaskedFallback(t *testing.T) {
+func TestOutboxWhisperFallback(t *testing.T) {
 	clk := newClock()
 	s := &recSender{noWhisp: true}
 	b := NewOutbox(OutboxOptions{Now: clk.Now, Sender: s})
-	b.Add(Reply{Channel: "ch", Private: true, UserID: "1", Text: "code ABCD-1234", Masked: "@a your code ends in …1234"})
+	b.Add(Reply{Channel: "ch", Private: true, UserID: "1", Text: "code ABCD-1234", Fallback: &Reply{Channel: "ch", Text: "@a your code is on the claim page"}})
 	lines, _ := b.Due(clk.Now())
 	for _, l := range lines {
 		b.send(context.Background(), l)
@@ -205,7 +205,89 @@ func TestOutboxMaskedFallback(t *testing.T) {
 		b.send(context.Background(), l)
 	}
 	said, _ := s.snapshot()
-	if len(said) != 1 || said[0] != "@a your code ends in …1234" {
+	if len(said) != 1 || said[0] != "@a your code is on the claim page" {
 		t.Fatalf("said %q", said)
+	}
+}
+
+// arrivalLimit is a platform that counts a line when it arrives, over a
+// sliding window, and refuses one over the limit with a RetryError.
+type arrivalLimit struct {
+	n   int
+	per time.Duration
+	at  []time.Time
+}
+
+func (a *arrivalLimit) arrive(t time.Time) error {
+	keep := a.at[:0]
+	for _, x := range a.at {
+		if x.After(t.Add(-a.per)) {
+			keep = append(keep, x)
+		}
+	}
+	a.at = keep
+	if len(a.at) >= a.n {
+		return &RetryError{At: a.at[0].Add(a.per)}
+	}
+	a.at = append(a.at, t)
+	return nil
+}
+
+// TestOutboxCountsLikeThePlatform drives the Outbox's core with a clock
+// that moves while each line travels: a line arrives some time after the
+// Outbox decided on it (more for some lines than others), and the
+// platform counts it then. The Outbox never sends a line the platform
+// refuses, and a refused line (here forced once) is sent again, not lost.
+func TestOutboxCountsLikeThePlatform(t *testing.T) {
+	clk := newClock()
+	lim := Limit{Messages: 20, Per: 30 * time.Second}
+	b := NewOutbox(OutboxOptions{Now: clk.Now, Say: lim, MaxAge: time.Hour})
+	p := &arrivalLimit{n: lim.Messages, per: lim.Per}
+	const n = 200
+	for i := 0; i < n; i++ {
+		b.Add(Reply{Channel: "ch", Text: fmt.Sprintf("line %d", i)})
+	}
+	latency := []time.Duration{40 * time.Millisecond, 2 * time.Millisecond, 15 * time.Millisecond, 1 * time.Millisecond}
+	var got []string
+	refused, forced := 0, false
+	for step := 0; len(got) < n && step < 100000; step++ {
+		lines, wait := b.Due(clk.Now())
+		for i, l := range lines {
+			lat := latency[(len(got)+i)%len(latency)]
+			clk.Add(lat / 2)
+			err := p.arrive(clk.Now())
+			if err == nil && !forced && len(got) == 50 {
+				// The platform refuses a line anyway (its count and ours
+				// differ): it must come back.
+				p.at = p.at[:len(p.at)-1]
+				err, forced = &RetryError{At: clk.Now().Add(time.Second)}, true
+			} else if err != nil {
+				refused++
+			}
+			clk.Add(lat / 2)
+			if err == nil {
+				got = append(got, l.Text)
+			}
+			b.done(l, err)
+		}
+		if len(lines) == 0 {
+			if wait == 0 {
+				wait = time.Millisecond
+			}
+			clk.Add(wait)
+		}
+	}
+	if refused != 0 {
+		t.Fatalf("the platform refused %d lines the Outbox sent", refused)
+	}
+	if len(got) != n || b.Dropped() != 0 {
+		t.Fatalf("%d of %d lines arrived, %d dropped", len(got), n, b.Dropped())
+	}
+	seen := map[string]bool{}
+	for _, g := range got {
+		seen[g] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct lines of %d", len(seen), n)
 	}
 }

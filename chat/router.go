@@ -35,6 +35,10 @@ type Deps struct {
 	HelpEvery time.Duration
 	// Users bounds the per-user state kept (LRU): 100 000 when zero.
 	Users int
+	// ClaimURL is the claim page of a drop (the public URL's /c/{drop}),
+	// where a winner who cannot be whispered signs in to see the pickup
+	// code: a relative /c/{drop} when nil.
+	ClaimURL func(dropID string) string
 }
 
 // Router turns chat commands into calls on the claims service and replies.
@@ -48,6 +52,7 @@ type Router struct {
 	rules     map[string]Rule
 	gate      *gate
 	helpEvery time.Duration
+	claimURL  func(dropID string) string
 
 	mu    sync.Mutex
 	ended map[string]endedDrop // channel -> its last drop, looked up at
@@ -118,6 +123,9 @@ func NewRouter(d Deps) (*Router, error) {
 	if d.Users == 0 {
 		d.Users = 100_000
 	}
+	if d.ClaimURL == nil {
+		d.ClaimURL = func(id string) string { return "/c/" + id }
+	}
 	rules := DefaultRules()
 	for cmd, role := range d.Permissions {
 		r, ok := rules[cmd]
@@ -139,7 +147,7 @@ func NewRouter(d Deps) (*Router, error) {
 		rules[cmd] = r
 	}
 	return &Router{claims: d.Claims, bus: d.Bus, log: d.Logger.With("component", "chat"), now: d.Now,
-		prefix: d.Prefix, rules: rules, ended: make(map[string]endedDrop), gate: newGate(d.UserRate, d.UserBurst, d.Users), helpEvery: d.HelpEvery}, nil
+		prefix: d.Prefix, rules: rules, ended: make(map[string]endedDrop), gate: newGate(d.UserRate, d.UserBurst, d.Users), helpEvery: d.HelpEvery, claimURL: d.ClaimURL}, nil
 }
 
 // Prefix is the command prefix.
@@ -267,8 +275,18 @@ func (r *Router) failed(m Message, what string, err error) Reply {
 }
 
 func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
+	// Right after a drop ends the channel has no live drop, and a claim by
+	// channel would be decided (and counted in /api/stats and /metrics) as
+	// not_open; naming the drop that just ended lets the service say
+	// sold_out or closed, as it does for a claim sent to the API.
+	dropID := ""
+	if _, live := r.claims.Live(m.Channel); !live {
+		if d := r.recent(ctx, m.Channel); d != nil {
+			dropID = d.ID
+		}
+	}
 	res, err := r.claims.Claim(ctx, claims.ClaimRequest{
-		Channel: m.Channel,
+		Channel: m.Channel, DropID: dropID,
 		Viewer: claims.Viewer{UserID: m.UserID, Login: m.Login, Subscriber: m.Role >= Subscriber,
 			AccountCreated: m.AccountCreated},
 		Code: c.Code,
@@ -292,6 +310,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
 			}
+		case claims.ReasonClosed:
+			if d := r.recent(ctx, m.Channel); d != nil {
+				msg = "the " + d.Title + " drop has closed"
+			}
 		case claims.ReasonNotOpen:
 			// Right after a drop ends, say how it ended rather than "no drop".
 			if d := r.recent(ctx, m.Channel); d != nil {
@@ -312,9 +334,14 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	}
 	switch res.Outcome {
 	case claims.OutcomeWon:
+		if ws := m.whisperState(); ws != WhisperAvailable {
+			// No whisper, so no code in chat either (not even masked): the
+			// claim page shows it to the signed-in winner.
+			return []Reply{r.onClaimPage(m, res.DropID, "won "+title, ws)}
+		}
 		return []Reply{
 			r.grouped(m, "won:"+res.DropID, "won "+title+" — check your whispers for the pickup code"),
-			r.pickup(m, title, res.Token, res.ExpiresAt),
+			r.pickup(m, res.DropID, title, res.Token, res.ExpiresAt),
 		}
 	case claims.OutcomeEntered:
 		return []Reply{r.grouped(m, "entered:"+res.DropID, "you're in the "+title+" raffle — winners are drawn at close")}
@@ -322,15 +349,26 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	return []Reply{r.grouped(m, "outcome:"+res.Outcome, res.Outcome)}
 }
 
-// pickup is the private reply carrying a pickup token, with a masked public
-// fallback for platforms that cannot whisper.
-func (r *Router) pickup(m Message, title, token string, expires time.Time) Reply {
+// pickup is the private reply carrying a pickup token. When the whisper
+// cannot be sent after all (the platform's daily cap, a bot account
+// without a verified phone), the winner is pointed to the claim page.
+func (r *Router) pickup(m Message, dropID, title, token string, expires time.Time) Reply {
 	text := fmt.Sprintf("You won %s! Your pickup code: %s", title, token)
 	if !expires.IsZero() {
 		text += " (valid until " + expires.UTC().Format("2006-01-02") + ")"
 	}
-	return Reply{Channel: m.Channel, Private: true, UserID: m.UserID, Login: m.Login, Text: text,
-		Masked: fmt.Sprintf("@%s your %s pickup code ends in %s — open the claim page to see it all", m.Name(), title, Mask(token))}
+	fb := r.onClaimPage(m, dropID, "won "+title, WhisperOff)
+	return Reply{Channel: m.Channel, Private: true, UserID: m.UserID, Login: m.Login, Text: text, Fallback: &fb}
+}
+
+// onClaimPage is the public line for a winner the bot cannot whisper:
+// where the code is, and, when the platform's cap is why, that it is.
+func (r *Router) onClaimPage(m Message, dropID, what string, why WhisperState) Reply {
+	tail := what + " — get your pickup code on the claim page: " + r.claimURL(dropID)
+	if why == WhisperCapped {
+		tail = what + " — today's whisper limit is reached, so get your pickup code on the claim page: " + r.claimURL(dropID)
+	}
+	return r.grouped(m, fmt.Sprintf("page:%d:%s:%s", why, dropID, what), tail)
 }
 
 // Mask shows only the last four characters of a secret.
@@ -392,14 +430,20 @@ func (r *Router) myToken(ctx context.Context, m Message) []Reply {
 	for _, p := range ps {
 		switch {
 		case p.Outcome == claims.OutcomeWon && p.Token != "" && !p.Redeemed:
-			out = append(out, r.pickup(m, p.Title, p.Token, p.ExpiresAt))
+			out = append(out, r.pickup(m, d.ID, p.Title, p.Token, p.ExpiresAt))
 		case p.Outcome == claims.OutcomeEntered:
 			entered = true
 		}
 	}
+	ws := WhisperAvailable
+	if len(out) > 0 {
+		ws = m.whisperState()
+	}
 	switch {
+	case len(out) > 0 && ws != WhisperAvailable:
+		out = []Reply{r.onClaimPage(m, d.ID, "your "+d.Title+" pickup code can't be whispered", ws)}
 	case len(out) > 0:
-		out = append([]Reply{r.grouped(m, "mytoken:"+d.ID, "sent your "+d.Title+" pickup code by whisper")}, out...)
+		out = append([]Reply{r.grouped(m, "mytoken:"+d.ID, "sending your "+d.Title+" pickup code by whisper")}, out...)
 	case entered:
 		out = append(out, r.to(m, "you're in the "+d.Title+" raffle; winners are drawn at close"))
 	default:

@@ -81,8 +81,8 @@ func TestRouterDropLifecycle(t *testing.T) {
 		t.Fatalf("win: %s", texts(got))
 	}
 	token := strings.Fields(strings.SplitN(got[1].Text, "pickup code: ", 2)[1])[0]
-	if !strings.Contains(got[1].Masked, Mask(token)) || strings.Contains(got[1].Masked, token) {
-		t.Fatalf("masked fallback %q leaks or lacks the code", got[1].Masked)
+	if fb := got[1].Fallback; fb == nil || strings.Contains(fb.Text, Mask(token)) || !strings.Contains(fb.Text, "/c/"+d.ID) {
+		t.Fatalf("whisper fallback %+v shows (part of) the code or lacks the claim page", fb)
 	}
 
 	got = r.Handle(ctx, viewer(1, "!claim"))
@@ -322,5 +322,127 @@ func TestRouterRaffle(t *testing.T) {
 	}
 	if got := r.Handle(ctx, viewer(1, "!mytoken")); len(got) != 1 || !strings.Contains(got[0].Text, "raffle") {
 		t.Fatalf("mytoken while entered: %s", texts(got))
+	}
+}
+
+func rejections(svc *claims.Service) map[string]int64 {
+	out := map[string]int64{}
+	for _, c := range svc.Metrics().Rejections() {
+		out[c.Name] = int64(c.Count)
+	}
+	return out
+}
+
+// TestRouterClaimAfterSellOutCountsSoldOut: a !claim after the last unit
+// went is counted as sold_out, as the API path counts it, not not_open.
+func TestRouterClaimAfterSellOutCountsSoldOut(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop open mug 1 1m"))
+	r.Handle(ctx, viewer(1, "!claim"))
+	clk.Add(2 * time.Second)
+	if _, ok := r.claims.Live("chan"); ok {
+		// The runner retires a sold-out drop; wait for it as a viewer would.
+		deadline := time.Now().Add(5 * time.Second)
+		for ok && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			_, ok = r.claims.Live("chan")
+		}
+	}
+	got := r.Handle(ctx, viewer(2, "!claim"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "sold out") {
+		t.Fatalf("late claim: %s", texts(got))
+	}
+	rej := rejections(r.claims)
+	if rej[claims.ReasonSoldOut] != 1 || rej[claims.ReasonNotOpen] != 0 {
+		t.Fatalf("rejections %v, want one sold_out and no not_open", rej)
+	}
+}
+
+// TestRouterStageMessageNamesOnlyWhoIsAdmitted: a stage for old accounts
+// only does not tell a young account it is for subscribers.
+func TestRouterStageMessageNamesOnlyWhoIsAdmitted(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	_, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan", SKU: "tee", Stock: 5, Duration: claims.Duration(time.Minute),
+		Stages: []claims.Stage{{Offset: 0, Cap: 1, Eligible: claims.Eligibility{MinAccountAgeDays: 30}},
+			{Offset: claims.Duration(10 * time.Second), Cap: 1, Eligible: claims.Eligibility{Everyone: true}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := viewer(1, "!claim")
+	m.Role = Subscriber
+	m.AccountCreated = clk.Now().Add(-2 * 24 * time.Hour)
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || !strings.Contains(got[0].Text, "for accounts older than 30 days") || strings.Contains(got[0].Text, "subscribers") {
+		t.Fatalf("young account in an age-only stage: %s", texts(got))
+	}
+}
+
+// TestRouterWinnerWithoutWhispers: where whispers are unavailable the
+// winner line points to the claim page, no code (masked or not) is said
+// in chat, and !mytoken does not claim to have whispered.
+func TestRouterWinnerWithoutWhispers(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{ClaimURL: func(id string) string { return "https://drops.example/c/" + id }})
+	r.Handle(ctx, mod("!drop hoodie 5 90s"))
+	d, _ := r.claims.Live("chan")
+	b := NewOutbox(OutboxOptions{Now: clk.Now})
+	for i := 1; i <= 3; i++ {
+		m := viewer(i, "!claim")
+		m.Whisper = WhisperOff
+		if i == 3 {
+			m.Whisper = WhisperCapped
+		}
+		rs := r.Handle(ctx, m)
+		for _, rep := range rs {
+			if rep.Private || strings.Contains(rep.Text, "…") || strings.Contains(rep.Text, "whispers for") {
+				t.Fatalf("reply %+v without whispers", rep)
+			}
+		}
+		b.Add(rs...)
+	}
+	clk.Add(time.Second)
+	lines, _ := b.Due(clk.Now())
+	var public []string
+	for _, l := range lines {
+		public = append(public, l.Text)
+	}
+	want := []string{
+		"@viewer1, @viewer2 won hoodie — get your pickup code on the claim page: https://drops.example/c/" + d.ID,
+		"@viewer3 won hoodie — today's whisper limit is reached, so get your pickup code on the claim page: https://drops.example/c/" + d.ID,
+	}
+	if strings.Join(public, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lines:\n%s\nwant:\n%s", strings.Join(public, "\n"), strings.Join(want, "\n"))
+	}
+	clk.Add(time.Minute)
+	m := viewer(1, "!mytoken")
+	m.Whisper = WhisperOff
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || got[0].Private || strings.Contains(got[0].Text, "by whisper") || !strings.Contains(got[0].Text, "/c/"+d.ID) {
+		t.Fatalf("mytoken without whispers: %s", texts(got))
+	}
+}
+
+// TestRouterReservesWhisperForWinnersOnly: the platform's recipient cap is
+// asked only when a whisper is to be promised, and its answer decides the
+// public line.
+func TestRouterReservesWhisperForWinnersOnly(t *testing.T) {
+	ctx := context.Background()
+	r, _, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop mug 1 90s"))
+	asked := 0
+	reserve := func() WhisperState { asked++; return WhisperCapped }
+	m := viewer(1, "!claim")
+	m.ReserveWhisper = reserve
+	got := r.Handle(ctx, m)
+	if len(got) != 1 || got[0].Private || !strings.Contains(got[0].Text, "today's whisper limit is reached") || asked != 1 {
+		t.Fatalf("capped winner: %s (asked %d)", texts(got), asked)
+	}
+	m = viewer(2, "!claim")
+	m.ReserveWhisper = reserve
+	r.Handle(ctx, m) // sold out: no whisper to promise
+	if asked != 1 {
+		t.Fatalf("the cap was asked for a loser (%d times)", asked)
 	}
 }

@@ -473,10 +473,7 @@ func (dc *decider) check(cr *claimReq) error {
 	if st := d.stageAt(cr.at); st != nil {
 		limit = st.Cap
 		if !eligible(st.Eligible, cr.req.Viewer, cr.at) {
-			msg := "this stage of the drop is for subscribers"
-			if st.Eligible.MinAccountAgeDays > 0 {
-				msg = fmt.Sprintf("this stage of the drop is for subscribers or accounts older than %d days", st.Eligible.MinAccountAgeDays)
-			}
+			msg := "this stage of the drop is for " + stageAudience(st.Eligible)
 			if next := d.nextOpenStage(cr.at); !next.IsZero() {
 				msg += fmt.Sprintf("; everyone can claim in %s", next.Sub(cr.at).Round(time.Second))
 			}
@@ -492,6 +489,19 @@ func (dc *decider) check(cr *claimReq) error {
 		return reject(microdrop.ECONFLICT, ReasonOverCap, fmt.Sprintf("you already have %d, the most allowed right now", held))
 	}
 	return nil
+}
+
+// stageAudience names who a stage admits, naming only what it admits.
+func stageAudience(e Eligibility) string {
+	switch {
+	case e.Subscribers && e.MinAccountAgeDays > 0:
+		return fmt.Sprintf("subscribers or accounts older than %d days", e.MinAccountAgeDays)
+	case e.MinAccountAgeDays > 0:
+		return fmt.Sprintf("accounts older than %d days", e.MinAccountAgeDays)
+	case e.Subscribers:
+		return "subscribers"
+	}
+	return "no one yet"
 }
 
 func eligible(e Eligibility, v Viewer, at time.Time) bool {

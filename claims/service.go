@@ -468,6 +468,7 @@ type Redemption struct {
 	SKU        string    `json:"sku"`
 	Title      string    `json:"title"`
 	UserID     string    `json:"user_id"`
+	Login      string    `json:"login,omitempty"`
 	Unit       int       `json:"unit"`
 	RedeemedAt time.Time `json:"redeemed_at"`
 }
@@ -485,7 +486,8 @@ func (s *Service) Redeem(ctx context.Context, text string) (Redemption, error) {
 		s.metrics.redeem(err)
 		switch {
 		case errors.Is(err, ErrTokenUsed):
-			return Redemption{}, &microdrop.Error{Code: microdrop.ECONFLICT, Message: "this pickup code was already redeemed at " + e.Redeemed.UTC().Format(time.RFC3339), Err: ErrTokenUsed}
+			// The desk says when, in its own time zone, and to whom.
+			return Redemption{DropID: e.DropID, UserID: e.UserID, Login: e.Login, Unit: e.Unit, RedeemedAt: e.Redeemed}, &microdrop.Error{Code: microdrop.ECONFLICT, Message: "this pickup code was already redeemed at " + e.Redeemed.UTC().Format(time.RFC3339), Err: ErrTokenUsed}
 		case errors.Is(err, ErrTokenExpired):
 			return Redemption{}, &microdrop.Error{Code: microdrop.EFORBIDDEN, Message: "this pickup code expired at " + e.ExpiresAt.UTC().Format(time.RFC3339), Err: ErrTokenExpired}
 		case errors.Is(err, ErrTokenUnknown):
@@ -498,7 +500,7 @@ func (s *Service) Redeem(ctx context.Context, text string) (Redemption, error) {
 	if err != nil {
 		return Redemption{}, err
 	}
-	red := Redemption{Token: tok, DropID: d.ID, SKU: d.SKU, Title: d.Title, UserID: e.UserID, Unit: e.Unit, RedeemedAt: e.Redeemed}
+	red := Redemption{Token: tok, DropID: d.ID, SKU: d.SKU, Title: d.Title, UserID: e.UserID, Login: e.Login, Unit: e.Unit, RedeemedAt: e.Redeemed}
 	s.publish(microdrop.Event{Kind: microdrop.Redeemed, Channel: d.Channel, DropID: d.ID, At: e.Redeemed,
 		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: "redeemed", Units: e.Unit}})
 	return red, nil

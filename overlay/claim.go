@@ -170,10 +170,26 @@ func (s *Server) redeemSubmit(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("redeem failed", "err", err)
 		}
 		v.Error, v.ErrorKind = microdrop.ErrorMessage(err), refusalKind(err)
+		if errors.Is(err, claims.ErrTokenUsed) && !red.RedeemedAt.IsZero() {
+			v.Error = "this pickup code was already redeemed at " + deskTime(red.RedeemedAt) + " (winner " + winner(red) + ")"
+		}
 		render(w, r, microdrop.StatusOf(code), templates.RedeemPage(v))
 		return
 	}
-	v.Done = &templates.RedeemDone{Title: red.Title, SKU: red.SKU, UserID: red.UserID, Unit: red.Unit,
-		DropID: red.DropID, RedeemedAt: red.RedeemedAt.Local().Format("15:04:05")}
+	v.Done = &templates.RedeemDone{Title: red.Title, SKU: red.SKU, UserID: red.UserID, Login: winner(red), Unit: red.Unit,
+		DropID: red.DropID, RedeemedAt: deskTime(red.RedeemedAt)}
 	render(w, r, http.StatusOK, templates.RedeemPage(v))
+}
+
+// deskTime is how the desk shows a moment: the desk's local time, 24-hour
+// like every time on the dashboard, with the day.
+func deskTime(t time.Time) string { return t.Local().Format("Mon 2 Jan 15:04:05") }
+
+// winner names the viewer as chat knows them, not by the internal id
+// ("local-chatfan"); the id only when no login was recorded.
+func winner(r claims.Redemption) string {
+	if r.Login != "" {
+		return r.Login
+	}
+	return r.UserID
 }

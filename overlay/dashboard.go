@@ -122,6 +122,10 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	if s.streams != nil {
 		v.Streams = s.streams()
 	}
+	if s.alerts != nil {
+		v.Alerts = s.alerts()
+	}
+	v.RTSPURL, v.WHIPURL = s.publish[0], s.publish[1]
 	return v
 }
 

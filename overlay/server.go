@@ -54,6 +54,11 @@ type Deps struct {
 	// Streams, when set, lists the published media streams for the
 	// dashboard (the media path owns them; the overlay only shows them).
 	Streams func() []templates.DashboardStream
+	// Alerts, when set, lists problems for a banner on the dashboard.
+	Alerts func() []templates.DashboardAlert
+	// PublishRTSP and PublishWHIP are where to publish the programme, for
+	// the dashboard's hint (PublishRTSP empty: RTSP is off).
+	PublishRTSP, PublishWHIP string
 	// AllowedOrigins are extra origins (scheme://host[:port]) whose pages may
 	// open the overlay WebSocket; the service's own origin always may.
 	AllowedOrigins []string
@@ -72,6 +77,8 @@ type Server struct {
 	channels  []string
 	grace     time.Duration
 	streams   func() []templates.DashboardStream
+	alerts    func() []templates.DashboardAlert
+	publish   [2]string // RTSP and WHIP URL for the dashboard's hint
 	profile   string
 	origins   []string
 	hub       *Hub
@@ -141,7 +148,7 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
-		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, profile: d.CueProfile,
+		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
 		origins: d.AllowedOrigins,
 		hub:     newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:   newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),

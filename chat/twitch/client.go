@@ -15,6 +15,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nicklaw5/helix/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/chat"
@@ -75,6 +76,25 @@ type Config struct {
 	Dedupe int
 	// Backoff caps the wait between reconnect attempts: 30 s when zero.
 	Backoff time.Duration
+	// OnClip is told of each Twitch clip made for a !clip once Twitch lists
+	// it (so the editor can link it when no local highlight does).
+	OnClip func(context.Context, PlatformClip)
+	// ClipShare: a clip asked for within this long of the last one is the
+	// same clip (5 s when zero). ClipPoll and ClipTimeout pace the wait
+	// for Twitch to list a new clip: 1 s and 15 s, as Twitch advises.
+	ClipShare, ClipPoll, ClipTimeout time.Duration
+	// ValidateEvery is how often the token is validated after Start:
+	// hourly, as Twitch requires, when zero.
+	ValidateEvery time.Duration
+	// Registerer gets the client's metrics (revocations, chat up, token
+	// validations); none when nil.
+	Registerer prometheus.Registerer
+	// WhisperLimits override Send Whisper's 3 per second and 100 per minute.
+	WhisperLimits []chat.Limit
+	// WhisperRecipients overrides Twitch's 40 new whisper recipients per
+	// WhisperDay (24 h).
+	WhisperRecipients int
+	WhisperDay        time.Duration
 }
 
 // Stats count what the client has seen.
@@ -85,6 +105,9 @@ type Stats struct {
 	Notifications int64 // chat notifications received
 	Duplicates    int64 // notifications ignored as already seen
 	Revocations   int64
+	// WhisperCapped counts whispers not sent because Twitch's daily cap on
+	// new recipients was reached (those winners were sent to the claim page).
+	WhisperCapped int64
 }
 
 // Client is a running Twitch connection.
@@ -93,6 +116,7 @@ type Client struct {
 	log      *slog.Logger
 	api      *helix.Client
 	apiMu    sync.Mutex // helix.Client is not safe for concurrent use
+	tokenMu  sync.Mutex // guards cfg.UserToken and cfg.RefreshToken after Start
 	outbox   *chat.Outbox
 	users    *userCache
 	seen     *lru.Cache[string, struct{}]
@@ -103,8 +127,13 @@ type Client struct {
 	scopes   map[string]bool
 	limit    chat.Limit
 
-	connects, reconnects, deadLinks, notifications, duplicates, revocations atomic.Int64
-	revoked                                                                 chan string
+	whispers *whisperBook
+	health   *health
+	clipMu   sync.Mutex // one Create Clip at a time, so one moment is one clip
+	lastClip madeClip
+
+	connects, reconnects, deadLinks, notifications, duplicates, revocations, whisperCapped atomic.Int64
+	revoked                                                                                chan string
 
 	ctx    context.Context // lives until Close: message handling outlives sessions
 	cancel context.CancelFunc
@@ -146,6 +175,24 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Backoff == 0 {
 		cfg.Backoff = 30 * time.Second
 	}
+	if cfg.ClipShare == 0 {
+		cfg.ClipShare = 5 * time.Second
+	}
+	if cfg.ClipPoll == 0 {
+		cfg.ClipPoll = time.Second
+	}
+	if cfg.ClipTimeout == 0 {
+		cfg.ClipTimeout = 15 * time.Second
+	}
+	if cfg.ValidateEvery == 0 {
+		cfg.ValidateEvery = time.Hour
+	}
+	if cfg.WhisperRecipients == 0 {
+		cfg.WhisperRecipients = 40
+	}
+	if cfg.WhisperDay == 0 {
+		cfg.WhisperDay = 24 * time.Hour
+	}
 	cfg.Channel = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(cfg.Channel), "#"))
 	auth, err := url.Parse(cfg.AuthURL)
 	if err != nil || auth.Host == "" {
@@ -153,7 +200,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	seen, _ := lru.New[string, struct{}](cfg.Dedupe)
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "chat.twitch"), seen: seen,
-		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4)}
+		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4),
+		whispers: newWhisperBook(cfg.WhisperRecipients, cfg.WhisperDay, cfg.Now), health: newHealth(cfg.Registerer, cfg.Now)}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &authRewrite{base: cfg.HTTP, auth: auth}}
 	c.api, err = helix.NewClient(&helix.Options{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		UserAccessToken: cfg.UserToken, RefreshToken: cfg.RefreshToken, APIBaseURL: strings.TrimRight(cfg.APIURL, "/"), HTTPClient: hc})
@@ -217,12 +265,13 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 	}
 	c.limit = limit
-	c.outbox = chat.NewOutbox(chat.OutboxOptions{Sender: sender{c}, Say: limit, Now: c.cfg.Now, Logger: c.cfg.Logger})
+	c.outbox = chat.NewOutbox(chat.OutboxOptions{Sender: sender{c}, Say: limit, Whisper: c.cfg.WhisperLimits, Now: c.cfg.Now, Logger: c.cfg.Logger})
 	c.users = newUserCache(c, 50000)
 
 	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.ctx = ctx
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); c.validateLoop(ctx) }()
 	go func() { defer c.wg.Done(); c.outbox.Run(ctx) }()
 	go func() { defer c.wg.Done(); c.users.run(ctx) }()
 	go func() { defer c.wg.Done(); c.connect(ctx) }()
@@ -247,7 +296,7 @@ func (c *Client) authenticate() error {
 	var ok bool
 	var v *helix.ValidateTokenResponse
 	err := c.call(func(api *helix.Client) (err error) {
-		ok, v, err = api.ValidateToken(c.cfg.UserToken)
+		ok, v, err = api.ValidateToken(c.token())
 		return err
 	})
 	if err != nil {
@@ -258,7 +307,7 @@ func (c *Client) authenticate() error {
 			return err
 		}
 		err = c.call(func(api *helix.Client) (err error) {
-			ok, v, err = api.ValidateToken(c.cfg.UserToken)
+			ok, v, err = api.ValidateToken(c.token())
 			return err
 		})
 		if err != nil {
@@ -283,7 +332,7 @@ func (c *Client) authenticate() error {
 		return err
 	}
 	if !c.scopes[ScopeWhispers] {
-		c.log.Warn("whispers off: the token lacks "+ScopeWhispers+"; winners get a masked code in chat", "bot", c.botLogin)
+		c.log.Warn("whispers off: the token lacks "+ScopeWhispers+"; winners are sent to the claim page for their code", "bot", c.botLogin)
 	}
 	if !c.scopes[ScopeBroadcast] {
 		c.log.Warn("stream markers off: the token lacks "+ScopeBroadcast, "bot", c.botLogin)
@@ -297,7 +346,10 @@ func (c *Client) authenticate() error {
 func (c *Client) refresh() error {
 	var r *helix.RefreshTokenResponse
 	err := c.call(func(api *helix.Client) (err error) {
-		r, err = api.RefreshUserAccessToken(c.cfg.RefreshToken)
+		c.tokenMu.Lock()
+		refresh := c.cfg.RefreshToken
+		c.tokenMu.Unlock()
+		r, err = api.RefreshUserAccessToken(refresh)
 		return err
 	})
 	if err != nil {
@@ -306,16 +358,26 @@ func (c *Client) refresh() error {
 	if r.StatusCode != http.StatusOK || r.Data.AccessToken == "" {
 		return fmt.Errorf("%w: refreshing it failed (status %d: %s); check TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN", ErrInvalidToken, r.StatusCode, r.ErrorMessage)
 	}
+	c.tokenMu.Lock()
 	c.cfg.UserToken = r.Data.AccessToken
 	if r.Data.RefreshToken != "" {
 		c.cfg.RefreshToken = r.Data.RefreshToken
 	}
-	c.call(func(api *helix.Client) error {
+	refresh := c.cfg.RefreshToken
+	c.tokenMu.Unlock()
+	_ = c.call(func(api *helix.Client) error {
 		api.SetUserAccessToken(r.Data.AccessToken)
-		api.SetRefreshToken(c.cfg.RefreshToken)
+		api.SetRefreshToken(refresh)
 		return nil
 	})
 	return nil
+}
+
+// token is the user access token in use.
+func (c *Client) token() string {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	return c.cfg.UserToken
 }
 
 // AllScopes lists every scope microdrop can use, required first, then the
@@ -367,7 +429,8 @@ func (c *Client) Revoked() <-chan string { return c.revoked }
 // Stats returns the counters.
 func (c *Client) Stats() Stats {
 	return Stats{Connects: c.connects.Load(), Reconnects: c.reconnects.Load(), DeadLinks: c.deadLinks.Load(),
-		Notifications: c.notifications.Load(), Duplicates: c.duplicates.Load(), Revocations: c.revocations.Load()}
+		Notifications: c.notifications.Load(), Duplicates: c.duplicates.Load(), Revocations: c.revocations.Load(),
+		WhisperCapped: c.whisperCapped.Load()}
 }
 
 // sender delivers the Outbox's lines through helix.
@@ -384,6 +447,12 @@ func (s sender) Say(_ context.Context, _, text, replyTo string) error {
 	if err != nil {
 		return err
 	}
+	if r.StatusCode == http.StatusTooManyRequests {
+		return &chat.RetryError{At: c.resetAt(r.ResponseCommon)}
+	}
+	if r.StatusCode == http.StatusOK && r.Header.Get("Ratelimit-Remaining") == "0" {
+		c.outbox.Hold(c.resetAt(r.ResponseCommon))
+	}
 	if r.StatusCode != http.StatusOK {
 		return fmt.Errorf("send chat message: status %d: %s", r.StatusCode, r.ErrorMessage)
 	}
@@ -393,10 +462,22 @@ func (s sender) Say(_ context.Context, _, text, replyTo string) error {
 	return nil
 }
 
+// resetAt reads Ratelimit-Reset (Unix seconds); without one, a second
+// from now.
+func (c *Client) resetAt(r helix.ResponseCommon) time.Time {
+	if n := r.GetRateLimitReset(); n > 0 {
+		return time.Unix(int64(n), 0)
+	}
+	return c.cfg.Now().Add(time.Second)
+}
+
 func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
 	c := s.c
 	if !c.scopes[ScopeWhispers] {
 		return chat.ErrNoWhisper
+	}
+	if c.reserveWhisper(userID) != chat.WhisperAvailable {
+		return fmt.Errorf("%w: the daily cap on new whisper recipients is reached", chat.ErrNoWhisper)
 	}
 	var r *helix.SendUserWhisperResponse
 	err := c.call(func(api *helix.Client) (err error) {
@@ -404,13 +485,49 @@ func (s sender) Whisper(_ context.Context, _, userID, _, text string) error {
 		return err
 	})
 	if err != nil {
+		c.whispers.forget(userID)
 		return fmt.Errorf("%w: %v", chat.ErrNoWhisper, err)
 	}
+	if r.StatusCode == http.StatusTooManyRequests {
+		// Our own pacing keeps under 3/s and 100/min, so Twitch counts
+		// recipients we did not see (another app on the same account).
+		c.whispers.fill(userID)
+		c.whisperCapped.Add(1)
+		return fmt.Errorf("%w: status 429: %s", chat.ErrNoWhisper, r.ErrorMessage)
+	}
 	if r.StatusCode != http.StatusNoContent && r.StatusCode != http.StatusOK {
-		// No verified phone, the 40-recipients-a-day cap, or blocked whispers.
+		// No verified phone, or whispers blocked by the recipient.
+		c.whispers.forget(userID)
 		return fmt.Errorf("%w: status %d: %s", chat.ErrNoWhisper, r.StatusCode, r.ErrorMessage)
 	}
+	c.whispers.delivered(userID)
 	return nil
+}
+
+// reserveWhisper takes userID's place under the daily recipient cap (a
+// recipient already whispered today keeps theirs).
+func (c *Client) reserveWhisper(userID string) chat.WhisperState {
+	if !c.scopes[ScopeWhispers] {
+		return chat.WhisperOff
+	}
+	ok, first := c.whispers.take(userID)
+	if ok {
+		return chat.WhisperAvailable
+	}
+	c.whisperCapped.Add(1)
+	if first {
+		c.log.Warn("Twitch's whisper cap is reached (40 new recipients a day): further winners are sent to the claim page", "bot", c.botLogin)
+	}
+	return chat.WhisperCapped
+}
+
+// whisperState is whether whispers can go at all; the daily cap is
+// asked (and a place taken) only for a winner, by reserveWhisper.
+func (c *Client) whisperState() chat.WhisperState {
+	if !c.scopes[ScopeWhispers] {
+		return chat.WhisperOff
+	}
+	return chat.WhisperAvailable
 }
 
 // markers creates a stream marker when a drop opens and on !clip. A
@@ -425,7 +542,14 @@ func (c *Client) markers(ctx context.Context, sub *microdrop.Subscription) {
 			if !ok {
 				return
 			}
-			if e.Channel != c.cfg.Channel || !c.scopes[ScopeBroadcast] {
+			if e.Channel != c.cfg.Channel {
+				continue
+			}
+			if e.Kind == microdrop.HighlightMarked && e.Highlight != nil && e.Highlight.Reason == "clip" && c.scopes[ScopeClips] {
+				c.wg.Add(1)
+				go func() { defer c.wg.Done(); c.chatClip(ctx, e) }()
+			}
+			if !c.scopes[ScopeBroadcast] {
 				continue
 			}
 			var desc string
@@ -446,16 +570,8 @@ func (c *Client) markers(ctx context.Context, sub *microdrop.Subscription) {
 			if r := []rune(desc); len(r) > 140 {
 				desc = string(r[:140])
 			}
-			var r *helix.CreateStreamMarkerResponse
-			err := c.call(func(api *helix.Client) (err error) {
-				r, err = api.CreateStreamMarker(&helix.CreateStreamMarkerParams{UserID: c.chanID, Description: desc})
-				return err
-			})
-			switch {
-			case err != nil:
+			if err := c.createMarker(ctx, desc); err != nil {
 				c.log.Warn("stream marker", "err", err)
-			case r.StatusCode != http.StatusOK:
-				c.log.Warn("stream marker", "status", r.StatusCode, "err", r.ErrorMessage)
 			}
 		}
 	}

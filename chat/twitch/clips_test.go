@@ -52,7 +52,10 @@ func TestCreateClipThenListed(t *testing.T) {
 }
 
 func TestCreateClipRefusals(t *testing.T) {
-	f := mustSetup(t, twitchtest.Options{})
+	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.ClipShare = time.Nanosecond })
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if _, err := f.client.CreateClip(ctx, "local"); !errors.Is(err, ErrOtherChannel) {
 		t.Fatalf("another channel: %v", err)
@@ -136,7 +139,11 @@ func pollClip(ctx context.Context, cm highlight.ClipMaker, channel string, every
 }
 
 func TestClipPollLoop(t *testing.T) {
-	f := mustSetup(t, twitchtest.Options{Clips: twitchtest.ClipOptions{HiddenPolls: 3, HiddenFor: 50 * time.Millisecond}})
+	f, err := setup(t, twitchtest.Options{Clips: twitchtest.ClipOptions{HiddenPolls: 3, HiddenFor: 50 * time.Millisecond}},
+		func(c *Config) { c.ClipShare = time.Nanosecond }) // two moments, two clips
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	url, found, err := pollClip(ctx, f.client, "streamer", 10*time.Millisecond, wait)
 	if err != nil || !found || !strings.HasPrefix(url, "https://clips.twitch.tv/") {
@@ -176,4 +183,38 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// TestClipCommandMakesTwitchClip: !clip makes a Twitch clip while the
+// channel is live, with no stream published into microdrop, and hands it
+// on once Twitch lists it; capture asking for the same moment gets the
+// same clip, not a second one.
+func TestClipCommandMakesTwitchClip(t *testing.T) {
+	got := make(chan PlatformClip, 4)
+	f, err := setup(t, twitchtest.Options{Clips: twitchtest.ClipOptions{HiddenPolls: 1}}, func(c *Config) {
+		c.ClipPoll = 10 * time.Millisecond
+		c.OnClip = func(_ context.Context, pc PlatformClip) { got <- pc }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "3003", Login: "amod", Text: "!clip big moment", Badges: []string{"moderator"}})
+	var pc PlatformClip
+	select {
+	case pc = <-got:
+	case <-time.After(wait):
+		t.Fatalf("no clip handed on; server saw %+v", f.srv.State().Clips)
+	}
+	st := f.srv.State()
+	if len(st.Clips) != 1 || pc.ID != st.Clips[0].ID || pc.URL != "https://clips.twitch.tv/"+pc.ID ||
+		pc.Label != "big moment" || pc.By != "amod" || pc.Channel != "streamer" || pc.Shared {
+		t.Fatalf("clip %+v; server %+v", pc, st.Clips)
+	}
+	id, err := f.client.CreateClip(context.Background(), "streamer")
+	if err != nil || id != pc.ID {
+		t.Fatalf("capture's clip of the same moment: %q %v, want %q", id, err, pc.ID)
+	}
+	if n := len(f.srv.State().Clips); n != 1 {
+		t.Fatalf("%d Twitch clips for one moment", n)
+	}
 }

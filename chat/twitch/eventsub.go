@@ -51,6 +51,12 @@ func (c *Client) connect(ctx context.Context) {
 		if errors.Is(err, errDead) {
 			c.deadLinks.Add(1)
 		}
+		if errors.Is(err, errRevoked) {
+			// A new subscription needs a token that works: wait for one
+			// (refreshed, or validating again) before connecting.
+			c.recoverToken(ctx)
+			wait = time.Second
+		}
 		if time.Since(start) > time.Minute {
 			wait = time.Second
 		}
@@ -173,6 +179,7 @@ func (c *Client) session(ctx context.Context) error {
 			if err := c.subscribe(env.Payload.Session.ID); err != nil {
 				return err
 			}
+			c.health.ok("twitch chat subscription revoked")
 			c.log.Info("eventsub connected", "session", env.Payload.Session.ID, "channel", c.cfg.Channel)
 		case "session_keepalive":
 		case "session_reconnect":
@@ -190,16 +197,12 @@ func (c *Client) session(ctx context.Context) error {
 		case "notification":
 			c.notification(env)
 		case "revocation":
-			c.revocations.Add(1)
 			reason := ""
 			if env.Payload.Subscription != nil {
 				reason = env.Payload.Subscription.Status
 			}
-			c.log.Error("twitch revoked the chat subscription; chat commands stop until the token is fixed and microdrop restarted",
-				"reason", reason, "channel", c.cfg.Channel)
-			select {
-			case c.revoked <- reason:
-			default:
+			if c.onRevocation(reason) {
+				return fmt.Errorf("%w: %s", errRevoked, reason)
 			}
 		default:
 			c.log.Debug("eventsub: unknown message type", "type", env.Metadata.MessageType)
@@ -256,7 +259,9 @@ func (c *Client) notification(env envelope) {
 	}
 	at, _ := time.Parse(time.RFC3339Nano, env.Metadata.MessageTimestamp)
 	m := chat.Message{Platform: "twitch", Channel: c.cfg.Channel, UserID: ev.ChatterUserID, Login: ev.ChatterUserLogin,
-		DisplayName: ev.ChatterUserName, Role: chat.RoleFromBadges(setIDs...), Text: ev.Message.Text, ID: ev.MessageID, At: at}
+		DisplayName: ev.ChatterUserName, Role: chat.RoleFromBadges(setIDs...), Text: ev.Message.Text, ID: ev.MessageID, At: at,
+		Whisper: c.whisperState()}
+	m.ReserveWhisper = func() chat.WhisperState { return c.reserveWhisper(m.UserID) }
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -264,8 +264,30 @@ func TestDeadConnectionNoticed(t *testing.T) {
 	f.waitSent(t, "@late won")
 }
 
-func TestRevocation(t *testing.T) {
-	f := mustSetup(t, twitchtest.Options{})
+func waitHealth(t *testing.T, c *Client, cond func(Health) bool) Health {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if h := c.Health(); cond(h) {
+			return h
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("health never changed as expected: %+v", c.Health())
+	return Health{}
+}
+
+// TestRevocationResubscribes: authorization_revoked (which also voids the
+// token) degrades health with the reason and the fix; once the token is
+// refreshed the client subscribes again and chat works.
+func TestRevocationResubscribes(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{RefreshToken: "refresh-me"}, func(c *Config) { c.ClientSecret, c.RefreshToken = "secret", "refresh-me" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := f.client.Health(); !h.OK {
+		t.Fatalf("health before %+v", h)
+	}
 	if err := f.srv.Revoke("authorization_revoked"); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +298,65 @@ func TestRevocation(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("revocation not noticed")
+	}
+	h := f.client.Health()
+	if h.OK || !strings.Contains(h.Reason, "authorization_revoked") || !strings.Contains(h.Fix, "new user token") || !h.Retrying {
+		t.Fatalf("health after the revocation %+v", h)
+	}
+	st, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool {
+		n := 0
+		for _, s := range st.Subscriptions {
+			if s.Status == "enabled" {
+				n++
+			}
+		}
+		return n == 1 && len(st.Subscriptions) == 2
+	})
+	if err != nil {
+		t.Fatalf("no new subscription after the revocation: %+v", st.Subscriptions)
+	}
+	waitHealth(t, f.client, func(h Health) bool { return h.OK })
+	f.openDrop(t, 3)
+}
+
+// TestRevocationWithoutRemedy: user_removed and version_removed cannot be
+// fixed by subscribing again: health says so and what to do, and the
+// client does not resubscribe.
+func TestRevocationWithoutRemedy(t *testing.T) {
+	for reason, fix := range map[string]string{"user_removed": "no longer exists", "version_removed": "upgrade microdrop"} {
+		t.Run(reason, func(t *testing.T) {
+			f := mustSetup(t, twitchtest.Options{})
+			if err := f.srv.Revoke(reason); err != nil {
+				t.Fatal(err)
+			}
+			h := waitHealth(t, f.client, func(h Health) bool { return !h.OK })
+			if !strings.Contains(h.Reason, reason) || !strings.Contains(h.Fix, fix) || h.Retrying {
+				t.Fatalf("health %+v", h)
+			}
+			// The session goes on (keepalives), but no subscription is asked for.
+			st := f.srv.State()
+			if len(st.Subscriptions) != 1 || st.Open != 1 {
+				t.Fatalf("subscriptions %+v, %d open", st.Subscriptions, st.Open)
+			}
+		})
+	}
+}
+
+// TestTokenValidatedPeriodically: the token is validated again on the
+// interval (hourly in production); one that stops validating degrades
+// health until it validates again.
+func TestTokenValidatedPeriodically(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.ValidateEvery = 20 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return st.Validations >= 3 }); err != nil {
+		t.Fatalf("%d validations", f.srv.State().Validations)
+	}
+	f.srv.InvalidateToken()
+	h := waitHealth(t, f.client, func(h Health) bool { return !h.OK })
+	if !strings.Contains(h.Reason, "does not validate") || !strings.Contains(h.Fix, "new user token") {
+		t.Fatalf("health %+v", h)
 	}
 }
 
@@ -306,16 +387,53 @@ func TestRefreshToken(t *testing.T) {
 	}
 }
 
-func TestWhispersOffMasksCode(t *testing.T) {
+func TestWhispersOffPointsToClaimPage(t *testing.T) {
 	f, err := setup(t, twitchtest.Options{Scopes: []string{"user:read:chat", "user:write:chat"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.openDrop(t, 5)
 	f.chat(t, twitchtest.ChatMessage{UserID: "90004", Login: "nowhisper", Text: "!claim"})
-	st := f.waitSent(t, "@nowhisper your hoodie pickup code ends in …")
+	st := f.waitSent(t, "@nowhisper won hoodie — get your pickup code on the claim page: /c/")
 	if len(st.Whispers) != 0 || len(st.Markers) != 0 {
 		t.Fatalf("whispers %v markers %v without their scopes", st.Whispers, st.Markers)
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "90004", Login: "nowhisper", Text: "!mytoken"})
+	st = f.waitSent(t, "@nowhisper your hoodie pickup code can't be whispered")
+	for _, m := range st.Sent {
+		if strings.Contains(m.Message, "…") || strings.Contains(m.Message, "by whisper") || strings.Contains(m.Message, "check your whispers") {
+			t.Fatalf("said %q without whispers", m.Message)
+		}
+	}
+}
+
+// TestWhisperRecipientCap: Twitch lets a bot whisper 40 new recipients a
+// day. The 41st winner is not whispered (no 429 asked for) and is told,
+// in the coalesced winner line, that the limit is reached and where the
+// code is; a winner already whispered today still gets whispers.
+func TestWhisperRecipientCap(t *testing.T) {
+	fast := []twitchtest.Limit{{Messages: 1000, Per: time.Second}}
+	f, err := setup(t, twitchtest.Options{WhisperLimits: fast}, func(c *Config) {
+		c.WhisperLimits = []chat.Limit{{Messages: 1000, Per: time.Second}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.openDrop(t, 100)
+	for i := 0; i < 40; i++ {
+		f.chat(t, twitchtest.ChatMessage{UserID: fmt.Sprintf("9%04d", i), Login: fmt.Sprintf("w%d", i), Text: "!claim"})
+	}
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Whispers) == 40 }); err != nil {
+		t.Fatalf("%d whispers, want 40", len(f.srv.State().Whispers))
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "95000", Login: "late", Text: "!claim"})
+	st := f.waitSent(t, "@late won hoodie — today's whisper limit is reached, so get your pickup code on the claim page")
+	if st.WhisperCapped != 0 || len(st.Whispers) != 40 {
+		t.Fatalf("asked Twitch past the cap: %d refused, %d whispers", st.WhisperCapped, len(st.Whispers))
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "90000", Login: "w0", Text: "!mytoken"})
+	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Whispers) == 41 }); err != nil {
+		t.Fatal("a recipient already whispered today got no whisper")
 	}
 }
 
@@ -335,7 +453,7 @@ func (c *testClock) Add(d time.Duration) {
 // goes out; the rest waits until the clock passes the window.
 func TestRepliesRespectRateLimit(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)}
-	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.Now = clk.Now })
+	f, err := setup(t, twitchtest.Options{Now: clk.Now}, func(c *Config) { c.Now = clk.Now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +472,8 @@ func TestRepliesRespectRateLimit(t *testing.T) {
 	if n := len(f.srv.State().Sent); n != 20 {
 		t.Fatalf("sent %d within one window", n)
 	}
-	clk.Add(30 * time.Second)
-	f.client.Outbox().Add() // nudge is a no-op; add one more line to wake the sender
+	clk.Add(31 * time.Second) // the window and the outbox's margin
+	f.client.Outbox().Add()   // nudge is a no-op; add one more line to wake the sender
 	f.client.Outbox().Add(chat.Reply{Channel: "streamer", Text: "line 25"})
 	if _, err := f.srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Sent) == 26 }); err != nil {
 		t.Fatalf("sent %d after the window passed, want 26", len(f.srv.State().Sent))

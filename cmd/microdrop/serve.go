@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +23,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
+	"github.com/microdrop/microdrop/templates"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -50,7 +53,11 @@ type Main struct {
 
 	server  *http.Server
 	closers []namedCloser
-	clips   highlight.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	clips   highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
+	// highlights is the highlight store, set by startHighlights (after
+	// chat starts): Twitch clips made for !clip are recorded in it.
+	highlights atomic.Pointer[highlight.SQLite]
 }
 
 type namedCloser struct {
@@ -71,6 +78,8 @@ func (m *Main) ParseFlags(args []string, lookup func(string) (string, bool)) err
 	data := fs.String("data", "", "data directory (SQLite ledger, keys, highlights); also MICRODROP_DATA")
 	httpAddr := fs.String("http", "", "HTTP listen address; also MICRODROP_HTTP")
 	rtsp := fs.String("rtsp", "", "RTSP listen address, \"off\" to disable; also MICRODROP_RTSP")
+	rtp := fs.String("rtp", "", "UDP address for RTSP's RTP packets (default :8000), \"off\" for TCP-only RTSP; also MICRODROP_UDP_RTP")
+	rtcp := fs.String("rtcp", "", "UDP address for RTSP's RTCP packets (default :8001), \"off\" with --rtp off; also MICRODROP_UDP_RTCP")
 	ledger := fs.String("ledger", "", "ledger: empty for SQLite in the data dir, or postgres://...; also MICRODROP_LEDGER")
 	bus := fs.String("bus", "", "event bus: empty for in-process, or nats://...; also MICRODROP_BUS")
 	publicURL := fs.String("public-url", "", "URL viewers use to reach this service (claim links); also MICRODROP_PUBLIC_URL")
@@ -108,6 +117,16 @@ func (m *Main) ParseFlags(args []string, lookup func(string) (string, bool)) err
 		m.Config.Ingest.RTSP, m.Config.Ingest.UDPRTP, m.Config.Ingest.UDPRTCP = "", "", ""
 	} else {
 		set(&m.Config.Ingest.RTSP, *rtsp)
+	}
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{{&m.Config.Ingest.UDPRTP, *rtp}, {&m.Config.Ingest.UDPRTCP, *rtcp}} {
+		if f.v == "off" {
+			*f.dst = ""
+		} else {
+			set(f.dst, f.v)
+		}
 	}
 	return m.Config.Validate()
 }
@@ -274,7 +293,27 @@ func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
+	// A broken Twitch link degrades health but keeps the replica in
+	// service (200): claims, overlays and local chat still work.
+	if tc := m.twitch.Load(); tc != nil {
+		if h := tc.Health(); !h.OK {
+			_, _ = fmt.Fprintf(w, "degraded\ntwitch: %s\nfix: %s\n", h.Reason, h.Fix)
+			return
+		}
+	}
 	_, _ = io.WriteString(w, "ok\n")
+}
+
+// alerts are the problems the dashboard shows in a banner.
+func (m *Main) alerts() []templates.DashboardAlert {
+	tc := m.twitch.Load()
+	if tc == nil {
+		return nil
+	}
+	if h := tc.Health(); !h.OK {
+		return []templates.DashboardAlert{{What: "Twitch chat is not working: " + h.Reason + ".", Fix: "To fix it: " + h.Fix + "."}}
+	}
+	return nil
 }
 
 func (m *Main) onClose(name string, fn func() error) {

@@ -13,8 +13,9 @@ import (
 // when credentials are given, Twitch. A Twitch token that fails validation
 // stops serve with the reason.
 func (m *Main) startChat(ctx context.Context) error {
+	base := m.publicURL()
 	router, err := chat.NewRouter(chat.Deps{Claims: m.Claims, Bus: m.Bus, Logger: m.Logger, Now: m.Now,
-		Prefix: m.Config.Chat.Prefix})
+		Prefix: m.Config.Chat.Prefix, ClaimURL: func(id string) string { return base + "/c/" + id }})
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,8 @@ func (m *Main) startChat(ctx context.Context) error {
 	}
 	tc, err := twitch.New(twitch.Config{ClientID: t.ClientID, ClientSecret: t.ClientSecret, UserToken: t.UserToken,
 		RefreshToken: t.RefreshToken, Channel: t.Channel, EventSubURL: t.EventSubURL, APIURL: t.APIURL, AuthURL: t.AuthURL,
-		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now})
+		Moderator: t.BotModerator, Router: router, Bus: m.Bus, Logger: m.Logger, Now: m.Now, Registerer: m.Registry,
+		OnClip: m.recordTwitchClip})
 	if err != nil {
 		return err
 	}
@@ -44,6 +46,7 @@ func (m *Main) startChat(ctx context.Context) error {
 		return err
 	}
 	m.onClose("chat.twitch", tc.Close)
+	m.twitch.Store(tc)
 	if tc.CanClip() { // else the client has logged that platform clips are off
 		m.clips = tc // highlights start after chat
 	}

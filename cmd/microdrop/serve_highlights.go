@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
@@ -18,6 +21,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 		return err
 	}
 	m.onClose("highlights store", store.Close)
+	m.highlights.Store(store)
 	dir := filepath.Join(m.Config.Data, "highlights")
 	h := m.Config.Highlights
 	if m.Ingest != nil {
@@ -89,4 +93,41 @@ func openHighlights(ctx context.Context, data, ledgerFile string, log *slog.Logg
 		log.Info("highlight sessions copied from the ledger file into highlights.db", "component", "highlights", "sessions", n, "ledger", ledgerFile)
 	}
 	return store, nil
+}
+
+// twitchClipState marks an editor entry that is only a Twitch clip: no
+// stream was published into microdrop, so there is no local file.
+const twitchClipState = "twitch clip only"
+
+// recordTwitchClip is the Twitch client's OnClip hook: a clip made for
+// !clip that no local highlight links is listed in the editor, in one
+// session per channel and day, so it is not lost when nothing was
+// published into microdrop.
+func (m *Main) recordTwitchClip(ctx context.Context, c twitch.PlatformClip) {
+	store := m.highlights.Load()
+	if store == nil || c.Shared {
+		return // a local highlight of the moment already links the clip
+	}
+	day := c.At.UTC().Truncate(24 * time.Hour)
+	if c.At.IsZero() {
+		day = m.Now().UTC().Truncate(24 * time.Hour)
+	}
+	path := "twitch/" + c.Channel
+	s := highlight.Session{ID: highlight.SessionID(path, day), Path: path, Channel: c.Channel, StartedAt: day}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	h := highlight.Highlight{ID: "h" + hex.EncodeToString(b[:]), SessionID: s.ID, Channel: c.Channel, Path: path,
+		DropID: c.DropID, Reason: highlight.ReasonClip, Label: c.Label, By: c.By, State: twitchClipState,
+		At: c.At, CreatedAt: m.Now()}
+	log := m.Logger.With("component", "highlights")
+	err := store.SaveSession(ctx, s)
+	if err == nil {
+		err = store.SaveHighlight(ctx, h)
+	}
+	if err == nil {
+		err = store.SetTwitchClip(ctx, h.ID, c.ID, c.URL)
+	}
+	if err != nil {
+		log.Warn("record Twitch clip in the editor", "clip", c.ID, "err", err)
+	}
 }

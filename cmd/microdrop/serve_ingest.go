@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"os/exec"
 	"strings"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 
+	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -14,12 +17,7 @@ import (
 // startIngest starts the media path: RTSP server, pull clients, WHIP/WHEP,
 // cue injection and on-air confirmation.
 func (m *Main) startIngest(ctx context.Context) error {
-	paths := map[string]string{}
-	for ch, cc := range m.Config.Channels {
-		for _, p := range cc.Streams {
-			paths[p] = ch
-		}
-	}
+	paths := streamPaths(m.Config)
 	cfg := ingest.Config{
 		RTSPAddress: m.Config.Ingest.RTSP, UDPRTPAddress: m.Config.Ingest.UDPRTP, UDPRTCPAddress: m.Config.Ingest.UDPRTCP,
 		WHIPToken: m.Config.Ingest.WHIPToken, Paths: paths, Pull: m.Config.Ingest.Pull, PlaybackURL: m.Config.Ingest.Playback,
@@ -49,6 +47,59 @@ func (m *Main) startIngest(ctx context.Context) error {
 		m.Logger.Info("rtsp is off (--rtsp off)", "component", "ingest")
 	}
 	return nil
+}
+
+// DefaultStreamPath is the path the README's publish examples use.
+const DefaultStreamPath = "live"
+
+// streamPaths binds stream paths to channels: channels.<name>.streams,
+// and the documented default path (/live) to the default channel (the
+// Twitch channel when Twitch is on, else the local chat channel) unless
+// something binds it or a channel is named like it. Without that default,
+// a newcomer publishing to /live as the README says fed a channel "live"
+// that no drop is opened on: no cue, no SEI, no highlights.
+func streamPaths(c Config) map[string]string {
+	paths := map[string]string{}
+	for ch, cc := range c.Channels {
+		for _, p := range cc.Streams {
+			paths[p] = ch
+		}
+	}
+	_, bound := paths[DefaultStreamPath]
+	_, named := c.Channels[DefaultStreamPath]
+	if !bound && !named {
+		ch := c.Chat.LocalChannel
+		if c.Twitch.Enabled() && c.Twitch.Channel != "" {
+			ch = c.Twitch.Channel
+		}
+		if ch = claims.NormalizeChannel(ch); ch != "" {
+			paths[DefaultStreamPath] = ch
+		}
+	}
+	return paths
+}
+
+// publishURLs are where to publish the default stream, for the
+// dashboard's hint: the RTSP URL on the configured port (empty when RTSP
+// is off) and the WHIP URL.
+func (m *Main) publishURLs() (rtsp, whip string) {
+	base := m.publicURL()
+	whip = base + "/whip/" + DefaultStreamPath
+	if m.Config.Ingest.RTSP == "" {
+		return "", whip
+	}
+	host := "localhost"
+	if u, err := url.Parse(base); err == nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	h, port, err := net.SplitHostPort(m.Config.Ingest.RTSP)
+	if err != nil {
+		return "", whip
+	}
+	if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+		host = h // listening on one address only: that is the one to use
+	}
+	return "rtsp://" + net.JoinHostPort(host, port) + "/" + DefaultStreamPath, whip
 }
 
 // streamStatus describes the published streams for the dashboard, saying

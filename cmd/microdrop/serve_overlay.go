@@ -31,11 +31,12 @@ func (m *Main) startOverlay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rtspURL, whipURL := m.publishURLs()
 	srv, err := overlay.New(overlay.Deps{
 		Claims: m.Claims, Bus: m.Bus, Admin: m.Admin, Logger: m.Logger, Now: m.Now,
 		PublicURL: m.publicURL(), Keys: keys, Ledger: m.Ledger, Gatherer: m.Registry,
 		DefaultGrace: time.Duration(m.Config.Claims.Grace), CueProfile: m.Config.Ingest.CueProfile,
-		Streams: m.streamStatus,
+		Streams: m.streamStatus, Alerts: m.alerts, PublishRTSP: rtspURL, PublishWHIP: whipURL,
 	})
 	if err != nil {
 		return err

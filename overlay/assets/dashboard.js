@@ -31,12 +31,18 @@
     }).join(" ");
   }
 
+  // clock is 24-hour HH:MM:SS in local time, the format the server renders.
+  function clock(d) {
+    var p = function (n) { return (n < 10 ? "0" : "") + n; };
+    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+  }
+
   function draw(l) {
     var feed = $("feed");
     feed.textContent = "";
     (l.feed || []).forEach(function (it) {
       var li = document.createElement("li");
-      var t = new Date(it.t).toLocaleTimeString();
+      var t = clock(new Date(it.t));
       var left = it.remaining === undefined ? "" : "  (" + it.remaining + " left)";
       if (it.kind === "drop.claimed") { li.textContent = t + "  " + it.channel + "  " + it.name + " " + it.outcome + left; li.className = it.outcome === "won" ? "won" : ""; }
       else { li.textContent = t + "  " + it.channel + "  " + it.kind + (it.name ? " " + it.name : "") + left; li.className = "ev"; }

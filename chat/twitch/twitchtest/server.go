@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,34 @@ type Options struct {
 	RefreshToken string
 	// Clips shape Create Clip and Get Clips (SetClips changes them later).
 	Clips ClipOptions
+	// NotEditor: the bot is neither the broadcaster nor one of its editors,
+	// so Create Stream Marker answers 403.
+	NotEditor bool
+	// BotModerator: the bot moderates the channel (the larger chat limit).
+	BotModerator bool
+	// ChatLimit is Send Chat Message's limit, counted at arrival over a
+	// sliding window: Twitch's 20 per 30 s, or 100 when the bot is the
+	// broadcaster or BotModerator, when zero. Over it: 429.
+	ChatLimit Limit
+	// WhisperLimits are Send Whisper's limits: 3 per second and 100 per
+	// minute when nil. Over one: 429.
+	WhisperLimits []Limit
+	// WhisperRecipients is how many distinct users the bot may whisper per
+	// WhisperDay: Twitch's 40 per day when zero. A new recipient past it: 429.
+	WhisperRecipients int
+	WhisperDay        time.Duration
+	// HelixLimit is the helix rate-limit bucket every authenticated call
+	// draws on and the Ratelimit-* headers report: Twitch's 800 points
+	// per minute when zero. (Like Twitch, the headers say nothing of the
+	// chat limit: a client must count its chat lines itself.)
+	HelixLimit Limit
+	// Now is the server's clock for rate limits: time.Now when nil.
+	Now func() time.Time
+	// ChatLatency, when set, delays the nth Send Chat Message call (from 0)
+	// before it is counted: time on the wire, which varies from line to
+	// line and is why Twitch's count (at arrival) differs from a count
+	// kept when a line is sent.
+	ChatLatency func(n int) time.Duration
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -84,6 +113,14 @@ type Server struct {
 	clipOpt     ClipOptions // Options.Clips, then SetClips
 	clips       []*Clip
 	clipLookups int
+	chatWindow  *arrivals
+	helix       *arrivals // the points bucket behind Ratelimit-*
+	chatCalls   int
+	refused     []SentMessage // Send Chat Message calls answered 429
+	whisperWins []*arrivals
+	recipients  map[string]time.Time // whisper recipient -> first whisper in the current day
+	whisperCap  int                  // whispers refused for the recipient cap
+	validations int
 	changed     chan struct{}
 	closed      bool
 }
@@ -119,8 +156,32 @@ func New(tb testing.TB, opt Options) *Server {
 	if opt.Keepalive == 0 {
 		opt.Keepalive = 1
 	}
+	if opt.ChatLimit.Messages == 0 {
+		opt.ChatLimit = Limit{Messages: 20, Per: 30 * time.Second}
+		if opt.BotModerator || opt.Bot.ID == opt.Broadcaster.ID {
+			opt.ChatLimit.Messages = 100
+		}
+	}
+	if opt.WhisperLimits == nil {
+		opt.WhisperLimits = []Limit{{3, time.Second}, {100, time.Minute}}
+	}
+	if opt.WhisperRecipients == 0 {
+		opt.WhisperRecipients = 40
+	}
+	if opt.WhisperDay == 0 {
+		opt.WhisperDay = 24 * time.Hour
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.HelixLimit.Messages == 0 {
+		opt.HelixLimit = Limit{Messages: 800, Per: time.Minute}
+	}
 	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
-		clipOpt: opt.Clips}
+		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, helix: &arrivals{l: opt.HelixLimit}, recipients: make(map[string]time.Time)}
+	for _, l := range opt.WhisperLimits {
+		s.whisperWins = append(s.whisperWins, &arrivals{l: l})
+	}
 	s.users[opt.Bot.ID] = opt.Bot
 	s.users[opt.Broadcaster.ID] = opt.Broadcaster
 	mux := http.NewServeMux()
@@ -233,6 +294,12 @@ type State struct {
 	Clips         []Clip // Create Clip calls, in order
 	ClipLookups   int    // Get Clips calls
 	ActiveSession string
+	// Refused are Send Chat Message calls answered 429 (over the limit).
+	Refused []SentMessage
+	// WhisperCapped counts whispers refused for the daily recipient cap.
+	WhisperCapped int
+	// Validations counts /oauth2/validate calls.
+	Validations int
 }
 
 func (s *Server) stateLocked() State {
@@ -243,6 +310,9 @@ func (s *Server) stateLocked() State {
 		st.Clips = append(st.Clips, *c)
 	}
 	st.ClipLookups = s.clipLookups
+	st.Refused = append([]SentMessage(nil), s.refused...)
+	st.WhisperCapped = s.whisperCap
+	st.Validations = s.validations
 	if s.active != nil {
 		st.ActiveSession = s.active.session
 	}
@@ -445,12 +515,26 @@ func (s *Server) Silence() error {
 	return nil
 }
 
+// InvalidateToken makes the current token fail validation and every helix
+// call (the user disconnected the app, or the token expired). A refresh
+// with Options.RefreshToken then hands out a new token that works.
+func (s *Server) InvalidateToken() {
+	s.mu.Lock()
+	s.opt.Token = "tok" + strings.ReplaceAll(newID(), "-", "")[:24]
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
 // Revoke sends a revocation with status reason (authorization_revoked,
-// user_removed, version_removed) and marks the subscription so.
+// user_removed, version_removed) and marks the subscription so. As on
+// Twitch, authorization_revoked also invalidates the token.
 func (s *Server) Revoke(reason string) error {
 	wc, sub, err := s.activeConn()
 	if err != nil {
 		return err
+	}
+	if reason == "authorization_revoked" {
+		s.InvalidateToken()
 	}
 	s.mu.Lock()
 	for i := range s.subs {
@@ -478,6 +562,22 @@ func helixError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": http.StatusText(status), "status": status, "message": msg})
 }
 
+// decodeJSON reads a JSON request body as Twitch does: a body that is not
+// sent as application/json, or does not parse, is a 400 and nothing else
+// of the request is looked at.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		helixError(w, http.StatusBadRequest, "The request body must be JSON sent with Content-Type: application/json")
+		return false
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(v); err != nil {
+		helixError(w, http.StatusBadRequest, "The request body is not valid JSON")
+		return false
+	}
+	return true
+}
+
 func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Client-Id") != s.opt.ClientID {
@@ -486,6 +586,15 @@ func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 		}
 		if r.Header.Get("Authorization") != "Bearer "+s.token() {
 			helixError(w, http.StatusUnauthorized, "Invalid OAuth token")
+			return
+		}
+		s.mu.Lock()
+		now := s.opt.Now()
+		ok := s.helix.take(now)
+		s.helix.headers(w, now)
+		s.mu.Unlock()
+		if !ok {
+			helixError(w, http.StatusTooManyRequests, "Too Many Requests")
 			return
 		}
 		next(w, r)
@@ -511,6 +620,10 @@ func (s *Server) hasScope(scope string) bool {
 // {"client_id":"...","login":"...","scopes":[...],"user_id":"...","expires_in":5520838}
 // or 401 {"status":401,"message":"invalid access token"}.
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.validations++
+	s.notifyLocked()
+	s.mu.Unlock()
 	if r.Header.Get("Authorization") != "OAuth "+s.token() {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": 401, "message": "invalid access token"})
 		return
@@ -550,8 +663,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		Condition map[string]string `json:"condition"`
 		Transport Transport         `json:"transport"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-		helixError(w, http.StatusBadRequest, "malformed body")
+	if !decodeJSON(w, r, &req) {
 		return
 	}
 	if req.Type != "channel.chat.message" || req.Version != "1" {
@@ -596,8 +708,11 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 // answers 200 {"data":[{"message_id":"...","is_sent":true,"drop_reason":null}]}.
 func (s *Server) sendChat(w http.ResponseWriter, r *http.Request) {
 	var m SentMessage
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&m); err != nil {
-		helixError(w, http.StatusBadRequest, "malformed body")
+	if !decodeJSON(w, r, &m) {
+		return
+	}
+	if m.BroadcasterID == "" || m.SenderID == "" {
+		helixError(w, http.StatusBadRequest, "Missing required parameter: broadcaster_id and sender_id are required")
 		return
 	}
 	if !s.hasScope("user:write:chat") {
@@ -608,12 +723,30 @@ func (s *Server) sendChat(w http.ResponseWriter, r *http.Request) {
 		helixError(w, http.StatusForbidden, "The sender is not permitted to send chat messages to the broadcaster's chat room")
 		return
 	}
-	if m.Message == "" || len([]rune(m.Message)) > 500 {
-		helixError(w, http.StatusBadRequest, "message must be 1 to 500 characters")
+	if m.Message == "" {
+		helixError(w, http.StatusBadRequest, "Missing required parameter: message")
 		return
 	}
-	m.At = time.Now()
+	if len([]rune(m.Message)) > 500 {
+		helixError(w, http.StatusUnprocessableEntity, "The message is too large")
+		return
+	}
+	if s.opt.ChatLatency != nil {
+		s.mu.Lock()
+		n := s.chatCalls
+		s.chatCalls++
+		s.mu.Unlock()
+		time.Sleep(s.opt.ChatLatency(n))
+	}
 	s.mu.Lock()
+	m.At = s.opt.Now()
+	if !s.chatWindow.take(m.At) {
+		s.refused = append(s.refused, m)
+		s.notifyLocked()
+		s.mu.Unlock()
+		helixError(w, http.StatusTooManyRequests, "The sender has exceeded the number of chat messages it may send")
+		return
+	}
 	s.sent = append(s.sent, m)
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -625,8 +758,11 @@ func (s *Server) whisper(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Message string `json:"message"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body); err != nil || body.Message == "" {
-		helixError(w, http.StatusBadRequest, "missing message")
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	if body.Message == "" {
+		helixError(w, http.StatusBadRequest, "The message field must not be empty")
 		return
 	}
 	if !s.hasScope("user:manage:whispers") {
@@ -638,10 +774,35 @@ func (s *Server) whisper(w http.ResponseWriter, r *http.Request) {
 		helixError(w, http.StatusBadRequest, "from_user_id must be the token's user")
 		return
 	}
+	to := q.Get("to_user_id")
 	s.mu.Lock()
-	s.whispers = append(s.whispers, Whisper{From: q.Get("from_user_id"), To: q.Get("to_user_id"), Message: body.Message})
+	defer s.mu.Unlock()
+	now := s.opt.Now()
+	for id, first := range s.recipients {
+		if now.Sub(first) >= s.opt.WhisperDay {
+			delete(s.recipients, id)
+		}
+	}
+	if _, known := s.recipients[to]; !known && len(s.recipients) >= s.opt.WhisperRecipients {
+		s.whisperCap++
+		s.notifyLocked()
+		helixError(w, http.StatusTooManyRequests, "The sending user exceeded the number of whisper requests that they may make")
+		return
+	}
+	for _, win := range s.whisperWins {
+		if win.reset(now).After(now) {
+			helixError(w, http.StatusTooManyRequests, "The sending user exceeded the number of whisper requests that they may make")
+			return
+		}
+	}
+	for _, win := range s.whisperWins {
+		win.take(now)
+	}
+	if _, known := s.recipients[to]; !known {
+		s.recipients[to] = now
+	}
+	s.whispers = append(s.whispers, Whisper{From: q.Get("from_user_id"), To: to, Message: body.Message})
 	s.notifyLocked()
-	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -687,11 +848,15 @@ func (s *Server) createMarker(w http.ResponseWriter, r *http.Request) {
 		UserID      string `json:"user_id"`
 		Description string `json:"description"`
 	}
-	if r.ContentLength > 0 {
-		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body)
+	// Twitch reads user_id and description from the JSON body only: the
+	// query parameters some libraries send instead are a 400 (missing
+	// body), which is how markers silently never got made.
+	if !decodeJSON(w, r, &body) {
+		return
 	}
 	if body.UserID == "" {
-		body.UserID, body.Description = r.URL.Query().Get("user_id"), r.URL.Query().Get("description")
+		helixError(w, http.StatusBadRequest, "Missing required parameter \"user_id\"")
+		return
 	}
 	if !s.hasScope("channel:manage:broadcast") {
 		helixError(w, http.StatusUnauthorized, "Missing scope: channel:manage:broadcast")
@@ -699,6 +864,10 @@ func (s *Server) createMarker(w http.ResponseWriter, r *http.Request) {
 	}
 	if len([]rune(body.Description)) > 140 {
 		helixError(w, http.StatusBadRequest, "description is at most 140 characters")
+		return
+	}
+	if body.UserID != s.opt.Broadcaster.ID || (s.opt.Bot.ID != s.opt.Broadcaster.ID && s.opt.NotEditor) {
+		helixError(w, http.StatusForbidden, "The user in the access token is not authorized to create video markers for the user in user_id")
 		return
 	}
 	s.mu.Lock()
