@@ -43,6 +43,8 @@ type Options struct {
 	RefreshToken string
 	// Clips shape Create Clip and Get Clips (SetClips changes them later).
 	Clips ClipOptions
+	// ClientSecret is what the OIDC token endpoint expects: "testclientsecret".
+	ClientSecret string
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -86,6 +88,7 @@ type Server struct {
 	clipLookups int
 	changed     chan struct{}
 	closed      bool
+	idp         *idProvider // the OpenID provider (oidc.go)
 }
 
 type wsConn struct {
@@ -120,13 +123,14 @@ func New(tb testing.TB, opt Options) *Server {
 		opt.Keepalive = 1
 	}
 	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
-		clipOpt: opt.Clips}
+		clipOpt: opt.Clips, idp: newIDProvider(opt.ClientSecret)}
 	s.users[opt.Bot.ID] = opt.Bot
 	s.users[opt.Broadcaster.ID] = opt.Broadcaster
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /oauth2/validate", s.validate)
-	mux.HandleFunc("POST /oauth2/token", s.refresh)
+	mux.HandleFunc("POST /oauth2/token", s.tokenEndpoint)
+	s.mountOIDC(mux)
 	mux.HandleFunc("POST /helix/eventsub/subscriptions", s.authed(s.createSubscription))
 	mux.HandleFunc("POST /helix/chat/messages", s.authed(s.sendChat))
 	mux.HandleFunc("POST /helix/whispers", s.authed(s.whisper))
