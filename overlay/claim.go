@@ -141,7 +141,7 @@ func (s *Server) redeemPage(w http.ResponseWriter, r *http.Request) {
 		render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{}))
 		return
 	}
-	render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken()}))
+	render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken(r)}))
 }
 
 // refusalKind names why a token was refused, for the desk's distinct messages.
@@ -162,7 +162,7 @@ func refusalKind(err error) string {
 }
 
 func (s *Server) redeemSubmit(w http.ResponseWriter, r *http.Request) {
-	v := templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken()}
+	v := templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken(r)}
 	red, err := s.claims.Redeem(r.Context(), r.PostFormValue("token"))
 	if err != nil {
 		code := microdrop.ErrorCode(err)

@@ -41,7 +41,7 @@ func newRoom(tb testing.TB, policy claims.Policy) (*httptest.Server, *claims.Ser
 	if err != nil {
 		tb.Fatal(err)
 	}
-	room, err := New(Config{Router: router, Admin: microdrop.Admin{Token: adminToken}})
+	room, err := New(Config{Router: router, Admin: microdrop.NewAdmin(adminToken, false, nil)})
 	if err != nil {
 		tb.Fatal(err)
 	}

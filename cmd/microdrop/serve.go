@@ -301,7 +301,7 @@ func (m *Main) loadSecrets() error {
 				filepath.Join(m.Config.Data, "admin-token"), tok)
 		}
 	}
-	m.Admin = microdrop.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
+	m.Admin = microdrop.NewAdmin(m.Config.AdminToken, strings.HasPrefix(m.Config.PublicURL, "https://"), m.Now)
 	if len(m.Config.Claims.TokenKeys) == 0 {
 		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "token-key"))
 		if err != nil {

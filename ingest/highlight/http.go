@@ -26,8 +26,8 @@ type Admin interface {
 	Check(r *http.Request) error
 	CheckToken(tok string) bool
 	SetCookie(w http.ResponseWriter)
-	CSRFToken() string
-	CheckCSRF(tok string) bool
+	CSRFToken(r *http.Request) string
+	CheckCSRF(r *http.Request, tok string) bool
 }
 
 // HandlerDeps is what the editor's HTTP handler needs.
@@ -129,7 +129,7 @@ func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
-	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken()}
+	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(r)}
 	for _, s := range ss {
 		v.Sessions = append(v.Sessions, sessionView(s))
 	}
@@ -157,7 +157,7 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 		return templates.EditorView{}, err
 	}
 	sv := sessionView(s)
-	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv}
+	v := templates.EditorView{LoggedIn: true, Session: &sv}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == ingest.HighlightReady,
@@ -181,6 +181,7 @@ func (h *handler) session(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
+	v.CSRF = h.d.Admin.CSRFToken(r)
 	v.Notice = r.URL.Query().Get("notice")
 	if len(v.Notice) > 200 {
 		v.Notice = ""
@@ -280,6 +281,7 @@ func (h *handler) trim(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, msg, code)
 			return
 		}
+		v.CSRF = h.d.Admin.CSRFToken(r)
 		v.Error = msg
 		render(w, r, code, templates.EditorPage(v))
 		return
