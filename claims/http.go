@@ -24,6 +24,7 @@ type Handler struct {
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
+	identity  Identity // who web claims are for (identity.go)
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the
@@ -188,9 +189,13 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, err)
 		return
 	}
-	v := Viewer{UserID: b.UserID, Login: b.Login}
-	if h.admin.Check(r) == nil {
-		v.Subscriber, v.AccountCreated = b.Subscriber, b.AccountCreated
+	v, err := h.claimant(r, b)
+	if err != nil {
+		if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
+		}
+		microdrop.WriteError(w, err)
+		return
 	}
 	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code})
 	if err != nil {

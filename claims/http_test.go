@@ -93,8 +93,13 @@ func TestAPI(t *testing.T) {
 	if st, body := c.do("GET", "/api/drops/zzzz", "", ""); st != 404 || body["code"] != "not_found" {
 		t.Fatalf("get unknown: %d %v", st, body)
 	}
+	// A bare user_id from nobody in particular is refused: only the admin
+	// bridge names users.
+	if st, body := c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"alice","login":"alice","code":"moon"}`); st != 401 || body["code"] != "unauthorized" {
+		t.Fatalf("anonymous claim: %d %v", st, body)
+	}
 	claim := func(user, code string) (int, map[string]any) {
-		return c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"`+user+`","login":"`+user+`","code":"`+code+`"}`)
+		return c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"`+user+`","login":"`+user+`","code":"`+code+`"}`)
 	}
 	if st, body := claim("alice", "nope"); st != 400 || body["reason"] != "wrong_code" {
 		t.Fatalf("wrong code: %d %v", st, body)
@@ -106,7 +111,7 @@ func TestAPI(t *testing.T) {
 	if st, body := claim("alice", "moon"); st != 409 || body["reason"] != "duplicate" {
 		t.Fatalf("duplicate: %d %v", st, body)
 	}
-	if st, body := c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"has space"}`); st != 400 || body["code"] != "invalid" {
+	if st, body := c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"has space"}`); st != 400 || body["code"] != "invalid" {
 		t.Fatalf("bad user id: %d %v", st, body)
 	}
 	claim("bob", "moon")

@@ -34,6 +34,8 @@ type Config struct {
 	Twitch     TwitchConfig             `yaml:"twitch"`
 	Highlights HighlightsConfig         `yaml:"highlights"`
 	Chat       ChatConfig               `yaml:"chat"`
+	SignIn     SignInConfig             `yaml:"signin"`
+	Front      FrontConfig              `yaml:"front"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -125,6 +127,7 @@ func DefaultConfig() Config {
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
+		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 20, ClaimRate: 60},
 		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256,
 			Pre: claims.Duration(20 * time.Second), Post: claims.Duration(40 * time.Second), SurgePerSec: 20},
 	}
@@ -314,6 +317,7 @@ func (c *Config) Validate() error {
 	if c.Chat.Prefix == "" || len(c.Chat.Prefix) > 3 {
 		bad("chat.prefix: 1 to 3 characters, like !")
 	}
+	c.validateSignIn(bad)
 	h := c.Highlights
 	if h.BufferSeconds < 10 || h.BufferSeconds > 3600 {
 		bad("highlights.buffer_seconds: between 10 and 3600")

@@ -258,7 +258,11 @@ func startBurst(base, dropID string, workers int) *burst {
 				}
 				user := fmt.Sprintf("viewer%06d", next.Add(1))
 				body, _ := json.Marshal(claims.ClaimBody{UserID: user})
-				resp, err := client.Post(base+"/api/drops/"+dropID+"/claims", "application/json", bytes.NewReader(body))
+				// The admin bridge names its users; an anonymous body may not.
+				req, _ := http.NewRequest("POST", base+"/api/drops/"+dropID+"/claims", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+testAdminToken)
+				resp, err := client.Do(req)
 				if err != nil {
 					b.failures.Add(1)
 					continue
@@ -330,7 +334,9 @@ func TestServeInProcess(t *testing.T) {
 	var open claims.DropResponse
 	json.NewDecoder(resp.Body).Decode(&open)
 	resp.Body.Close()
-	resp, err = http.Post(base+"/api/drops/"+open.Drop.ID+"/claims", "application/json", strings.NewReader(`{"user_id":"u1"}`))
+	req, _ = http.NewRequest("POST", base+"/api/drops/"+open.Drop.ID+"/claims", strings.NewReader(`{"user_id":"u1"}`))
+	req.Header.Set("Authorization", "Bearer "+m.Config.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("claim: %v %v", resp, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/overlay/viewer"
 )
 
 // Main is the running service: config in, everything wired, one HTTP mux.
@@ -43,11 +44,14 @@ type Main struct {
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
 	Ingest   *ingest.Server
+	// Viewers is viewer sign-in and identity (serve_viewer.go).
+	Viewers *viewer.Auth
 
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string
 
 	server  *http.Server
+	api     *claims.Handler
 	closers []namedCloser
 	clips   ingest.ClipMaker // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 }
@@ -184,7 +188,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.onClose("claims", svc.Close)
 
 	m.Mux = http.NewServeMux()
-	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
+	m.api = claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	m.Mux.Handle("/api/", m.api)
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
 	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	// Profiles for the admin only: they reveal internals and cost CPU.
@@ -202,6 +207,7 @@ func (m *Main) Run(ctx context.Context) error {
 		start func(context.Context) error
 	}{
 		{"ingest", m.startIngest},
+		{"viewers", m.startViewers},
 		{"chat", m.startChat},
 		{"overlay", m.startOverlay},
 		{"highlights", m.startHighlights},

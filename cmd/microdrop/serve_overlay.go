@@ -35,7 +35,7 @@ func (m *Main) startOverlay(ctx context.Context) error {
 		Claims: m.Claims, Bus: m.Bus, Admin: m.Admin, Logger: m.Logger, Now: m.Now,
 		PublicURL: m.publicURL(), Keys: keys, Ledger: m.Ledger, Gatherer: m.Registry,
 		DefaultGrace: time.Duration(m.Config.Claims.Grace), CueProfile: m.Config.Ingest.CueProfile,
-		Streams: m.streamStatus,
+		Streams: m.streamStatus, Viewers: m.Viewers,
 	})
 	if err != nil {
 		return err
