@@ -308,7 +308,8 @@ func (c *Config) Validate() error {
 		bad("ingest.cue_level_db: between -60 and 0")
 	}
 	t := c.Twitch
-	if (t.ClientID != "" || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
+	// A client id with its secret alone is viewer sign-in without chat.
+	if ((t.ClientID != "" && t.ClientSecret == "") || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
 		bad("twitch: set TWITCH_CLIENT_ID with TWITCH_USER_TOKEN (or TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN)")
 	}
 	if t.Enabled() && t.Channel == "" {

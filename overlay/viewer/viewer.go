@@ -2,6 +2,8 @@ package viewer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -38,6 +40,9 @@ type Provider struct {
 	// ClaimsParameter requests UsernameClaim through OIDC's claims
 	// parameter (Twitch needs it).
 	ClaimsParameter bool
+	// BareSubject uses the provider's sub as the user id unprefixed (Twitch:
+	// the same id its chat carries).
+	BareSubject bool
 	// SecretInBody sends the client secret in the token request's form body
 	// (Twitch documents only that); otherwise the library detects the style.
 	SecretInBody bool
@@ -47,7 +52,7 @@ type Provider struct {
 // (https://id.twitch.tv/oauth2 unless overridden).
 func Twitch(issuer, clientID, clientSecret string) Provider {
 	return Provider{Name: "twitch", Label: "Twitch", Issuer: strings.TrimRight(issuer, "/"), ClientID: clientID,
-		ClientSecret: clientSecret, UsernameClaim: "preferred_username", ClaimsParameter: true, SecretInBody: true}
+		ClientSecret: clientSecret, UsernameClaim: "preferred_username", ClaimsParameter: true, SecretInBody: true, BareSubject: true}
 }
 
 // Deps is what the sign-in needs.
@@ -117,7 +122,7 @@ func New(d Deps) (*Auth, error) {
 		byName: make(map[string]*provider)}
 	for _, p := range d.Providers {
 		switch {
-		case !namePattern.MatchString(p.Name):
+		case !namePattern.MatchString(p.Name) || p.Name == "local":
 			return nil, fmt.Errorf("viewer: provider name %q must be lowercase letters, digits, _ or -", p.Name)
 		case a.byName[p.Name] != nil:
 			return nil, fmt.Errorf("viewer: provider %q configured twice", p.Name)
@@ -227,6 +232,23 @@ func safeNext(next string) string {
 		return next
 	}
 	return "/"
+}
+
+var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// subject is the claims user id of a provider's sub. Twitch's sub is the
+// Twitch user id EventSub names in chat, so a viewer is one person in chat
+// and on the web (one per-user cap). Other providers are prefixed with their
+// name; a sub that is not a plain id is hashed.
+func (p *provider) subject(sub string) string {
+	if p.cfg.BareSubject && userIDPattern.MatchString(sub) {
+		return sub
+	}
+	if id := p.cfg.Name + "-" + sub; userIDPattern.MatchString(id) {
+		return id
+	}
+	h := sha256.Sum256([]byte(sub))
+	return p.cfg.Name + "-" + hex.EncodeToString(h[:12])
 }
 
 func (a *Auth) discover(ctx context.Context, p *provider) (*oidc.Provider, error) {
@@ -351,8 +373,8 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, _ := all[p.cfg.UsernameClaim].(string)
-	subject := p.cfg.Name + ":" + idt.Subject
-	if len(subject) > 128 || idt.Subject == "" {
+	subject := p.subject(idt.Subject)
+	if idt.Subject == "" {
 		a.fail(w, http.StatusBadGateway, "the provider's user id is unusable")
 		return
 	}
