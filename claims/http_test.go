@@ -3,6 +3,7 @@ package claims_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -151,5 +152,44 @@ func TestAPI(t *testing.T) {
 	}
 	if st, body := c.do("GET", "/api/nothing", "", ""); st != 404 || body["code"] != "not_found" {
 		t.Fatalf("unknown route: %d %v", st, body)
+	}
+}
+
+func TestEntriesPaged(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	_, body := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":10,"duration":"90s","policy":"fcfs"}`)
+	id := body["drop"].(map[string]any)["id"].(string)
+	for i := 0; i < 7; i++ {
+		if st, b := c.do("POST", "/api/drops/"+id+"/claims", adminToken, fmt.Sprintf(`{"user_id":"u%d"}`, i)); st != 200 {
+			t.Fatalf("claim: %d %v", st, b)
+		}
+	}
+	seen := 0
+	for offset := 0; ; {
+		st, page := c.do("GET", fmt.Sprintf("/api/drops/%s/entries?limit=3&offset=%d", id, offset), adminToken, "")
+		if st != 200 || page["total"] != float64(7) {
+			t.Fatalf("page at %d: %d %v", offset, st, page)
+		}
+		n := len(page["entries"].([]any))
+		if n > 3 {
+			t.Fatalf("page of %d, limit 3", n)
+		}
+		seen += n
+		next, ok := page["next_offset"].(float64)
+		if !ok {
+			break
+		}
+		offset = int(next)
+	}
+	if seen != 7 {
+		t.Fatalf("paged through %d of 7 entries", seen)
+	}
+	for _, q := range []string{"limit=0", "limit=5001", "limit=x", "offset=-1"} {
+		if st, _ := c.do("GET", "/api/drops/"+id+"/entries?"+q, adminToken, ""); st != 400 {
+			t.Fatalf("%s: %d, want 400", q, st)
+		}
 	}
 }

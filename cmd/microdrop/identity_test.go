@@ -29,7 +29,9 @@ func newIdentityRig(t *testing.T) *identityRig {
 	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "555", Login: "viewer1", DisplayName: "Viewer1"})
 	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "666", Login: "viewer2", DisplayName: "Viewer2"})
 	env := map[string]string{"TWITCH_CLIENT_ID": tw.Options().ClientID, "TWITCH_CLIENT_SECRET": tw.ClientSecret(),
-		"TWITCH_AUTH_URL": tw.AuthURL(), "MICRODROP_ADMIN_TOKEN": testAdminToken}
+		"TWITCH_AUTH_URL": tw.AuthURL(), "MICRODROP_ADMIN_TOKEN": testAdminToken,
+		// Every browser of the test shares one address.
+		"MICRODROP_SIGNIN_PER_MINUTE": "600", "MICRODROP_CLAIMS_PER_MINUTE": "600"}
 	m := NewMain(io.Discard, io.Discard)
 	if err := m.ParseFlags([]string{"--http", "127.0.0.1:0", "--rtsp", "off", "--data", t.TempDir()}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)

@@ -202,6 +202,7 @@ func startOverlayServerChild(ctx context.Context, dir, channel, key, token, prof
 		"--config", cfg, "--http", "127.0.0.1:0", "--rtsp", "off",
 		"--data", filepath.Join(dir, "data"), "--log-level", "info")
 	cmd.Env = append(os.Environ(), "MICRODROP_PUBLIC_URL=")
+	cmd.Env = append(cmd.Env, loadgenFront()...)
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", procs))
 	}

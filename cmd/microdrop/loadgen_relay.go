@@ -772,6 +772,7 @@ func startRelayChild(ctx context.Context, gogc int, stderr io.Writer) (*relayChi
 	}
 	cmd := exec.Command(exe, "loadgen", "relay", "--serve-child")
 	cmd.Env = append(os.Environ(), relayChildEnv+"=1")
+	cmd.Env = append(cmd.Env, loadgenFront()...)
 	if gogc > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("GOGC=%d", gogc))
 	}

@@ -218,9 +218,12 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
-	m.server = &http.Server{Handler: m.Mux, ReadHeaderTimeout: 10 * time.Second}
+	lim := newConnCap(ln, m.Config.Front.MaxConnsPerIP, fdBudget(fdLimit()), newClientIPs(m.Config.Front.TrustedProxies))
+	m.server = &http.Server{Handler: newFront(m.Mux, m.Admin, m.Config.Front, m.Now),
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		ConnState: lim.connState, MaxHeaderBytes: 64 << 10}
 	go func() {
-		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.server.Serve(lim); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
