@@ -67,6 +67,15 @@ type IngestConfig struct {
 	UDPRTP      string            `yaml:"udp_rtp" env:"UDP_RTP"`
 	UDPRTCP     string            `yaml:"udp_rtcp" env:"UDP_RTCP"`
 	WHIPToken   string            `yaml:"whip_token" env:"WHIP_TOKEN"`
+	// RTSPUser and RTSPPassword are what RTSP publishers log in with
+	// (rtsp://user:password@host:8554/path; user "publish" by default).
+	// Without them the WHIP token is the password, and without that a
+	// password is generated into the data dir: publishing always needs one.
+	RTSPUser     string `yaml:"rtsp_user" env:"RTSP_USER"`
+	RTSPPassword string `yaml:"rtsp_password" env:"RTSP_PASSWORD"`
+	// RTSPReadUser and RTSPReadPassword, when set, protect RTSP reads.
+	RTSPReadUser     string `yaml:"rtsp_read_user" env:"RTSP_READ_USER"`
+	RTSPReadPassword string `yaml:"rtsp_read_password" env:"RTSP_READ_PASSWORD"`
 	Pull        map[string]string `yaml:"pull"`
 	Playback    map[string]string `yaml:"playback"`
 	CueProfile  string            `yaml:"cue_profile" env:"CUE_PROFILE"`

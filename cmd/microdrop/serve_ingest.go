@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
@@ -25,6 +27,20 @@ func (m *Main) startIngest(ctx context.Context) error {
 		WHIPToken: m.Config.Ingest.WHIPToken, Paths: paths, Pull: m.Config.Ingest.Pull, PlaybackURL: m.Config.Ingest.Playback,
 		CueProfile: m.Config.Ingest.CueProfile, CueLevelDB: m.Config.Ingest.CueLevelDB, MaxReaderQueue: m.Config.Ingest.MaxReaderQ,
 		WebRTCLoopbackOnly: m.Config.Ingest.ICEHostOnly,
+		RTSPPublishUser:    m.Config.Ingest.RTSPUser, RTSPPublishPass: m.Config.Ingest.RTSPPassword,
+		RTSPReadUser: m.Config.Ingest.RTSPReadUser, RTSPReadPass: m.Config.Ingest.RTSPReadPassword,
+	}
+	if cfg.RTSPAddress != "" && cfg.RTSPPublishPass == "" && cfg.WHIPToken == "" {
+		// Never an open publish port: anyone could take the streamer's path.
+		path := filepath.Join(m.Config.Data, "rtsp-password")
+		pass, created, err := readOrCreateSecret(path)
+		if err != nil {
+			return err
+		}
+		cfg.RTSPPublishPass, m.Config.Ingest.RTSPPassword = pass, pass
+		if created {
+			fmt.Fprintf(m.Stderr, "\nmicrodrop: generated the RTSP publish password (stored in %s; shown once):\n\n    rtsp://publish:%s@<host>:8554/<path>\n\n", path, pass)
+		}
 	}
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		m.Logger.Warn("ffmpeg not found: confirming cues from playback URLs is off (and `microdrop cue detect` reads only WAV); install it with apt-get install -y ffmpeg",
