@@ -63,10 +63,10 @@ type ChannelConfig struct {
 
 // IngestConfig is the media path.
 type IngestConfig struct {
-	RTSP        string            `yaml:"rtsp" env:"RTSP"`
-	UDPRTP      string            `yaml:"udp_rtp" env:"UDP_RTP"`
-	UDPRTCP     string            `yaml:"udp_rtcp" env:"UDP_RTCP"`
-	WHIPToken   string            `yaml:"whip_token" env:"WHIP_TOKEN"`
+	RTSP      string `yaml:"rtsp" env:"RTSP"`
+	UDPRTP    string `yaml:"udp_rtp" env:"UDP_RTP"`
+	UDPRTCP   string `yaml:"udp_rtcp" env:"UDP_RTCP"`
+	WHIPToken string `yaml:"whip_token" env:"WHIP_TOKEN"`
 	// RTSPUser and RTSPPassword are what RTSP publishers log in with
 	// (rtsp://user:password@host:8554/path; user "publish" by default).
 	// Without them the WHIP token is the password, and without that a
@@ -74,14 +74,14 @@ type IngestConfig struct {
 	RTSPUser     string `yaml:"rtsp_user" env:"RTSP_USER"`
 	RTSPPassword string `yaml:"rtsp_password" env:"RTSP_PASSWORD"`
 	// RTSPReadUser and RTSPReadPassword, when set, protect RTSP reads.
-	RTSPReadUser     string `yaml:"rtsp_read_user" env:"RTSP_READ_USER"`
-	RTSPReadPassword string `yaml:"rtsp_read_password" env:"RTSP_READ_PASSWORD"`
-	Pull        map[string]string `yaml:"pull"`
-	Playback    map[string]string `yaml:"playback"`
-	CueProfile  string            `yaml:"cue_profile" env:"CUE_PROFILE"`
-	CueLevelDB  float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
-	MaxReaderQ  int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
-	ICEHostOnly bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
+	RTSPReadUser     string            `yaml:"rtsp_read_user" env:"RTSP_READ_USER"`
+	RTSPReadPassword string            `yaml:"rtsp_read_password" env:"RTSP_READ_PASSWORD"`
+	Pull             map[string]string `yaml:"pull"`
+	Playback         map[string]string `yaml:"playback"`
+	CueProfile       string            `yaml:"cue_profile" env:"CUE_PROFILE"`
+	CueLevelDB       float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
+	MaxReaderQ       int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
+	ICEHostOnly      bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
 }
 
 // TwitchConfig switches Twitch chat on when ClientID and a token are set.
