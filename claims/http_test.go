@@ -193,3 +193,32 @@ func TestEntriesPaged(t *testing.T) {
 		}
 	}
 }
+
+// TestSubSecondDurationsRefused: the API says 1s-24h and means it.
+func TestSubSecondDurationsRefused(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	for _, d := range []string{"1ns", "500ms", "999ms"} {
+		if st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"`+d+`"}`); st != 400 {
+			t.Fatalf("duration %s: %d %v", d, st, b)
+		}
+	}
+	for _, title := range []string{`"bad\u0000"`, `"\u202eevil"`, `"a\u200bb"`, `"\u001b[2J"`} {
+		if st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"1m","title":`+title+`}`); st != 400 || !strings.Contains(b["message"].(string), "title") {
+			t.Fatalf("title %s: %d %v", title, st, b)
+		}
+	}
+	st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"1s"}`)
+	if st != 201 {
+		t.Fatalf("1s: %d %v", st, b)
+	}
+	id := b["drop"].(map[string]any)["id"].(string)
+	if st, b := c.do("POST", "/api/drops/"+id+"/extend", adminToken, `{"by":"500ms"}`); st != 400 {
+		t.Fatalf("extend by 500ms: %d %v", st, b)
+	}
+	if st, b := c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"u1","login":"ann\u202e"}`); st != 400 || !strings.Contains(b["message"].(string), "login") {
+		t.Fatalf("bridge login with RLO: %d %v", st, b)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -210,8 +209,8 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if r.Title == "" {
 		r.Title = r.SKU
 	}
-	if utf8.RuneCountInString(r.Title) > 120 || !utf8.ValidString(r.Title) {
-		return bad("title must be at most 120 characters")
+	if err := microdrop.CheckText("title", r.Title, 120); err != nil {
+		return nil, err
 	}
 	if r.Stock < 1 || r.Stock > MaxStock {
 		return bad("stock must be between 1 and %d", MaxStock)
@@ -227,7 +226,7 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		return bad("currency must be an ISO 4217 code like USD or EUR")
 	}
 	dur := time.Duration(r.Duration)
-	if dur <= 0 || dur > MaxDuration {
+	if dur < MinDuration || dur > MaxDuration {
 		return bad("duration must be between 1s and %s", MaxDuration)
 	}
 	grace := s.opts.DefaultGrace
@@ -486,7 +485,7 @@ func (s *Service) CloseDrop(ctx context.Context, id, by string) (*Drop, error) {
 
 // ExtendDrop adds d to the drop's window.
 func (s *Service) ExtendDrop(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
-	if d <= 0 || d > MaxDuration {
+	if d < MinDuration || d > MaxDuration {
 		return nil, microdrop.Errorf(microdrop.EINVALID, "extend by between 1s and %s", MaxDuration)
 	}
 	return s.control(ctx, id, ctlExtend, d, by)

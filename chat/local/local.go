@@ -173,8 +173,11 @@ func (c *Chat) message(channel, userID, login, text string, role chat.Role) (cha
 		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "login must be 1-64 letters, digits or _")
 	}
 	text = strings.TrimSpace(text)
-	if text == "" || utf8.RuneCountInString(text) > chat.MaxTextLen || !utf8.ValidString(text) {
+	if text == "" || utf8.RuneCountInString(text) > chat.MaxTextLen {
 		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "text must be 1-%d characters", chat.MaxTextLen)
+	}
+	if err := microdrop.CheckText("text", text, chat.MaxTextLen); err != nil {
+		return chat.Message{}, err
 	}
 	c.mu.Lock()
 	if g, ok := c.roles[channel+"\x00"+userID]; ok && g > role {
