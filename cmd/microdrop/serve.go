@@ -187,6 +187,13 @@ func (m *Main) Run(ctx context.Context) error {
 	// Deciders finish their pending group commit before the ledger closes.
 	m.onClose("claims", svc.Close)
 
+	// Listen first: claim links derive from the address actually bound.
+	ln, err := net.Listen("tcp", m.Config.HTTP)
+	if err != nil {
+		return fmt.Errorf("http listen on %s: %w", m.Config.HTTP, err)
+	}
+	m.HTTPAddr = ln.Addr().String()
+
 	m.Mux = http.NewServeMux()
 	m.api = claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
 	m.Mux.Handle("/api/", m.api)
@@ -195,12 +202,6 @@ func (m *Main) Run(ctx context.Context) error {
 	// Profiles for the admin only: they reveal internals and cost CPU.
 	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
 	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
-
-	ln, err := net.Listen("tcp", m.Config.HTTP)
-	if err != nil {
-		return fmt.Errorf("http listen on %s: %w", m.Config.HTTP, err)
-	}
-	m.HTTPAddr = ln.Addr().String()
 
 	for _, c := range []struct {
 		name  string
