@@ -103,7 +103,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	v := templates.DashboardView{
 		LoggedIn: true, Channels: s.channels,
-		GraceS: formatSeconds(s.grace),
+		GraceS: formatSeconds(s.grace), LocalMode: s.viewers.Local(),
 		Form:   templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
 	}
 	if len(s.channels) > 0 {

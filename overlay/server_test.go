@@ -290,7 +290,7 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	csrf := hiddenCSRF.FindStringSubmatch(string(b))
-	if csrf == nil || !strings.Contains(string(b), e.srv.OverlayURL(testChannel)) {
+	if csrf == nil || !strings.Contains(string(b), e.srv.OverlayURL(testChannel)) || !strings.Contains(string(b), `id="local-mode"`) {
 		t.Fatalf("dashboard should show the overlay URL with its key:\n%s", b)
 	}
 	good := url.Values{"channel": {testChannel}, "sku": {"TEE"}, "stock": {"10"}, "duration": {"90s"}, "price": {"19.99"}, "csrf": {csrf[1]}}

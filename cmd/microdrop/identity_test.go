@@ -209,6 +209,10 @@ func TestIdentityEveryClaimPath(t *testing.T) {
 	if st, _ := do(t, stolen, "POST", claimsURL, `{}`); st != 401 {
 		t.Fatalf("a revoked session claims: %d", st)
 	}
+	// With sign-in on, the dashboard does not warn about local mode.
+	if st, b := do(t, http.DefaultClient, "GET", r.base+"/dashboard", "", "Authorization", "Bearer "+testAdminToken); st != 200 || strings.Contains(b, `id="local-mode"`) || !strings.Contains(b, `id="open-form"`) {
+		t.Fatalf("dashboard with sign-in on: %d", st)
+	}
 	// The admin bridge still names users (chat bridges, load tests).
 	if st, err := api(t, "POST", claimsURL, claims.ClaimBody{UserID: "bridge_user", Subscriber: true}, nil); st != 200 || err != nil {
 		t.Fatalf("admin bridge claim: %d %v", st, err)
