@@ -104,7 +104,7 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	v := templates.DashboardView{
 		LoggedIn: true, Channels: s.channels,
 		GraceS: formatSeconds(s.grace), LocalMode: s.viewers.Local(),
-		Form:   templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
+		Form: templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
 	}
 	if len(s.channels) > 0 {
 		v.Form.Channel = s.channels[0]
