@@ -277,8 +277,22 @@ func TestSignInCallbackRefusals(t *testing.T) {
 	// The right browser, used once: works, then a replay is refused.
 	qv = start(victim)
 	code = codeFor(qv)
-	if st, b := callback(victim, code, qv.Get("state")); st != 200 {
-		t.Fatalf("good callback: %d %s", st, b)
+	nf := *victim
+	nf.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := nf.Get(r.base + "/auth/twitch/callback?" + url.Values{"code": {code}, "state": {qv.Get("state")}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "microdrop_viewer" {
+			sess = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/c/"+id || sess == nil ||
+		!sess.HttpOnly || sess.SameSite != http.SameSiteLaxMode || len(sess.Value) != 64 || sess.Expires.IsZero() {
+		t.Fatalf("good callback: %d %q %+v", resp.StatusCode, resp.Header.Get("Location"), sess)
 	}
 	if st, _ := callback(victim, code, qv.Get("state")); st != http.StatusBadRequest {
 		t.Fatalf("replayed callback: %d", st)
