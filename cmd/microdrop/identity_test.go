@@ -28,6 +28,7 @@ func newIdentityRig(t *testing.T) *identityRig {
 	tw := twitchtest.New(t, twitchtest.Options{})
 	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "555", Login: "viewer1", DisplayName: "Viewer1"})
 	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "666", Login: "viewer2", DisplayName: "Viewer2"})
+	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "777", Login: "chatwinner", DisplayName: "ChatWinner"})
 	env := map[string]string{"TWITCH_CLIENT_ID": tw.Options().ClientID, "TWITCH_CLIENT_SECRET": tw.ClientSecret(),
 		"TWITCH_AUTH_URL": tw.AuthURL(), "MICRODROP_ADMIN_TOKEN": testAdminToken,
 		// Every browser of the test shares one address.
@@ -300,5 +301,21 @@ func TestSignInCallbackRefusals(t *testing.T) {
 	// An unknown provider.
 	if st, _ := do(t, victim, "GET", r.base+"/auth/nope/start", ""); st != 404 {
 		t.Fatalf("unknown provider: %d", st)
+	}
+}
+
+// TestTwitchChatWinnerGetsCodeOnTheWeb: a Twitch viewer who won in chat
+// (the bridge or EventSub names their Twitch id) and cannot get whispers
+// signs in on the claim page and sees their own code there.
+func TestTwitchChatWinnerGetsCodeOnTheWeb(t *testing.T) {
+	r := newIdentityRig(t)
+	id := r.openDrop(`{"channel":"streamer","sku":"cap","stock":5,"duration":"5m","policy":"fcfs"}`)
+	var won claims.ClaimResult
+	if st, err := api(t, "POST", r.base+"/api/drops/"+id+"/claims", claims.ClaimBody{UserID: "777", Login: "chatwinner"}, &won); st != 200 || err != nil || won.Token == "" {
+		t.Fatalf("chat claim: %d %v", st, err)
+	}
+	b := r.signIn(newBrowser(), "777", "/c/"+id)
+	if m := pickupRe.FindStringSubmatch(b); m == nil || m[1] != won.Token {
+		t.Fatalf("the chat winner does not see their code after signing in:\n%s", b)
 	}
 }
