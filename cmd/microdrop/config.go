@@ -69,8 +69,8 @@ type IngestConfig struct {
 	WHIPToken string `yaml:"whip_token" env:"WHIP_TOKEN"`
 	// RTSPUser and RTSPPassword are what RTSP publishers log in with
 	// (rtsp://user:password@host:8554/path; user "publish" by default).
-	// Without them the WHIP token is the password, and without that a
-	// password is generated into the data dir: publishing always needs one.
+	// Without them the WHIP token is the password; without a WHIP token one
+	// is generated into the data dir: publishing always needs credentials.
 	RTSPUser     string `yaml:"rtsp_user" env:"RTSP_USER"`
 	RTSPPassword string `yaml:"rtsp_password" env:"RTSP_PASSWORD"`
 	// RTSPReadUser and RTSPReadPassword, when set, protect RTSP reads.
