@@ -64,7 +64,11 @@ func (c *Config) viewerProviders() []viewer.Provider {
 		if issuer == "" {
 			issuer = "https://id.twitch.tv/oauth2"
 		}
-		ps = append(ps, viewer.Twitch(issuer, t.ClientID, t.ClientSecret))
+		tp := viewer.Twitch(issuer, t.ClientID, t.ClientSecret)
+		if t.APIURL != "" {
+			tp.HelixURL = t.APIURL
+		}
+		ps = append(ps, tp)
 	}
 	all := c.SignIn.Providers
 	if c.SignIn.EnvIssuer != "" {

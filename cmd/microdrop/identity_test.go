@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/microdrop/microdrop/chat/twitch/twitchtest"
 	"github.com/microdrop/microdrop/claims"
@@ -26,11 +27,11 @@ type identityRig struct {
 func newIdentityRig(t *testing.T) *identityRig {
 	t.Helper()
 	tw := twitchtest.New(t, twitchtest.Options{})
-	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "555", Login: "viewer1", DisplayName: "Viewer1"})
-	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "666", Login: "viewer2", DisplayName: "Viewer2"})
+	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "555", Login: "viewer1", DisplayName: "Viewer1", CreatedAt: time.Date(2016, 3, 1, 0, 0, 0, 0, time.UTC)})
+	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "666", Login: "viewer2", DisplayName: "Viewer2", CreatedAt: time.Now().Add(-48 * time.Hour)})
 	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "777", Login: "chatwinner", DisplayName: "ChatWinner"})
 	env := map[string]string{"TWITCH_CLIENT_ID": tw.Options().ClientID, "TWITCH_CLIENT_SECRET": tw.ClientSecret(),
-		"TWITCH_AUTH_URL": tw.AuthURL(), "MICRODROP_ADMIN_TOKEN": testAdminToken,
+		"TWITCH_AUTH_URL": tw.AuthURL(), "TWITCH_API_URL": tw.APIURL(), "MICRODROP_ADMIN_TOKEN": testAdminToken,
 		// Every browser of the test shares one address.
 		"MICRODROP_SIGNIN_PER_MINUTE": "600", "MICRODROP_CLAIMS_PER_MINUTE": "600"}
 	m := NewMain(io.Discard, io.Discard)
@@ -317,5 +318,27 @@ func TestTwitchChatWinnerGetsCodeOnTheWeb(t *testing.T) {
 	b := r.signIn(newBrowser(), "777", "/c/"+id)
 	if m := pickupRe.FindStringSubmatch(b); m == nil || m[1] != won.Token {
 		t.Fatalf("the chat winner does not see their code after signing in:\n%s", b)
+	}
+}
+
+// TestAccountAgeComesFromTwitch: a drop open only to accounts older than 30
+// days admits the old account and refuses the two-day-old one, by what
+// Twitch says (Get Users with the viewer's own token), never by the body.
+func TestAccountAgeComesFromTwitch(t *testing.T) {
+	r := newIdentityRig(t)
+	id := r.openDrop(`{"channel":"streamer","sku":"cap","stock":5,"duration":"5m","policy":"fcfs",
+		"stages":[{"offset":"0s","cap":1,"eligible":{"min_account_age_days":30}}]}`)
+	claimsURL := r.base + "/api/drops/" + id + "/claims"
+	old, young := newBrowser(), newBrowser()
+	r.signIn(old, "555", "/c/"+id)
+	r.signIn(young, "666", "/c/"+id)
+	if st, b := do(t, young, "POST", claimsURL, `{}`); st == 200 {
+		t.Fatalf("a two-day-old account passed a 30-day stage: %s", b)
+	}
+	if st, b := do(t, young, "POST", claimsURL, `{"account_created":"2010-01-01T00:00:00Z"}`); st != 403 {
+		t.Fatalf("a viewer claiming an older account: %d %s", st, b)
+	}
+	if st, b := do(t, old, "POST", claimsURL, `{}`); st != 200 {
+		t.Fatalf("the old account: %d %s", st, b)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -43,6 +45,10 @@ type Provider struct {
 	// BareSubject uses the provider's sub as the user id unprefixed (Twitch:
 	// the same id its chat carries).
 	BareSubject bool
+	// HelixURL, for Twitch, is where the account's age is asked (Get Users
+	// with the viewer's own token): the ID token does not carry it, and the
+	// caller never gets to say it.
+	HelixURL string
 	// SecretInBody sends the client secret in the token request's form body
 	// (Twitch documents only that); otherwise the library detects the style.
 	SecretInBody bool
@@ -52,7 +58,8 @@ type Provider struct {
 // (https://id.twitch.tv/oauth2 unless overridden).
 func Twitch(issuer, clientID, clientSecret string) Provider {
 	return Provider{Name: "twitch", Label: "Twitch", Issuer: strings.TrimRight(issuer, "/"), ClientID: clientID,
-		ClientSecret: clientSecret, UsernameClaim: "preferred_username", ClaimsParameter: true, SecretInBody: true, BareSubject: true}
+		ClientSecret: clientSecret, UsernameClaim: "preferred_username", ClaimsParameter: true, SecretInBody: true, BareSubject: true,
+		HelixURL: "https://api.twitch.tv/helix"}
 }
 
 // Deps is what the sign-in needs.
@@ -195,8 +202,11 @@ func (a *Auth) Session(r *http.Request) (Identity, bool) {
 	if !ok {
 		return Identity{}, false
 	}
-	return Identity{Viewer: claims.Viewer{UserID: s.Subject, Login: s.Login}, CSRF: s.CSRF, Verified: true,
-		Provider: s.Provider, SessionID: s.ID}, true
+	v := claims.Viewer{UserID: s.Subject, Login: s.Login}
+	if c, err := time.Parse(time.RFC3339, s.Data["account_created"]); err == nil {
+		v.AccountCreated = c
+	}
+	return Identity{Viewer: v, CSRF: s.CSRF, Verified: true, Provider: s.Provider, SessionID: s.ID}, true
 }
 
 // Identify names the caller: a signed-in viewer, or in local mode the
@@ -386,11 +396,55 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 	if old, err := r.Cookie(SessionCookie); err == nil {
 		a.d.Sessions.Revoke(old.Value)
 	}
+	data := map[string]string{}
+	if p.cfg.HelixURL != "" {
+		if created, err := a.accountCreated(ctx, p, tok.AccessToken, idt.Subject); err != nil {
+			// Without it the viewer is still who they are; stages that need
+			// an account age just do not admit them.
+			a.log.Warn("account age unavailable", "provider", p.cfg.Name, "err", err)
+		} else {
+			data["account_created"] = created.UTC().Format(time.RFC3339)
+		}
+	}
 	s := a.d.Sessions.Create(microdrop.Session{Kind: microdrop.SessionViewer, Subject: subject, Provider: p.cfg.Name,
-		Login: name}, a.d.SessionTTL)
+		Login: name, Data: data}, a.d.SessionTTL)
 	http.SetCookie(w, microdrop.SessionCookie(SessionCookie, s.ID, s.Expires, a.secure, http.SameSiteLaxMode))
 	a.log.Info("viewer signed in", "provider", p.cfg.Name)
 	http.Redirect(w, r, pend.Data["next"], http.StatusSeeOther)
+}
+
+// accountCreated asks Twitch's Get Users, with the viewer's own token, when
+// their account was made.
+func (a *Auth) accountCreated(ctx context.Context, p *provider, accessToken, sub string) (time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.cfg.HelixURL, "/")+"/users", nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Client-Id", p.cfg.ClientID)
+	resp, err := a.d.HTTPClient.Do(req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return time.Time{}, fmt.Errorf("get users: %s", resp.Status)
+	}
+	var body struct {
+		Data []struct {
+			ID        string    `json:"id"`
+			CreatedAt time.Time `json:"created_at"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return time.Time{}, fmt.Errorf("get users: %w", err)
+	}
+	for _, u := range body.Data {
+		if u.ID == sub && !u.CreatedAt.IsZero() {
+			return u.CreatedAt, nil
+		}
+	}
+	return time.Time{}, errors.New("get users: the token's own user is not in the answer")
 }
 
 func (a *Auth) signout(w http.ResponseWriter, r *http.Request) {

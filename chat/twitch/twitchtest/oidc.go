@@ -43,6 +43,9 @@ type OIDCUser struct {
 	ID          string // sub
 	Login       string // preferred_username
 	DisplayName string
+	// CreatedAt is the account's creation, as Get Users reports it to the
+	// user's own access token (zero: 2021-01-01).
+	CreatedAt time.Time
 }
 
 // CodeTTL is how long an authorization code stays usable.
@@ -95,6 +98,39 @@ func (s *Server) mountOIDC(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/keys", s.jwks)
 	mux.HandleFunc("GET /oauth2/userinfo", s.userinfo)
 	mux.HandleFunc("POST /oauth2/userinfo", s.userinfo)
+}
+
+// withOIDC answers Get Users for access tokens the OpenID provider issued
+// (a signed-in viewer asking about themself, as Twitch allows any user
+// token to); every other request goes to next.
+func (s *Server) withOIDC(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		s.idp.mu.Lock()
+		g := s.idp.grants[tok]
+		s.idp.mu.Unlock()
+		if r.Method != http.MethodGet || r.URL.Path != "/helix/users" || !bearer || g == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Header.Get("Client-Id") != g.clientID || time.Now().After(g.expires) {
+			helixError(w, http.StatusUnauthorized, "Client ID and OAuth token do not match")
+			return
+		}
+		q := r.URL.Query()
+		u := g.user
+		if (len(q["id"]) > 0 && !slices.Contains(q["id"], u.ID)) || (len(q["login"]) > 0 && !slices.Contains(q["login"], u.Login)) {
+			writeJSON(w, http.StatusOK, map[string]any{"data": []any{}})
+			return
+		}
+		created := u.CreatedAt
+		if created.IsZero() {
+			created = time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"data": []map[string]any{{"id": u.ID, "login": u.Login, "display_name": u.DisplayName,
+			"type": "", "broadcaster_type": "", "description": "", "profile_image_url": "", "offline_image_url": "",
+			"view_count": 0, "created_at": created.UTC().Format(time.RFC3339)}}})
+	})
 }
 
 // ClientSecret is the OAuth client secret the token endpoint expects.

@@ -142,7 +142,7 @@ func New(tb testing.TB, opt Options) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.http = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
+	s.http = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.withOIDC(mux)}}
 	s.http.Start()
 	tb.Cleanup(s.Close)
 	return s
