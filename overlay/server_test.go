@@ -304,6 +304,9 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 		{func(v url.Values) { v.Set("price", "1.999") }, http.StatusBadRequest, "at most two decimals"},
 		{func(v url.Values) { v.Set("duration", "soon") }, http.StatusBadRequest, "not a duration"},
 		{func(v url.Values) { v.Set("sku", "bad sku!") }, http.StatusBadRequest, "sku must be"},
+		{func(v url.Values) { v.Set("duration", "500ms") }, http.StatusBadRequest, "between 1s and"},
+		{func(v url.Values) { v.Set("duration", "1ns") }, http.StatusBadRequest, "between 1s and"},
+		{func(v url.Values) { v.Set("title", "Cap\u202eevil") }, http.StatusBadRequest, "title holds a control, bidi or invisible character"},
 	} {
 		v := url.Values{}
 		for k, vs := range good {
