@@ -164,6 +164,12 @@ func (r *Router) IsClaim(text string) bool {
 // ordinary chat, ignored and rate-limited commands). Every reply is safe to
 // show in chat. Bad input changes nothing.
 func (r *Router) Handle(ctx context.Context, m Message) []Reply {
+	// Platforms vouch for who spoke, not for what their names contain:
+	// control, bidi and invisible characters are stripped here, once for
+	// every platform, so they never reach a reply or the overlay.
+	m.Login = microdrop.DisplayText(m.Login, 64)
+	m.DisplayName = microdrop.DisplayText(m.DisplayName, 64)
+	m.Text = microdrop.DisplayText(m.Text, 0)
 	cmd, err := Parse(r.prefix, m.Text)
 	if errors.Is(err, ErrNotCommand) {
 		return nil

@@ -24,6 +24,7 @@ type Handler struct {
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
+	identity  Identity // who web claims are for (identity.go)
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the
@@ -202,9 +203,13 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, err)
 		return
 	}
-	v := Viewer{UserID: b.UserID, Login: b.Login}
-	if h.admin.Check(r) == nil {
-		v.Subscriber, v.AccountCreated = b.Subscriber, b.AccountCreated
+	v, err := h.claimant(r, b)
+	if err != nil {
+		if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
+		}
+		microdrop.WriteError(w, err)
+		return
 	}
 	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code})
 	if err != nil {
@@ -238,10 +243,17 @@ type EntryView struct {
 	Token string `json:"token,omitempty"`
 }
 
+// entries: GET /api/drops/{id}/entries?offset=&limit= pages through the
+// drop's entries (at most MaxPageSize a page; next_offset while more remain).
 func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 	d, err := h.svc.Drop(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
+		return
+	}
+	offset, limit, err := pageOf(r)
+	if err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	es, err := h.svc.ledger.Entries(r.Context(), d.ID)
@@ -249,11 +261,16 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]EntryView, len(es))
-	for i, e := range es {
-		out[i] = EntryView{Entry: e, Token: e.Token}
+	lo, hi, next := window(len(es), offset, limit)
+	out := make([]EntryView, 0, hi-lo)
+	for _, e := range es[lo:hi] {
+		out = append(out, EntryView{Entry: e, Token: e.Token})
 	}
-	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drop": apiView(d), "entries": out})
+	page := map[string]any{"drop": apiView(d), "entries": out, "total": len(es)}
+	if next >= 0 {
+		page["next_offset"] = next
+	}
+	microdrop.WriteJSON(w, http.StatusOK, page)
 }
 
 // RedeemBody is the body of POST /api/redeem.

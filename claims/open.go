@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/microdrop/microdrop"
 )
@@ -45,8 +44,8 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if r.Title == "" {
 		r.Title = r.SKU
 	}
-	if utf8.RuneCountInString(r.Title) > 120 || !utf8.ValidString(r.Title) {
-		return bad("title must be at most 120 characters")
+	if err := microdrop.CheckText("title", r.Title, 120); err != nil {
+		return nil, err
 	}
 	if r.Stock < 1 || r.Stock > MaxStock {
 		return bad("stock must be between 1 and %d", MaxStock)
@@ -62,7 +61,7 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		return bad("currency must be an ISO 4217 code like USD or EUR")
 	}
 	dur := time.Duration(r.Duration)
-	if dur <= 0 || dur > MaxDuration {
+	if dur < MinDuration || dur > MaxDuration {
 		return bad("duration must be between 1s and %s", MaxDuration)
 	}
 	grace := s.opts.DefaultGrace

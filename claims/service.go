@@ -289,7 +289,7 @@ func (s *Service) CloseDrop(ctx context.Context, id, by string) (*Drop, error) {
 
 // ExtendDrop adds d to the drop's window.
 func (s *Service) ExtendDrop(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
-	if d <= 0 || d > MaxDuration {
+	if d < MinDuration || d > MaxDuration {
 		return nil, microdrop.Errorf(microdrop.EINVALID, "extend by between 1s and %s", MaxDuration)
 	}
 	return s.control(ctx, id, ctlExtend, d, by)

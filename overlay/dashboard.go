@@ -80,7 +80,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	s.admin.ClearCookie(w)
+	s.admin.Logout(w, r)
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
 }
 
@@ -90,6 +90,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.dashboardView(r.Context())
+	v.CSRF = s.admin.CSRFToken(r)
 	if id := r.URL.Query().Get("done"); id != "" && len(id) <= 64 {
 		v.Notice = r.URL.Query().Get("what") + " " + id
 		if w := r.URL.Query().Get("what"); w != "opened" && w != "closed" && w != "extended" {
@@ -101,9 +102,9 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	v := templates.DashboardView{
-		LoggedIn: true, CSRF: s.admin.CSRFToken(), Channels: s.channels,
-		GraceS: formatSeconds(s.grace),
-		Form:   templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
+		LoggedIn: true, Channels: s.channels,
+		GraceS: formatSeconds(s.grace), LocalMode: s.viewers.Local(),
+		Form: templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
 	}
 	if len(s.channels) > 0 {
 		v.Form.Channel = s.channels[0]
@@ -215,6 +216,7 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 
 func (s *Server) formError(w http.ResponseWriter, r *http.Request, status int, msg string, form *templates.DashboardForm) {
 	v := s.dashboardView(r.Context())
+	v.CSRF = s.admin.CSRFToken(r)
 	v.Error = msg
 	if form != nil {
 		v.Form = *form

@@ -61,7 +61,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Close() })
-	admin := microdrop.Admin{Token: testAdminTok}
+	admin := microdrop.NewAdmin(testAdminTok, false, nil)
 	srv, err := overlay.New(overlay.Deps{Claims: svc, Bus: bus, Admin: admin, PublicURL: ts.URL,
 		Keys: map[string]string{testChannel: testKey}, Ledger: ledger, DefaultGrace: grace, Gatherer: reg})
 	if err != nil {

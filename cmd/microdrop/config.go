@@ -34,6 +34,8 @@ type Config struct {
 	Twitch     TwitchConfig             `yaml:"twitch"`
 	Highlights HighlightsConfig         `yaml:"highlights"`
 	Chat       ChatConfig               `yaml:"chat"`
+	SignIn     SignInConfig             `yaml:"signin"`
+	Front      FrontConfig              `yaml:"front"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -64,16 +66,25 @@ type ChannelConfig struct {
 
 // IngestConfig is the media path.
 type IngestConfig struct {
-	RTSP        string            `yaml:"rtsp" env:"RTSP"`
-	UDPRTP      string            `yaml:"udp_rtp" env:"UDP_RTP"`
-	UDPRTCP     string            `yaml:"udp_rtcp" env:"UDP_RTCP"`
-	WHIPToken   string            `yaml:"whip_token" env:"WHIP_TOKEN"`
-	Pull        map[string]string `yaml:"pull"`
-	Playback    map[string]string `yaml:"playback"`
-	CueProfile  string            `yaml:"cue_profile" env:"CUE_PROFILE"`
-	CueLevelDB  float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
-	MaxReaderQ  int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
-	ICEHostOnly bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
+	RTSP      string `yaml:"rtsp" env:"RTSP"`
+	UDPRTP    string `yaml:"udp_rtp" env:"UDP_RTP"`
+	UDPRTCP   string `yaml:"udp_rtcp" env:"UDP_RTCP"`
+	WHIPToken string `yaml:"whip_token" env:"WHIP_TOKEN"`
+	// RTSPUser and RTSPPassword are what RTSP publishers log in with
+	// (rtsp://user:password@host:8554/path; user "publish" by default).
+	// Without them the WHIP token is the password; without a WHIP token one
+	// is generated into the data dir: publishing always needs credentials.
+	RTSPUser     string `yaml:"rtsp_user" env:"RTSP_USER"`
+	RTSPPassword string `yaml:"rtsp_password" env:"RTSP_PASSWORD"`
+	// RTSPReadUser and RTSPReadPassword, when set, protect RTSP reads.
+	RTSPReadUser     string            `yaml:"rtsp_read_user" env:"RTSP_READ_USER"`
+	RTSPReadPassword string            `yaml:"rtsp_read_password" env:"RTSP_READ_PASSWORD"`
+	Pull             map[string]string `yaml:"pull"`
+	Playback         map[string]string `yaml:"playback"`
+	CueProfile       string            `yaml:"cue_profile" env:"CUE_PROFILE"`
+	CueLevelDB       float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
+	MaxReaderQ       int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
+	ICEHostOnly      bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
 }
 
 // TwitchConfig switches Twitch chat on when ClientID and a token are set.
@@ -129,6 +140,7 @@ func DefaultConfig() Config {
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
+		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120},
 		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256,
 			Pre: claims.Duration(20 * time.Second), Post: claims.Duration(40 * time.Second), SurgePerSec: 20},
 	}
@@ -312,7 +324,8 @@ func (c *Config) Validate() error {
 		bad("ingest.cue_level_db: between -60 and 0")
 	}
 	t := c.Twitch
-	if (t.ClientID != "" || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
+	// A client id with its secret alone is viewer sign-in without chat.
+	if ((t.ClientID != "" && t.ClientSecret == "") || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
 		bad("twitch: set TWITCH_CLIENT_ID with TWITCH_USER_TOKEN (or TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN)")
 	}
 	if t.Enabled() && t.Channel == "" {
@@ -321,6 +334,7 @@ func (c *Config) Validate() error {
 	if c.Chat.Prefix == "" || len(c.Chat.Prefix) > 3 {
 		bad("chat.prefix: 1 to 3 characters, like !")
 	}
+	c.validateSignIn(bad)
 	h := c.Highlights
 	if h.BufferSeconds < 10 || h.BufferSeconds > 3600 {
 		bad("highlights.buffer_seconds: between 10 and 3600")

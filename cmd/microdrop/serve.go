@@ -27,6 +27,7 @@ import (
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
+	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -47,11 +48,14 @@ type Main struct {
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
 	Ingest   *ingest.Server
+	// Viewers is viewer sign-in and identity (serve_viewer.go).
+	Viewers *viewer.Auth
 
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string
 
 	server  *http.Server
+	api     *claims.Handler
 	closers []namedCloser
 	clips   highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
@@ -205,25 +209,28 @@ func (m *Main) Run(ctx context.Context) error {
 	// Deciders finish their pending group commit before the ledger closes.
 	m.onClose("claims", svc.Close)
 
-	m.Mux = http.NewServeMux()
-	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
-	m.Mux.HandleFunc("GET /healthz", m.healthz)
-	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	// Profiles for the admin only: they reveal internals and cost CPU.
-	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
-	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
-
+	// Listen first: claim links derive from the address actually bound.
 	ln, err := net.Listen("tcp", m.Config.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen on %s: %w", m.Config.HTTP, err)
 	}
 	m.HTTPAddr = ln.Addr().String()
 
+	m.Mux = http.NewServeMux()
+	m.api = claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	m.Mux.Handle("/api/", m.api)
+	m.Mux.HandleFunc("GET /healthz", m.healthz)
+	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	// Profiles for the admin only: they reveal internals and cost CPU.
+	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
+	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
+
 	for _, c := range []struct {
 		name  string
 		start func(context.Context) error
 	}{
 		{"ingest", m.startIngest},
+		{"viewers", m.startViewers},
 		{"chat", m.startChat},
 		{"overlay", m.startOverlay},
 		{"highlights", m.startHighlights},
@@ -234,9 +241,12 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
-	m.server = &http.Server{Handler: m.Mux, ReadHeaderTimeout: 10 * time.Second}
+	lim := newConnCap(ln, m.Config.Front.MaxConnsPerIP, fdBudget(fdLimit()), newClientIPs(m.Config.Front.TrustedProxies))
+	m.server = &http.Server{Handler: newFront(m.Mux, m.Admin, m.Config.Front, m.Now),
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		ConnState: lim.connState, MaxHeaderBytes: 64 << 10}
 	go func() {
-		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.server.Serve(lim); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
@@ -354,7 +364,7 @@ func (m *Main) loadSecrets() error {
 				filepath.Join(m.Config.Data, "admin-token"), tok)
 		}
 	}
-	m.Admin = microdrop.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
+	m.Admin = microdrop.NewAdmin(m.Config.AdminToken, strings.HasPrefix(m.Config.PublicURL, "https://"), m.Now)
 	if len(m.Config.Claims.TokenKeys) == 0 {
 		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "token-key"))
 		if err != nil {

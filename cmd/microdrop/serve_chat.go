@@ -20,7 +20,7 @@ func (m *Main) startChat(ctx context.Context) error {
 		return err
 	}
 	room, err := local.New(local.Config{Router: router, Admin: m.Admin, Channel: m.Config.Chat.LocalChannel,
-		Logger: m.Logger, Now: m.Now})
+		Logger: m.Logger, Now: m.Now, Secure: m.Viewers.Secure(), SignInRequired: !m.Viewers.Local()})
 	if err != nil {
 		return err
 	}
