@@ -20,7 +20,7 @@ func (s *Service) SetGrace(ctx context.Context, id string, d time.Duration, by s
 // delay plus margin: viewers who see the stream that late still get their
 // claims counted. It runs until ctx ends.
 func (s *Service) FollowCueDelays(ctx context.Context, bus microdrop.Bus, margin time.Duration) {
-	sub := bus.Subscribe(1024)
+	sub := bus.Subscribe(1024, microdrop.CueAired) // never dropped
 	go func() {
 		defer sub.Close()
 		for {

@@ -238,7 +238,7 @@ func newHub(src dropSource, entries entrySource, channels []string, publicURL st
 // start subscribes to the bus first, then loads every channel's state, so
 // no event falls between the two.
 func (h *Hub) start(ctx context.Context, bus microdrop.Bus) {
-	h.sub = bus.Subscribe(h.opts.BusBuffer)
+	h.sub = bus.Subscribe(h.opts.BusBuffer, microdrop.DropOpened, microdrop.DropExtended, microdrop.SoldOut, microdrop.DropClosed, microdrop.Claimed)
 	for _, t := range h.topics {
 		h.reload(ctx, t)
 	}

@@ -160,7 +160,8 @@ func (s *Server) Start(ctx context.Context, bus microdrop.Bus) {
 		bg, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
 		s.hub.start(ctx, bus)
-		feedSub := bus.Subscribe(4096)
+		// Claims and redemptions may be shed from the feed in a burst.
+		feedSub := bus.Subscribe(4096, microdrop.Claimed, microdrop.Redeemed, microdrop.DropOpened, microdrop.SoldOut, microdrop.DropClosed, microdrop.DropExtended)
 		go s.feed.run(bg, feedSub)
 		go s.stats.run(bg)
 	})
