@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
@@ -33,6 +32,9 @@ type HubOptions struct {
 	MaxWinners int
 	// BusBuffer is the hub's bus subscription buffer [65536].
 	BusBuffer int
+	// Writers is how many goroutines at most write one broadcast out to
+	// the clients [GOMAXPROCS].
+	Writers int
 }
 
 func (o *HubOptions) fill() {
@@ -56,6 +58,9 @@ func (o *HubOptions) fill() {
 	}
 	if o.BusBuffer <= 0 {
 		o.BusBuffer = 1 << 16
+	}
+	if o.Writers <= 0 {
+		o.Writers = runtime.GOMAXPROCS(0)
 	}
 }
 
@@ -86,8 +91,8 @@ type Hub struct {
 	slowDrops atomic.Uint64
 	frames    atomic.Uint64
 
-	// wpool shares write buffers between connections: prepared frames are
-	// written without one, so few connections ever hold one.
+	// wpool shares write buffers between connections: frames are written
+	// without one, so few connections ever hold one.
 	wpool sync.Pool
 
 	sub      *microdrop.Subscription
@@ -340,25 +345,6 @@ func (t *topic) frameLocked(typ string, kind microdrop.Kind, seq uint64, at, now
 	}
 	b, _ := json.Marshal(f) // plain structs: cannot fail
 	return b
-}
-
-// broadcastLocked queues one prepared frame for every client of t. A
-// client whose buffer is full is dropped, never waited for. The frame is
-// encoded once; each client's writer goroutine writes it.
-func (h *Hub) broadcastLocked(t *topic, data []byte) {
-	if len(t.clients) == 0 {
-		return
-	}
-	h.frames.Add(1)
-	// A text message, never compressed: this cannot fail.
-	pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, data)
-	for c := range t.clients {
-		if !c.offer(outMsg{pm: pm}) {
-			delete(t.clients, c)
-			h.slowDrops.Add(1)
-			c.kick()
-		}
-	}
 }
 
 // HubStats is a point-in-time view of the hub for the dashboard and tests.

@@ -337,7 +337,7 @@ func (s *Server) overlayWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, errTooManyClients.Error())
 		return
 	}
-	conn, err := s.hub.upgrader(func(*http.Request) bool { return true }).Upgrade(w, r, nil)
+	conn, err := s.hub.upgrade(w, r, func(*http.Request) bool { return true })
 	if err != nil {
 		s.hub.clients.Add(-1)
 		return // the upgrader has answered

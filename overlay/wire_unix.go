@@ -1,0 +1,80 @@
+//go:build unix
+
+package overlay
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// rawSocket is a socket's non-blocking write(2), past Go's poller: the
+// poller would park the goroutine on a full socket, where the hub wants to
+// move on to the next client. Only the client's current writer calls it.
+//
+// It writes under RawConn.Control, which holds the descriptor open but
+// skips the poller's write lock and deadline check (a cache miss or two
+// per client, a few percent of a fan-out). Its caller holds the
+// connection's frame lock (guardedConn), which gorilla's own writes take
+// too, so no other frame is written meanwhile.
+type rawSocket struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr)
+	buf []byte
+	n   int
+	err error
+}
+
+// newRawWriter returns nil for a connection that is not one of the net
+// package's sockets, which are all non-blocking (TLS, for one): such a
+// client gets a writer goroutine.
+func newRawWriter(c net.Conn) rawWriter {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s := &rawSocket{rc: rc}
+	s.fn = s.write
+	return s
+}
+
+func (s *rawSocket) write(fd uintptr) {
+	for s.n < len(s.buf) {
+		n, err := syscall.Write(int(fd), s.buf[s.n:])
+		if n > 0 {
+			s.n += n
+		}
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return // full: the caller hands the rest over
+		case err != nil:
+			s.err = err
+			return
+		case n <= 0:
+			s.err = io.ErrShortWrite
+			return
+		}
+	}
+}
+
+func (s *rawSocket) tryWrite(b []byte) (int, error) {
+	s.buf, s.n, s.err = b, 0, nil
+	if err := s.rc.Control(s.fn); err != nil {
+		s.buf = nil
+		return s.n, err
+	}
+	n, err := s.n, s.err
+	s.buf = nil
+	return n, err
+}
