@@ -83,6 +83,9 @@ type guardedConn struct {
 	net.Conn
 	frame    chan struct{} // the frame lock: full while someone writes a frame
 	deadline atomic.Int64  // gorilla's write deadline, Unix ns; 0 for none
+	// closeSent is set once gorilla has written a close frame: the hub's
+	// writers write nothing after it.
+	closeSent atomic.Bool
 }
 
 func newGuardedConn(c net.Conn) *guardedConn {
@@ -134,7 +137,27 @@ func (g *guardedConn) Write(b []byte) (int, error) {
 	if err := g.Conn.SetWriteDeadline(dl); err != nil {
 		return 0, err
 	}
-	return g.Conn.Write(b)
+	n, err := g.Conn.Write(b)
+	if len(b) > 0 && b[0] == 0x80|websocket.CloseMessage {
+		g.closeSent.Store(true)
+	}
+	return n, err
+}
+
+// lockFrame takes the frame lock for one of the hub's frames, waiting
+// until deadline (zero: not at all); false if it is not to be written,
+// the lock then not held: busy, or the connection is closing.
+func (g *guardedConn) lockFrame(deadline time.Time) (ok, closing bool) {
+	if deadline.IsZero() {
+		ok = g.tryLock()
+	} else {
+		ok = g.lock(deadline)
+	}
+	if ok && g.closeSent.Load() {
+		g.unlock()
+		return false, true
+	}
+	return ok, false
 }
 
 // SetWriteDeadline is kept for gorilla's next Write, which applies it
@@ -256,7 +279,10 @@ func (h *Hub) drain(c *client) {
 // write1 writes one frame of the owner of c's writing and reports whether
 // it still owns it and has another frame queued.
 func (h *Hub) write1(c *client, frame []byte) bool {
-	if !c.guard.tryLock() {
+	if ok, closing := c.guard.lockFrame(time.Time{}); closing {
+		c.kick()
+		return false
+	} else if !ok {
 		// gorilla is writing a control frame: wait for it elsewhere.
 		go h.finish(c, frame, false)
 		return false
@@ -281,10 +307,13 @@ func (h *Hub) write1(c *client, frame []byte) bool {
 // does not read meanwhile fills its buffer and is dropped by the next
 // broadcast.
 func (h *Hub) finish(c *client, rest []byte, locked bool) {
+	h.partial.Add(1)
 	deadline := time.Now().Add(h.opts.WriteTimeout)
-	if !locked && !c.guard.lock(deadline) {
-		c.kick()
-		return
+	if !locked {
+		if ok, _ := c.guard.lockFrame(deadline); !ok {
+			c.kick()
+			return
+		}
 	}
 	nc := c.guard.Conn
 	_ = nc.SetWriteDeadline(deadline)

@@ -90,6 +90,7 @@ type Hub struct {
 	clients   atomic.Int64
 	slowDrops atomic.Uint64
 	frames    atomic.Uint64
+	partial   atomic.Uint64 // frames a goroutine waited for the socket to take
 
 	// wpool shares write buffers between connections: frames are written
 	// without one, so few connections ever hold one.
