@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,6 +57,9 @@ func (c *rawClient) send(op byte, payload []byte) error {
 	return err
 }
 
+// errInFrame is a stream that ends inside a frame.
+var errInFrame = errors.New("stream ends inside a frame")
+
 // rawFrame is one server frame as it arrived.
 type rawFrame struct {
 	op      byte
@@ -70,7 +75,7 @@ func (c *rawClient) next() (rawFrame, error) {
 		return rawFrame{}, err // EOF here is between frames
 	}
 	if _, err := io.ReadFull(c.br, h[1:]); err != nil {
-		return rawFrame{}, fmt.Errorf("stream ends inside a frame header: %w", err)
+		return rawFrame{}, fmt.Errorf("%w header: %w", errInFrame, err)
 	}
 	if h[0]&0x70 != 0 || h[0]&0x80 == 0 || h[1]&0x80 != 0 {
 		return rawFrame{}, fmt.Errorf("malformed header %08b %08b", h[0], h[1])
@@ -86,13 +91,13 @@ func (c *rawClient) next() (rawFrame, error) {
 	case 126:
 		var b [2]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return rawFrame{}, fmt.Errorf("stream ends inside a frame header: %w", err)
+			return rawFrame{}, fmt.Errorf("%w header: %w", errInFrame, err)
 		}
 		n = uint64(binary.BigEndian.Uint16(b[:]))
 	case 127:
 		var b [8]byte
 		if _, err := io.ReadFull(c.br, b[:]); err != nil {
-			return rawFrame{}, fmt.Errorf("stream ends inside a frame header: %w", err)
+			return rawFrame{}, fmt.Errorf("%w header: %w", errInFrame, err)
 		}
 		n = binary.BigEndian.Uint64(b[:])
 	}
@@ -101,7 +106,7 @@ func (c *rawClient) next() (rawFrame, error) {
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(c.br, p); err != nil {
-		return rawFrame{}, fmt.Errorf("stream ends inside a %d-byte frame: %w", n, err)
+		return rawFrame{}, fmt.Errorf("%w of %d bytes: %w", errInFrame, n, err)
 	}
 	return rawFrame{op: op, payload: p}, nil
 }
@@ -132,8 +137,8 @@ func readAll(c *rawClient, role clientRole, leaveAfter int) result {
 	pings := 0
 	for {
 		f, err := c.next()
-		if err == io.EOF || (err != nil && r.closeCode != 0 && isReset(err)) {
-			return r
+		if err != nil && !errors.Is(err, errInFrame) && (errors.Is(err, io.EOF) || r.closeCode != 0 && errors.Is(err, syscall.ECONNRESET)) {
+			return r // on a frame boundary: the end, or a reset after the close
 		}
 		if err != nil {
 			r.err = fmt.Errorf("after %d frames (close code %d): %w", r.frames, r.closeCode, err)
@@ -194,27 +199,6 @@ func behind(t *topic) int {
 		n = max(n, len(c.send))
 	}
 	return n
-}
-
-// isReset is a connection reset by a server that closed with unread data.
-func isReset(err error) bool {
-	var ne *net.OpError
-	return strings.Contains(err.Error(), "connection reset") || (err != nil && errorAs(err, &ne))
-}
-
-func errorAs(err error, target **net.OpError) bool {
-	for err != nil {
-		if e, ok := err.(*net.OpError); ok {
-			*target = e
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // Frames of every size are broadcast without pause while some clients
