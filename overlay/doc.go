@@ -28,7 +28,7 @@
 //
 // That fast path was kept, rather than every frame going through
 // gorilla/websocket's writer, because a writer goroutine per connection
-// measured about 30 % more server CPU per delivery in `loadgen overlay`
+// measured 30 % or more server CPU per delivery in `loadgen overlay`
 // (a wake-up, a timer and the poller for each client), and fan-out to ten
 // thousand overlays is CPU-bound on this hardware. It is made exclusive
 // instead: each frame is written under the connection's frame lock, and
