@@ -31,7 +31,9 @@ type Bus interface {
 // event or a snapshot carries.
 func (k Kind) Sheddable() bool { return k == Claimed || k == Redeemed }
 
-// Subscription receives events in publish order.
+// Subscription receives events in publish order. Its backlog is not
+// bounded: it holds only kinds that follow a person's action (a few per
+// drop), and a subscriber that stops reading keeps them until it closes.
 type Subscription struct {
 	c     chan Event
 	kinds []Kind // nil: every kind
