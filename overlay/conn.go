@@ -543,18 +543,23 @@ func (h *Hub) read(c *client) {
 }
 
 // goAway says goodbye to every client of t at shutdown, through gorilla
-// (under the frame lock). The close frames of all topics share one
-// deadline, so clients whose sockets are full hold up shutdown by that
-// much in all, not each.
+// (under the frame lock). Each client's close waits for its frame in
+// progress on a goroutine of its own, and all of them share one deadline,
+// so clients whose sockets are full hold up shutdown by that much in all,
+// and none has less than that for its close.
 func goAway(t *topic, deadline time.Time) {
 	msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var wg sync.WaitGroup
 	for c := range t.clients {
-		_ = c.conn.WriteControl(websocket.CloseMessage, msg, deadline)
-		c.kick()
+		wg.Go(func() {
+			_ = c.conn.WriteControl(websocket.CloseMessage, msg, deadline)
+			c.kick()
+		})
 		delete(t.clients, c)
 	}
+	wg.Wait()
 }
 
 // admit reserves a client slot; false when the hub is full.
