@@ -212,7 +212,8 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 
-	sub := s.bus.Subscribe(256)
+	// Only opens, which the bus never drops: every drop gets its cue.
+	sub := s.bus.Subscribe(256, microdrop.DropOpened)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -177,7 +177,8 @@ func (s *Server) Start(ctx context.Context, bus microdrop.Bus) {
 		bg, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
 		s.hub.start(ctx, bus)
-		feedSub := bus.Subscribe(4096)
+		// Claims and redemptions may be shed from the feed in a burst.
+		feedSub := bus.Subscribe(4096, microdrop.Claimed, microdrop.Redeemed, microdrop.DropOpened, microdrop.SoldOut, microdrop.DropClosed, microdrop.DropExtended)
 		go s.feed.run(bg, feedSub)
 		go s.stats.run(bg)
 	})
@@ -353,7 +354,7 @@ func (s *Server) overlayWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, errTooManyClients.Error())
 		return
 	}
-	conn, err := s.hub.upgrader(func(*http.Request) bool { return true }).Upgrade(w, r, nil)
+	conn, err := s.hub.upgrade(w, r, func(*http.Request) bool { return true })
 	if err != nil {
 		s.hub.clients.Add(-1)
 		return // the upgrader has answered

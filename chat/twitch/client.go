@@ -276,7 +276,8 @@ func (c *Client) Start(ctx context.Context) error {
 	go func() { defer c.wg.Done(); c.users.run(ctx) }()
 	go func() { defer c.wg.Done(); c.connect(ctx) }()
 	if c.cfg.Bus != nil {
-		sub := c.cfg.Bus.Subscribe(256)
+		// Opens and clip marks only: the bus never drops them.
+		sub := c.cfg.Bus.Subscribe(256, microdrop.DropOpened, microdrop.HighlightMarked)
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.markers(ctx, sub) }()
 	}
