@@ -40,17 +40,22 @@ type Event struct {
 // DropView is what a subscriber may know of a drop: nothing secret (the
 // fairness seed appears only once revealed at close).
 type DropView struct {
-	ID           string    `json:"id"`
-	Channel      string    `json:"channel"`
-	SKU          string    `json:"sku"`
-	Title        string    `json:"title"`
-	Stock        int       `json:"stock"`
-	Remaining    int       `json:"remaining"`
-	PriceMinor   int64     `json:"price_minor"`
-	Currency     string    `json:"currency"`
-	OpensAt      time.Time `json:"opens_at"`
-	ClosesAt     time.Time `json:"closes_at"`
-	GraceMS      int64     `json:"grace_ms"`
+	ID         string    `json:"id"`
+	Channel    string    `json:"channel"`
+	SKU        string    `json:"sku"`
+	Title      string    `json:"title"`
+	Stock      int       `json:"stock"`
+	Remaining  int       `json:"remaining"`
+	PriceMinor int64     `json:"price_minor"`
+	Currency   string    `json:"currency"`
+	OpensAt    time.Time `json:"opens_at"`
+	ClosesAt   time.Time `json:"closes_at"`
+	GraceMS    int64     `json:"grace_ms"`
+	// BudgetMS and WindowEndsAt are set for the window policy: every claim
+	// before WindowEndsAt (the open plus the latency budget) has the same
+	// chance, and the draw is made then.
+	BudgetMS     int64     `json:"budget_ms,omitempty"`
+	WindowEndsAt time.Time `json:"window_ends_at,omitzero"`
 	Policy       string    `json:"policy"`
 	State        string    `json:"state"`
 	CueCode      uint32    `json:"cue_code"`
