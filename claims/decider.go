@@ -677,21 +677,34 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 // decideWindow makes the window's draw: every claim that arrived inside it
 // in the seeded order (ranked on arrival, so this only sorts), stock to the
 // first ones, within their caps (checked on arrival, counting the claims
-// still waiting).
+// still waiting). Entries are written in arrival order, which keeps the
+// ledger's inserts append-only.
 func (dc *decider) decideWindow(now time.Time) {
 	w := dc.window
 	dc.window = nil
-	slices.SortFunc(w, func(a, b windowClaim) int { return compareRank(a.r, b.r) })
+	type ranked struct {
+		r rank
+		i int
+	}
+	order := make([]ranked, len(w))
+	for i := range w {
+		order[i] = ranked{w[i].r, i}
+	}
+	slices.SortFunc(order, func(a, b ranked) int { return compareRank(a.r, b.r) })
+	wins := make([]bool, len(w))
+	for _, o := range order[:min(dc.d.Remaining, len(order))] {
+		wins[o.i] = true
+	}
 	job := &commitJob{insert: make([]Entry, 0, len(w)), replies: make([]pendingReply, 0, len(w))}
 	var lost error
-	for _, wc := range w {
+	for i, wc := range w {
 		cr := wc.cr
 		if n := dc.queued[cr.req.UserID]; n > 1 {
 			dc.queued[cr.req.UserID] = n - 1
 		} else {
 			delete(dc.queued, cr.req.UserID)
 		}
-		if dc.d.Remaining > 0 {
+		if wins[i] {
 			dc.award(cr, now, job)
 			continue
 		}
