@@ -2,6 +2,7 @@ package claims
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -682,28 +683,36 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 func (dc *decider) decideWindow(now time.Time) {
 	w := dc.window
 	dc.window = nil
+	// Sort small records by the key's first 64 bits; the full rank settles
+	// the (rare) equal prefixes. Only the first Remaining matter.
 	type ranked struct {
-		r rank
-		i int
+		k0 uint64
+		i  int32
 	}
 	order := make([]ranked, len(w))
 	for i := range w {
-		order[i] = ranked{w[i].r, i}
+		order[i] = ranked{binary.BigEndian.Uint64(w[i].r.key[:8]), int32(i)}
 	}
-	slices.SortFunc(order, func(a, b ranked) int { return compareRank(a.r, b.r) })
+	slices.SortFunc(order, func(a, b ranked) int {
+		if a.k0 != b.k0 {
+			if a.k0 < b.k0 {
+				return -1
+			}
+			return 1
+		}
+		return compareRank(w[a.i].r, w[b.i].r)
+	})
 	wins := make([]bool, len(w))
 	for _, o := range order[:min(dc.d.Remaining, len(order))] {
 		wins[o.i] = true
 	}
+	// Only window claims are queued while the window is open (claims
+	// after it arrive after this draw).
+	clear(dc.queued)
 	job := &commitJob{insert: make([]Entry, 0, len(w)), replies: make([]pendingReply, 0, len(w))}
 	var lost error
 	for i, wc := range w {
 		cr := wc.cr
-		if n := dc.queued[cr.req.UserID]; n > 1 {
-			dc.queued[cr.req.UserID] = n - 1
-		} else {
-			delete(dc.queued, cr.req.UserID)
-		}
 		if wins[i] {
 			dc.award(cr, now, job)
 			continue
