@@ -1,6 +1,8 @@
 package microdrop
 
 import (
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -66,6 +68,21 @@ type DropView struct {
 	SeedHash     string    `json:"seed_hash"`
 	Seed         string    `json:"seed,omitempty"`
 	Winners      int       `json:"winners"`
+}
+
+// WindowNote says, in a viewer's words, what the window policy promises,
+// e.g. "everyone who claims in the first 6 s has the same chance — results
+// at 0:06" (the time counted from the open). Empty for other policies.
+func (v *DropView) WindowNote() string {
+	if v == nil || v.BudgetMS <= 0 {
+		return ""
+	}
+	first := strconv.FormatInt(v.BudgetMS/1000, 10)
+	if v.BudgetMS%1000 != 0 {
+		first = strconv.FormatFloat(float64(v.BudgetMS)/1000, 'f', 1, 64)
+	}
+	at := (v.BudgetMS + 999) / 1000
+	return fmt.Sprintf("everyone who claims in the first %s s has the same chance — results at %d:%02d", first, at/60, at%60)
 }
 
 // ClaimView is a decided claim as subscribers see it: the platform user id and

@@ -216,10 +216,15 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 	by := m.Login
 	switch c.Action {
 	case ActionOpen:
-		d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{
+		req := claims.OpenRequest{
 			Channel: m.Channel, SKU: c.SKU, Stock: c.Stock, Duration: claims.Duration(c.Duration),
 			PriceMinor: c.PriceMinor, Currency: c.Currency, Policy: c.Policy, ClaimCode: c.Code, By: by,
-		})
+		}
+		if c.Budget != nil {
+			b := claims.Duration(*c.Budget)
+			req.Budget = &b
+		}
+		d, err := r.claims.OpenDrop(ctx, req)
 		if err != nil {
 			return []Reply{r.failed(m, "couldn't open the drop", err)}
 		}
@@ -229,6 +234,9 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 		}
 		if d.Policy == claims.Raffle {
 			how += " to enter the raffle, drawn at close"
+		}
+		if note := d.View().WindowNote(); note != "" {
+			how += "; " + note
 		}
 		return []Reply{{Channel: m.Channel, Text: fmt.Sprintf("%s drop is open: %d available for %s — %s",
 			d.Title, d.Stock, roundDur(d.ClosesAt.Sub(d.OpensAt)), how)}}

@@ -324,3 +324,16 @@ func TestRouterRaffle(t *testing.T) {
 		t.Fatalf("mytoken while entered: %s", texts(got))
 	}
 }
+
+// The open announcement of a window drop says plainly what viewers get.
+func TestRouterAnnouncesTheWindow(t *testing.T) {
+	r, _, _ := newRouter(t, Deps{})
+	got := r.Handle(context.Background(), mod("!drop hoodie 2 90s window=6s"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "everyone who claims in the first 6 s has the same chance — results at 0:06") {
+		t.Fatalf("open: %s", texts(got))
+	}
+	d, ok := r.claims.Live("chan")
+	if !ok || d.Policy != claims.Window || d.Budget != 6*time.Second || d.BudgetBasis != "set by mod" {
+		t.Fatalf("live drop: %+v", d)
+	}
+}

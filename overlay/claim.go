@@ -55,6 +55,9 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 	v.Stock, v.Remaining = d.Stock, d.Remaining
 	v.ClosesAtMS = strconv.FormatFloat(unixMS(d.ClosesAt)-unixMS(now), 'f', 0, 64)
 	v.CodeRequired = d.ClaimCode != ""
+	if note := d.View().WindowNote(); note != "" {
+		v.WindowNote = strings.ToUpper(note[:1]) + note[1:]
+	}
 	return v, http.StatusOK
 }
 
