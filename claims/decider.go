@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -96,8 +95,13 @@ type decider struct {
 // windowClaim is a claim waiting for its window's draw, ranked when it
 // arrived so the draw itself only sorts.
 type windowClaim struct {
+	k0 uint64 // the key's first 64 bits, to compare fast
 	r  rank
 	cr *claimReq
+}
+
+func newWindowClaim(r rank, cr *claimReq) windowClaim {
+	return windowClaim{k0: binary.BigEndian.Uint64(r.key[:8]), r: r, cr: cr}
 }
 
 func newDecider(s *Service, d *Drop, entries []Entry) *decider {
@@ -576,7 +580,7 @@ func (dc *decider) decide(batch []*claimReq, now time.Time) {
 		case Window:
 			switch b := dc.bucketOf(now); {
 			case b == 0:
-				dc.window = append(dc.window, windowClaim{r: dc.d.rankOf(0, cr.req.UserID, cr.seq), cr: cr})
+				dc.window = append(dc.window, newWindowClaim(dc.d.rankOf(0, cr.req.UserID, cr.seq), cr))
 				dc.setWaiting()
 				dc.queued[cr.req.UserID]++
 			case dc.d.BucketWidth > 0:
@@ -683,28 +687,9 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 func (dc *decider) decideWindow(now time.Time) {
 	w := dc.window
 	dc.window = nil
-	// Sort small records by the key's first 64 bits; the full rank settles
-	// the (rare) equal prefixes. Only the first Remaining matter.
-	type ranked struct {
-		k0 uint64
-		i  int32
-	}
-	order := make([]ranked, len(w))
-	for i := range w {
-		order[i] = ranked{binary.BigEndian.Uint64(w[i].r.key[:8]), int32(i)}
-	}
-	slices.SortFunc(order, func(a, b ranked) int {
-		if a.k0 != b.k0 {
-			if a.k0 < b.k0 {
-				return -1
-			}
-			return 1
-		}
-		return compareRank(w[a.i].r, w[b.i].r)
-	})
 	wins := make([]bool, len(w))
-	for _, o := range order[:min(dc.d.Remaining, len(order))] {
-		wins[o.i] = true
+	for _, i := range lowestRanked(w, dc.d.Remaining) {
+		wins[i] = true
 	}
 	// Only window claims are queued while the window is open (claims
 	// after it arrive after this draw).
@@ -732,6 +717,67 @@ func (dc *decider) decideWindow(now time.Time) {
 	}
 	dc.publishSnap()
 	dc.queue(job)
+}
+
+// lowestRanked returns the indexes of the k first claims of the window in
+// its order. Only the winners need finding: a bounded max-heap of k keeps
+// them, and with random keys almost every claim is turned away by one
+// comparison with the heap's top, so a window of 100,000 for a stock of
+// 1,000 costs well under a sort.
+func lowestRanked(w []windowClaim, k int) []int32 {
+	if k >= len(w) {
+		all := make([]int32, len(w))
+		for i := range all {
+			all[i] = int32(i)
+		}
+		return all
+	}
+	if k <= 0 {
+		return nil
+	}
+	less := func(a, b int32) bool {
+		if w[a].k0 != w[b].k0 {
+			return w[a].k0 < w[b].k0
+		}
+		return compareRank(w[a].r, w[b].r) < 0
+	}
+	h := make([]int32, 0, k) // max-heap: h[0] ranks last of the k kept
+	down := func(i int) {
+		for {
+			l, big := 2*i+1, i
+			if l < len(h) && less(h[big], h[l]) {
+				big = l
+			}
+			if r := l + 1; r < len(h) && less(h[big], h[r]) {
+				big = r
+			}
+			if big == i {
+				return
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
+		}
+	}
+	for i := range w {
+		c := int32(i)
+		if len(h) < k {
+			h = append(h, c)
+			for j := len(h) - 1; j > 0; {
+				p := (j - 1) / 2
+				if !less(h[p], h[j]) {
+					break
+				}
+				h[p], h[j] = h[j], h[p]
+				j = p
+			}
+			continue
+		}
+		if less(c, h[0]) {
+			h[0] = c
+			down(0)
+		}
+	}
+	return h
 }
 
 // draw picks raffle winners: entries ordered by shuffleKey, one unit each.

@@ -43,7 +43,7 @@ func BenchmarkWindowDraw(b *testing.B) {
 					// The arrivals the decider ranks as they come in, spread over the 6 s.
 					cr := &claimReq{req: ClaimRequest{DropID: d.ID, Viewer: Viewer{UserID: users[j]}}, reply: make(chan claimReply, 1),
 						at: open.Add(time.Duration(j) * 6 * time.Second / n), seq: int64(j + 1), cap: 1}
-					dc.window = append(dc.window, windowClaim{r: dc.d.rankOf(0, users[j], cr.seq), cr: cr})
+					dc.window = append(dc.window, newWindowClaim(dc.d.rankOf(0, users[j], cr.seq), cr))
 					dc.queued[users[j]]++
 				}
 				b.StartTimer()
