@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -705,7 +706,8 @@ func (dc *decider) decideWindow(now time.Time) {
 		if lost == nil {
 			// One value for every loser: a window can hold 100,000 of them.
 			lost = reject(microdrop.ESOLDOUT, ReasonLostDraw, fmt.Sprintf(
-				"sold out: everyone who claimed in the first %s had the same chance, and the draw went to others", dc.d.Budget.Round(100*time.Millisecond)))
+				"sold out: everyone who claimed in the first %s s had the same chance, and the draw went to others",
+				strconv.FormatFloat(dc.d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64)))
 		}
 		job.insert = append(job.insert, Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
 			Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: 0, DecidedAt: now.UTC()})

@@ -92,7 +92,7 @@ func TestWindowDrawOf100000Claims(t *testing.T) {
 				late++
 			}
 		case microdrop.ErrorReason(err) == claims.ReasonLostDraw && microdrop.ErrorCode(err) == microdrop.ESOLDOUT:
-			if !strings.Contains(microdrop.ErrorMessage(err), "first 6s had the same chance") {
+			if !strings.Contains(microdrop.ErrorMessage(err), "first 6 s had the same chance") {
 				t.Fatalf("loser told %q", microdrop.ErrorMessage(err))
 			}
 		default:
