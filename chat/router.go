@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -296,6 +297,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"
+			if d := r.recent(ctx, m.Channel); d != nil && d.Policy == claims.Window {
+				msg = "not this time — everyone who claimed in the first " +
+					strconv.FormatFloat(d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64) + " s had the same chance, and the draw went to others"
+			}
 		case claims.ReasonSoldOut:
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
