@@ -1,6 +1,8 @@
 package microdrop
 
 import (
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -40,17 +42,22 @@ type Event struct {
 // DropView is what a subscriber may know of a drop: nothing secret (the
 // fairness seed appears only once revealed at close).
 type DropView struct {
-	ID           string    `json:"id"`
-	Channel      string    `json:"channel"`
-	SKU          string    `json:"sku"`
-	Title        string    `json:"title"`
-	Stock        int       `json:"stock"`
-	Remaining    int       `json:"remaining"`
-	PriceMinor   int64     `json:"price_minor"`
-	Currency     string    `json:"currency"`
-	OpensAt      time.Time `json:"opens_at"`
-	ClosesAt     time.Time `json:"closes_at"`
-	GraceMS      int64     `json:"grace_ms"`
+	ID         string    `json:"id"`
+	Channel    string    `json:"channel"`
+	SKU        string    `json:"sku"`
+	Title      string    `json:"title"`
+	Stock      int       `json:"stock"`
+	Remaining  int       `json:"remaining"`
+	PriceMinor int64     `json:"price_minor"`
+	Currency   string    `json:"currency"`
+	OpensAt    time.Time `json:"opens_at"`
+	ClosesAt   time.Time `json:"closes_at"`
+	GraceMS    int64     `json:"grace_ms"`
+	// BudgetMS and WindowEndsAt are set for the window policy: every claim
+	// before WindowEndsAt (the open plus the latency budget) has the same
+	// chance, and the draw is made then.
+	BudgetMS     int64     `json:"budget_ms,omitempty"`
+	WindowEndsAt time.Time `json:"window_ends_at,omitzero"`
 	Policy       string    `json:"policy"`
 	State        string    `json:"state"`
 	CueCode      uint32    `json:"cue_code"`
@@ -61,6 +68,21 @@ type DropView struct {
 	SeedHash     string    `json:"seed_hash"`
 	Seed         string    `json:"seed,omitempty"`
 	Winners      int       `json:"winners"`
+}
+
+// WindowNote says, in a viewer's words, what the window policy promises,
+// e.g. "everyone who claims in the first 6 s has the same chance — results
+// at 0:06" (the time counted from the open). Empty for other policies.
+func (v *DropView) WindowNote() string {
+	if v == nil || v.BudgetMS <= 0 {
+		return ""
+	}
+	first := strconv.FormatInt(v.BudgetMS/1000, 10)
+	if v.BudgetMS%1000 != 0 {
+		first = strconv.FormatFloat(float64(v.BudgetMS)/1000, 'f', 1, 64)
+	}
+	at := (v.BudgetMS + 999) / 1000
+	return fmt.Sprintf("everyone who claims in the first %s s has the same chance — results at %d:%02d", first, at/60, at%60)
 }
 
 // ClaimView is a decided claim as subscribers see it: the platform user id and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -230,10 +231,15 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 	by := m.Login
 	switch c.Action {
 	case ActionOpen:
-		d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{
+		req := claims.OpenRequest{
 			Channel: m.Channel, SKU: c.SKU, Stock: c.Stock, Duration: claims.Duration(c.Duration),
 			PriceMinor: c.PriceMinor, Currency: c.Currency, Policy: c.Policy, ClaimCode: c.Code, By: by,
-		})
+		}
+		if c.Budget != nil {
+			b := claims.Duration(*c.Budget)
+			req.Budget = &b
+		}
+		d, err := r.claims.OpenDrop(ctx, req)
 		if err != nil {
 			return []Reply{r.failed(m, "couldn't open the drop", err)}
 		}
@@ -243,6 +249,9 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 		}
 		if d.Policy == claims.Raffle {
 			how += " to enter the raffle, drawn at close"
+		}
+		if note := d.View().WindowNote(); note != "" {
+			how += "; " + note
 		}
 		return []Reply{{Channel: m.Channel, Text: fmt.Sprintf("%s drop is open: %d available for %s — %s",
 			d.Title, d.Stock, roundDur(d.ClosesAt.Sub(d.OpensAt)), how)}}
@@ -312,6 +321,10 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"
+			if d := r.recent(ctx, m.Channel); d != nil && d.Policy == claims.Window {
+				msg = "not this time — everyone who claimed in the first " +
+					strconv.FormatFloat(d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64) + " s had the same chance, and the draw went to others"
+			}
 		case claims.ReasonSoldOut:
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"

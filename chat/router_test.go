@@ -446,3 +446,49 @@ func TestRouterReservesWhisperForWinnersOnly(t *testing.T) {
 		t.Fatalf("the cap was asked for a loser (%d times)", asked)
 	}
 }
+
+// The open announcement of a window drop says plainly what viewers get.
+func TestRouterAnnouncesTheWindow(t *testing.T) {
+	r, _, _ := newRouter(t, Deps{})
+	got := r.Handle(context.Background(), mod("!drop hoodie 2 90s window=6s"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "everyone who claims in the first 6 s has the same chance — results at 0:06") {
+		t.Fatalf("open: %s", texts(got))
+	}
+	d, ok := r.claims.Live("chan")
+	if !ok || d.Policy != claims.Window || d.Budget != 6*time.Second || d.BudgetBasis != "set by mod" {
+		t.Fatalf("live drop: %+v", d)
+	}
+}
+
+// A viewer who loses a window's draw is told that everyone in the window
+// had the same chance.
+func TestRouterWindowLoserIsToldTheWindow(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop hoodie 1 90s window=2s"))
+	replies := make(chan string, 4)
+	for i := 1; i <= 2; i++ {
+		for range 2 { // one of each pair is a duplicate, answered at once
+			go func() { replies <- texts(r.Handle(ctx, viewer(i, "!claim"))) }()
+		}
+	}
+	for range 2 {
+		if got := <-replies; !strings.Contains(got, "already claimed") {
+			t.Fatalf("inside the window, before the draw: %s", got)
+		}
+	}
+	clk.Add(2 * time.Second)
+	got := []string{<-replies, <-replies}
+	won, lost := 0, 0
+	for _, g := range got {
+		switch {
+		case strings.Contains(g, "won hoodie"):
+			won++
+		case strings.Contains(g, "not this time — everyone who claimed in the first 2 s had the same chance"):
+			lost++
+		}
+	}
+	if won != 1 || lost != 1 {
+		t.Fatalf("after the window: %q", got)
+	}
+}

@@ -76,7 +76,11 @@ func (dc *decider) shutdown() {
 	for _, cr := range dc.pending {
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: busy})
 	}
+	for _, wc := range dc.window {
+		job.replies = append(job.replies, pendingReply{cr: wc.cr, entry: -1, err: busy})
+	}
 	dc.pending = nil
+	dc.window = nil
 	rest := dc.refuseQueued(func() error { return busy })
 	job.replies = append(job.replies, rest.replies...)
 	dc.queue(job)

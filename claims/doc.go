@@ -1,8 +1,9 @@
 // Package claims decides drops: it owns drops and their windows, stock,
-// per-user and progressive caps, the fairness policies (fcfs, bucketed,
-// raffle) with their commit-reveal seed, pickup tokens and their
-// redemption, the Ledger interface that records all of it, and the JSON API
-// under /api/.
+// per-user and progressive caps, the fairness policies (window, the
+// default, with its latency budget; fcfs, bucketed, raffle) with their
+// commit-reveal seed and the one fair order they define (FairOrder), pickup
+// tokens and their redemption, the Ledger interface that records all of it,
+// and the JSON API under /api/.
 //
 // How a drop is decided:
 //

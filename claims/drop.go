@@ -21,10 +21,15 @@ const (
 	Bucketed Policy = "bucketed"
 	// Raffle takes entries until close plus grace and draws at close.
 	Raffle Policy = "raffle"
+	// Window treats every claim inside the drop's latency budget (from the
+	// open to the open plus Budget) as simultaneous: one seeded order for
+	// the whole window, decided when it ends. After it the queue goes on in
+	// arrival order, or in buckets of BucketWidth when one is set.
+	Window Policy = "window"
 )
 
 // Valid reports whether p is a known policy.
-func (p Policy) Valid() bool { return p == FCFS || p == Bucketed || p == Raffle }
+func (p Policy) Valid() bool { return p == FCFS || p == Bucketed || p == Raffle || p == Window }
 
 // State is where a drop is in its life.
 type State string
@@ -77,14 +82,19 @@ type Drop struct {
 	CreatorID    string        `json:"creator_id,omitempty"`
 	Policy       Policy        `json:"policy"`
 	BucketWidth  time.Duration `json:"bucket_width"`
-	ClaimCode    string        `json:"claim_code,omitempty"`
-	CueCode      uint32        `json:"cue_code"`
-	Seed         []byte        `json:"-"` // secret until the drop is final
-	SeedHash     string        `json:"seed_hash"`
-	State        State         `json:"state"`
-	ClosedAt     time.Time     `json:"closed_at,omitzero"`
-	CloseReason  string        `json:"close_reason,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
+	// Budget is the latency budget of a window drop: claims from the open
+	// to the open plus Budget are simultaneous. BudgetBasis says how it was
+	// reached (measured delay, platform spread, reaction; or who set it).
+	Budget      time.Duration `json:"budget"`
+	BudgetBasis string        `json:"budget_basis,omitempty"`
+	ClaimCode   string        `json:"claim_code,omitempty"`
+	CueCode     uint32        `json:"cue_code"`
+	Seed        []byte        `json:"-"` // secret until the drop is final
+	SeedHash    string        `json:"seed_hash"`
+	State       State         `json:"state"`
+	ClosedAt    time.Time     `json:"closed_at,omitzero"`
+	CloseReason string        `json:"close_reason,omitempty"`
+	CreatedAt   time.Time     `json:"created_at"`
 }
 
 // Clone returns a deep copy, so callers never share a decider's drop.
@@ -97,6 +107,46 @@ func (d *Drop) Clone() *Drop {
 
 // EndsAt is the last moment a claim is accepted: close plus grace.
 func (d *Drop) EndsAt() time.Time { return d.ClosesAt.Add(d.Grace) }
+
+// WindowEndsAt is when a window drop's simultaneous window ends and its
+// draw is made (zero for other policies).
+func (d *Drop) WindowEndsAt() time.Time {
+	if d.Policy != Window {
+		return time.Time{}
+	}
+	return d.OpensAt.Add(d.Budget)
+}
+
+// bucketOf is the bucket a claim arriving at t belongs to. Window drops:
+// 0 is the window; after it 1, or 1+n for the nth bucket after the window
+// when BucketWidth is set.
+func (d *Drop) bucketOf(t time.Time) int64 {
+	switch d.Policy {
+	case Bucketed:
+		return int64(t.Sub(d.OpensAt) / d.BucketWidth)
+	case Window:
+		end := d.WindowEndsAt()
+		if t.Before(end) {
+			return 0
+		}
+		if d.BucketWidth <= 0 {
+			return 1
+		}
+		return 1 + int64(t.Sub(end)/d.BucketWidth)
+	}
+	return 0
+}
+
+// bucketEnd is when bucket b has ended and can be decided.
+func (d *Drop) bucketEnd(b int64) time.Time {
+	if d.Policy == Window {
+		if b == 0 || d.BucketWidth <= 0 {
+			return d.WindowEndsAt()
+		}
+		return d.WindowEndsAt().Add(time.Duration(b) * d.BucketWidth)
+	}
+	return d.OpensAt.Add(time.Duration(b+1) * d.BucketWidth)
+}
 
 // StateAt is the drop's state at t, from its times (a final state stays).
 func (d *Drop) StateAt(t time.Time) State {
@@ -145,6 +195,10 @@ func (d *Drop) View() *microdrop.DropView {
 		CodeRequired: d.ClaimCode != "", ClaimCode: d.ClaimCode, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		SeedHash: d.SeedHash, Winners: d.Stock - d.Remaining,
 	}
+	if d.Policy == Window {
+		v.BudgetMS = d.Budget.Milliseconds()
+		v.WindowEndsAt = d.WindowEndsAt()
+	}
 	if d.State.Final() {
 		v.Seed = hex.EncodeToString(d.Seed)
 	}
@@ -183,6 +237,7 @@ const (
 	MaxCap      = 100
 	MaxDuration = 24 * time.Hour
 	MaxGrace    = 2 * time.Minute
+	MaxBudget   = 2 * time.Minute
 )
 
 // NormalizeChannel lowercases a channel login.

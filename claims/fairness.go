@@ -7,7 +7,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"slices"
+	"time"
 )
 
 // shuffleKey orders simultaneous claims: SHA-256 over the drop's seed, the
@@ -34,21 +35,24 @@ func lessKey(a, b [32]byte) bool { return bytes.Compare(a[:], b[:]) < 0 }
 // AuditReport says whether the recorded winners are the ones the policy and
 // the revealed seed give.
 type AuditReport struct {
-	DropID       string   `json:"drop_id"`
-	Policy       Policy   `json:"policy"`
-	State        State    `json:"state"`
-	Stock        int      `json:"stock"`
-	Entries      int      `json:"entries"`
-	Awarded      int      `json:"awarded"`
-	Recomputed   int      `json:"recomputed"`
-	SeedHash     string   `json:"seed_hash"`
-	Seed         string   `json:"seed,omitempty"`
-	SeedVerified bool     `json:"seed_verified"`
-	Oversold     bool     `json:"oversold"`
-	OverCapUsers int      `json:"over_cap_users"`
-	StockAgrees  bool     `json:"stock_agrees"`
-	Match        bool     `json:"match"`
-	Problems     []string `json:"problems,omitempty"`
+	DropID       string `json:"drop_id"`
+	Policy       Policy `json:"policy"`
+	State        State  `json:"state"`
+	Stock        int    `json:"stock"`
+	Entries      int    `json:"entries"`
+	Awarded      int    `json:"awarded"`
+	Recomputed   int    `json:"recomputed"`
+	SeedHash     string `json:"seed_hash"`
+	Seed         string `json:"seed,omitempty"`
+	SeedVerified bool   `json:"seed_verified"`
+	// Window drops: the window every claim before which had the same chance.
+	BudgetMS     int64     `json:"budget_ms,omitempty"`
+	WindowEndsAt time.Time `json:"window_ends_at,omitzero"`
+	Oversold     bool      `json:"oversold"`
+	OverCapUsers int       `json:"over_cap_users"`
+	StockAgrees  bool      `json:"stock_agrees"`
+	Match        bool      `json:"match"`
+	Problems     []string  `json:"problems,omitempty"`
 }
 
 // Audit recomputes a drop's winners from the ledger alone.
@@ -64,6 +68,16 @@ func Audit(d *Drop, entries []Entry) AuditReport {
 		}
 	} else if d.Policy != FCFS {
 		problem("drop is %s: the seed is revealed at close, so the order cannot be checked yet", d.State)
+	}
+	if d.Policy == Window {
+		rep.BudgetMS, rep.WindowEndsAt = d.Budget.Milliseconds(), d.WindowEndsAt()
+		for _, e := range entries {
+			// The order depends on the bucket: it must be the one the
+			// arrival time gives, or a claim could be moved into the window.
+			if b := d.bucketOf(e.ArrivedAt); b != e.Bucket {
+				problem("claim #%d arrived at %s, in bucket %d, but is recorded in bucket %d", e.Seq, e.ArrivedAt.Format(time.RFC3339Nano), b, e.Bucket)
+			}
+		}
 	}
 	units := map[string]int{}
 	awarded := map[int64]bool{}
@@ -110,24 +124,84 @@ func Audit(d *Drop, entries []Entry) AuditReport {
 	return rep
 }
 
+// rank is where one claim stands in its drop's fair order: by bucket, then
+// by key (the seeded shuffle; zero where arrival order rules), then by
+// arrival number.
+type rank struct {
+	bucket int64
+	key    [32]byte
+	seq    int64
+}
+
+// rankOf places a claim of userID, arrival seq, in bucket in the drop's
+// order. The decider and the audit both rank through here, so what was
+// decided and what is recomputed cannot drift apart.
+func (d *Drop) rankOf(bucket int64, userID string, seq int64) rank {
+	r := rank{bucket: bucket, seq: seq}
+	switch d.Policy {
+	case Bucketed:
+		r.key = shuffleKey(d.Seed, bucket, userID, seq)
+	case Raffle:
+		r.bucket = 0
+		r.key = shuffleKey(d.Seed, 0, userID, seq)
+	case Window:
+		// The window is one seeded order; after it, buckets are shuffled
+		// too, plain arrival order is not.
+		if bucket == 0 || d.BucketWidth > 0 {
+			r.key = shuffleKey(d.Seed, bucket, userID, seq)
+		}
+	default:
+		r.bucket = 0
+	}
+	return r
+}
+
+func compareRank(a, b rank) int {
+	switch {
+	case a.bucket != b.bucket:
+		if a.bucket < b.bucket {
+			return -1
+		}
+		return 1
+	}
+	if c := bytes.Compare(a.key[:], b.key[:]); c != 0 {
+		return c
+	}
+	switch {
+	case a.seq < b.seq:
+		return -1
+	case a.seq > b.seq:
+		return 1
+	}
+	return 0
+}
+
+// FairOrder sorts a drop's entries into the order in which its policy
+// awards units: arrival order (fcfs); bucket by bucket, each shuffled by
+// the seeded key (bucketed); one shuffle of every entry (raffle); the whole
+// window shuffled, then the claims after it in arrival order or in
+// shuffled buckets (window). A unit given back (an unpaid hold) goes to the
+// next entry in this order that has not won. The seed must be known:
+// before close only the decider holds it.
+func (d *Drop) FairOrder(es []Entry) {
+	ranks := make([]rank, len(es))
+	idx := make([]int, len(es))
+	for i := range es {
+		ranks[i] = d.rankOf(es[i].Bucket, es[i].UserID, es[i].Seq)
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return compareRank(ranks[a], ranks[b]) })
+	sorted := make([]Entry, len(es))
+	for i, j := range idx {
+		sorted[i] = es[j]
+	}
+	copy(es, sorted)
+}
+
 // recompute returns the arrival numbers that should have won.
 func recompute(d *Drop, entries []Entry) map[int64]bool {
 	es := append([]Entry(nil), entries...)
-	switch d.Policy {
-	case FCFS:
-		sort.Slice(es, func(i, j int) bool { return es[i].Seq < es[j].Seq })
-	case Bucketed:
-		sort.Slice(es, func(i, j int) bool {
-			if es[i].Bucket != es[j].Bucket {
-				return es[i].Bucket < es[j].Bucket
-			}
-			return lessKey(shuffleKey(d.Seed, es[i].Bucket, es[i].UserID, es[i].Seq), shuffleKey(d.Seed, es[j].Bucket, es[j].UserID, es[j].Seq))
-		})
-	case Raffle:
-		sort.Slice(es, func(i, j int) bool {
-			return lessKey(shuffleKey(d.Seed, 0, es[i].UserID, es[i].Seq), shuffleKey(d.Seed, 0, es[j].UserID, es[j].Seq))
-		})
-	}
+	d.FairOrder(es)
 	left := d.Stock
 	units := map[string]int{}
 	won := map[int64]bool{}

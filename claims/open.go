@@ -3,6 +3,7 @@ package claims
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"strings"
 	"time"
 
@@ -26,8 +27,11 @@ type OpenRequest struct {
 	CreatorID    string    `json:"creator_id"`
 	Policy       Policy    `json:"policy"`
 	BucketWidth  Duration  `json:"bucket_width"`
-	ClaimCode    string    `json:"claim_code"`
-	By           string    `json:"-"`
+	// Budget overrides the latency budget of a window drop (the window in
+	// which every claim has the same chance); nil: measured (see Budget).
+	Budget    *Duration `json:"budget,omitempty"`
+	ClaimCode string    `json:"claim_code"`
+	By        string    `json:"-"`
 }
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
@@ -65,6 +69,33 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		return bad("duration must be between 1s and %s", MaxDuration)
 	}
 	grace := s.opts.DefaultGrace
+	if r.Policy == "" {
+		r.Policy = s.opts.DefaultPolicy
+	}
+	if !r.Policy.Valid() {
+		return bad("policy must be window, fcfs, bucketed or raffle")
+	}
+	var budget time.Duration
+	var basis string
+	if r.Policy == Window {
+		if r.Budget != nil {
+			budget = time.Duration(*r.Budget)
+			if budget > MaxBudget {
+				return bad("budget must be between 0s and %s", MaxBudget)
+			}
+			basis = "set for this drop"
+			if r.By != "" {
+				basis = "set by " + r.By
+			}
+		} else {
+			budget, basis = s.budgets.budget(r.Channel)
+		}
+		// Viewers who see the open late see the close as late: they keep
+		// the same allowance at the end, unless the drop says otherwise.
+		grace = min(max(grace, budget), MaxGrace)
+	} else if r.Budget != nil {
+		return bad("budget applies to the window policy only")
+	}
 	if r.Grace != nil {
 		grace = time.Duration(*r.Grace)
 	}
@@ -109,17 +140,13 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if r.CreatorID != "" && !idPattern.MatchString(r.CreatorID) {
 		return bad("creator_id may use letters, digits, '_' and '-'")
 	}
-	if r.Policy == "" {
-		r.Policy = s.opts.DefaultPolicy
-	}
-	if !r.Policy.Valid() {
-		return bad("policy must be fcfs, bucketed or raffle")
-	}
 	width := time.Duration(r.BucketWidth)
-	if width == 0 {
+	if width == 0 && r.Policy != Window {
+		// A window drop goes on in arrival order after its window unless
+		// it asks for buckets.
 		width = s.opts.DefaultBucketWidth
 	}
-	if width < 10*time.Millisecond || width > 10*time.Second {
+	if width != 0 && (width < 10*time.Millisecond || width > 10*time.Second) {
 		return bad("bucket_width must be between 10ms and 10s")
 	}
 	if r.ClaimCode != "" {
@@ -139,12 +166,12 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		return bad("opens_at is more than 7 days away")
 	}
 	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
+	if _, err := io.ReadFull(s.rand, seed); err != nil {
 		return nil, err
 	}
 	var cb [4]byte
 	for binary.BigEndian.Uint32(cb[:]) == 0 {
-		if _, err := rand.Read(cb[:]); err != nil {
+		if _, err := io.ReadFull(s.rand, cb[:]); err != nil {
 			return nil, err
 		}
 	}
@@ -153,7 +180,7 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		Stock: r.Stock, Remaining: r.Stock, PriceMinor: r.PriceMinor, Currency: r.Currency,
 		OpensAt: opens.UTC(), ClosesAt: opens.Add(dur).UTC(), Grace: grace, Cap: r.Cap,
 		Stages: r.Stages, LimitedRunID: r.LimitedRunID, CreatorID: r.CreatorID,
-		Policy: r.Policy, BucketWidth: width, ClaimCode: r.ClaimCode,
+		Policy: r.Policy, BucketWidth: width, Budget: budget, BudgetBasis: basis, ClaimCode: r.ClaimCode,
 		CueCode: binary.BigEndian.Uint32(cb[:]), Seed: seed, SeedHash: SeedHashOf(seed),
 		State: Open, CreatedAt: now.UTC(),
 	}

@@ -2,8 +2,10 @@ package claims
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,11 +19,13 @@ import (
 type Options struct {
 	DefaultGrace       time.Duration // grace when a drop does not say; 0 means none
 	DefaultBucketWidth time.Duration // 250 ms when zero
-	DefaultPolicy      Policy        // bucketed when empty
-	TokenTTL           time.Duration // 30 days when zero
-	ClaimRate          float64       // claim attempts per second per user; 2 when zero
-	ClaimBurst         int           // 3 when zero
-	MaxBatch           int           // claims decided per round; 4096 when zero
+	DefaultPolicy      Policy        // window when empty
+	// Budget sizes the latency budget of window drops.
+	Budget     BudgetOptions
+	TokenTTL   time.Duration // 30 days when zero
+	ClaimRate  float64       // claim attempts per second per user; 2 when zero
+	ClaimBurst int           // 3 when zero
+	MaxBatch   int           // claims decided per round; 4096 when zero
 	// CommitTimeout bounds one round's ledger commit, counted from its
 	// decision: a stalled ledger fails the round's claims after it. 5 s
 	// when zero.
@@ -37,8 +41,9 @@ func (o *Options) fill() {
 		o.DefaultBucketWidth = 250 * time.Millisecond
 	}
 	if o.DefaultPolicy == "" {
-		o.DefaultPolicy = Bucketed
+		o.DefaultPolicy = Window
 	}
+	o.Budget.fill()
 	if o.TokenTTL == 0 {
 		o.TokenTTL = 30 * 24 * time.Hour
 	}
@@ -61,11 +66,14 @@ func (o *Options) fill() {
 
 // Deps is what the Service needs from its caller.
 type Deps struct {
-	Ledger  Ledger
-	Bus     microdrop.Bus
-	Signer  *TokenSigner
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Ledger Ledger
+	Bus    microdrop.Bus
+	Signer *TokenSigner
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Rand draws drop seeds and cue codes; crypto/rand when nil. Tests
+	// fix it to get the same draw every run.
+	Rand    io.Reader
 	Metrics *Metrics // optional
 	// Placement says where drops are decided: Local (the default) or
 	// Leased for replicas sharing a Postgres ledger.
@@ -82,7 +90,9 @@ type Service struct {
 	signer    *TokenSigner
 	log       *slog.Logger
 	now       func() time.Time
+	rand      io.Reader
 	opts      Options
+	budgets   *budgets
 	metrics   *Metrics
 	limiter   *userLimiter
 	placement Placement
@@ -110,6 +120,12 @@ func New(d Deps) (*Service, error) {
 		d.Placement = Local()
 	}
 	d.Options.fill()
+	if err := d.Options.Budget.Validate(); err != nil {
+		return nil, fmt.Errorf("claims: budget: %w", err)
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
 	ended, err := lru.New[string, *Drop](1024)
 	if err != nil {
 		return nil, err
@@ -119,7 +135,8 @@ func New(d Deps) (*Service, error) {
 	}
 	s := &Service{
 		ledger: d.Ledger, bus: d.Bus, signer: d.Signer,
-		log: d.Logger.With("component", "claims"), now: d.Now, opts: d.Options,
+		log: d.Logger.With("component", "claims"), now: d.Now, rand: d.Rand, opts: d.Options,
+		budgets:   newBudgets(d.Options.Budget),
 		metrics:   d.Metrics,
 		limiter:   newUserLimiter(d.Options.ClaimRate, d.Options.ClaimBurst, 1<<17),
 		placement: d.Placement,
@@ -208,7 +225,7 @@ func (s *Service) OpenDrop(ctx context.Context, req OpenRequest) (*Drop, error) 
 		s.deciders.unreserve(d.Channel, d.ID)
 		return nil, errShuttingDown
 	}
-	s.log.Info("drop opened", "drop", d.ID, "channel", d.Channel, "sku", d.SKU, "stock", d.Stock, "policy", d.Policy, "by", req.By)
+	s.log.Info("drop opened", "drop", d.ID, "channel", d.Channel, "sku", d.SKU, "stock", d.Stock, "policy", d.Policy, "budget", d.Budget, "budget_basis", d.BudgetBasis, "by", req.By)
 	if d.State == Open {
 		s.publish(microdrop.Event{Kind: microdrop.DropOpened, Channel: d.Channel, DropID: d.ID, At: now, Drop: d.View()})
 	}

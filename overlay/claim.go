@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/microdrop/microdrop"
@@ -51,6 +52,9 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 		if ps, err := s.claims.Status(r.Context(), d.ID, who.Viewer.UserID); err == nil && len(ps) > 0 {
 			v.Result = s.outcomeOf(ps[0].Outcome, ps[0].Token, ps[0].ExpiresAt, ps[0].Redeemed)
 		}
+	}
+	if note := d.View().WindowNote(); note != "" {
+		v.WindowNote = strings.ToUpper(note[:1]) + note[1:]
 	}
 	return v, who, known, http.StatusOK
 }

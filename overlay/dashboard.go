@@ -131,12 +131,16 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 }
 
 func dashDrop(pub string, d *claims.Drop) templates.DashboardDrop {
-	return templates.DashboardDrop{
+	dd := templates.DashboardDrop{
 		ID: d.ID, Channel: d.Channel, Title: d.Title, SKU: d.SKU, State: string(d.State),
 		Stock: d.Stock, Remaining: d.Remaining, Price: formatPrice(d.PriceMinor, d.Currency),
 		ClosesAt: d.ClosesAt.Local().Format("15:04:05"), GraceS: formatSeconds(d.Grace),
 		ClaimURL: claims.ClaimURL(pub, d), Live: !d.State.Final(),
 	}
+	if d.Policy == claims.Window {
+		dd.BudgetS, dd.BudgetBasis = formatSeconds(d.Budget), d.BudgetBasis
+	}
+	return dd
 }
 
 func formatSeconds(d time.Duration) string {
@@ -187,6 +191,7 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 		Price: r.PostFormValue("price"), Currency: strings.TrimSpace(r.PostFormValue("currency")),
 		Duration: strings.TrimSpace(r.PostFormValue("duration")), Grace: strings.TrimSpace(r.PostFormValue("grace")),
 		Policy: r.PostFormValue("policy"), Code: strings.TrimSpace(r.PostFormValue("code")),
+		Budget: strings.TrimSpace(r.PostFormValue("budget")),
 	}
 	req := claims.OpenRequest{Channel: f.Channel, SKU: f.SKU, Title: f.Title, Currency: f.Currency,
 		Policy: claims.Policy(f.Policy), ClaimCode: f.Code, By: "dashboard"}
@@ -210,6 +215,14 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 		}
 		gd := claims.Duration(g)
 		req.Grace = &gd
+	}
+	if f.Budget != "" {
+		b, err := claims.ParseDuration(f.Budget)
+		if err != nil {
+			return req, f, fmt.Errorf("budget: %w", err)
+		}
+		bd := claims.Duration(b)
+		req.Budget = &bd
 	}
 	return req, f, nil
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/makiuchi-d/gozxing"
@@ -307,6 +308,8 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 		{func(v url.Values) { v.Set("duration", "500ms") }, http.StatusBadRequest, "between 1s and"},
 		{func(v url.Values) { v.Set("duration", "1ns") }, http.StatusBadRequest, "between 1s and"},
 		{func(v url.Values) { v.Set("title", "Cap\u202eevil") }, http.StatusBadRequest, "title holds a control, bidi or invisible character"},
+		{func(v url.Values) { v.Set("budget", "soon") }, http.StatusBadRequest, "budget:"},
+		{func(v url.Values) { v.Set("policy", "fcfs"); v.Set("budget", "5s") }, http.StatusBadRequest, "window policy only"},
 	} {
 		v := url.Values{}
 		for k, vs := range good {
@@ -326,6 +329,9 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	if ds, err := e.svc.Recent(t.Context(), "", 10); err != nil || len(ds) != 0 {
 		t.Fatalf("refused forms opened drops: %v %v", ds, err)
 	}
+	// A window drop with the moderator's own budget, shown on the dashboard.
+	good.Set("policy", "window")
+	good.Set("budget", "7s")
 	resp, err = c.PostForm(e.ts.URL+"/dashboard/drops", good)
 	if err != nil {
 		t.Fatal(err)
@@ -334,5 +340,24 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	ds, err := e.svc.Recent(t.Context(), "", 10)
 	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 {
 		t.Fatalf("the good form should open one drop: %v %v", ds, err)
+	}
+	if ds[0].Policy != claims.Window || ds[0].Budget != 7*time.Second || ds[0].BudgetBasis != "set by dashboard" {
+		t.Fatalf("window drop from the form: %s %s %q", ds[0].Policy, ds[0].Budget, ds[0].BudgetBasis)
+	}
+	if code, page := get(t, c, e.ts.URL+"/dashboard"); code != http.StatusOK || !strings.Contains(page, "window 7s") || !strings.Contains(page, "set by dashboard") {
+		t.Fatalf("dashboard does not show the drop's budget: %d", code)
+	}
+}
+
+// The claim page of a window drop says what the window promises.
+func TestClaimPageSaysTheWindow(t *testing.T) {
+	e := newEnv(t)
+	dr := e.openDrop(`{"channel":"` + testChannel + `","sku":"TEE","stock":1,"duration":"90s","policy":"window","budget":"6s"}`)
+	if dr.Drop.BudgetMS != 6000 || dr.Drop.WindowEndsAt.IsZero() {
+		t.Fatalf("drop view: %+v", dr.Drop)
+	}
+	code, page := get(t, http.DefaultClient, e.ts.URL+"/c/"+dr.Drop.ID)
+	if code != http.StatusOK || !strings.Contains(page, `id="claim-window">Everyone who claims in the first 6 s has the same chance — results at 0:06<`) {
+		t.Fatalf("claim page: %d\n%s", code, page)
 	}
 }

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS drops (
 	state TEXT NOT NULL,
 	closed_at INTEGER NOT NULL,
 	close_reason TEXT NOT NULL,
-	created_at INTEGER NOT NULL
+	created_at INTEGER NOT NULL,
+	budget_ns INTEGER NOT NULL DEFAULT 0,
+	budget_basis TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS drops_by_channel ON drops (channel, created_at DESC);
 CREATE INDEX IF NOT EXISTS drops_by_created ON drops (created_at DESC);
@@ -74,6 +76,28 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_token ON entries (token) WHERE token IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id, unit);
 `
+
+// columnsAdded are columns later than the first schema, added to ledgers
+// created before them.
+var columnsAdded = []struct{ table, column, def string }{
+	{"drops", "budget_ns", "INTEGER NOT NULL DEFAULT 0"},
+	{"drops", "budget_basis", "TEXT NOT NULL DEFAULT ''"},
+}
+
+func addColumns(ctx context.Context, db *sql.DB) error {
+	for _, c := range columnsAdded {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.table, c.column).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+c.def); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // The layout keeps a big drop's writes append-only where it can: entries are
 // keyed by arrival order and tokens are time-ordered, so only the small
@@ -120,6 +144,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	if _, err := w.ExecContext(ctx, schema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
+	}
+	if err := addColumns(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
 	}
@@ -275,12 +303,12 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-			seed, seed_hash, state, closed_at, close_reason, created_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt))
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis)
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -290,19 +318,20 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at`
+	close_reason, created_at, budget_ns, budget_basis`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created int64
+	var opens, closes, grace, bucket, cue, closed, created, budget int64
 	var stages, policy, state string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis); err != nil {
 		return nil, err
 	}
+	d.Budget = time.Duration(budget)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
 	d.CueCode = uint32(cue)

@@ -69,6 +69,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "drop %s (%s, %s): %s\n", rep.DropID, rep.Policy, rep.State, verdict)
 	fmt.Fprintf(stdout, "  entries %d, awarded %d of %d, recomputed %d, oversold %v, users over cap %d\n",
 		rep.Entries, rep.Awarded, rep.Stock, rep.Recomputed, rep.Oversold, rep.OverCapUsers)
+	if rep.BudgetMS > 0 {
+		fmt.Fprintf(stdout, "  window    the first %s (until %s): one draw over every claim in it\n",
+			time.Duration(rep.BudgetMS)*time.Millisecond, rep.WindowEndsAt.UTC().Format(time.RFC3339Nano))
+	}
 	fmt.Fprintf(stdout, "  seed hash %s\n", rep.SeedHash)
 	if rep.Seed != "" {
 		fmt.Fprintf(stdout, "  seed      %s (hash verified: %v)\n", rep.Seed, rep.SeedVerified)

@@ -54,6 +54,33 @@ type ClaimsConfig struct {
 	CommitTimeout claims.Duration `yaml:"commit_timeout" env:"COMMIT_TIMEOUT"`
 	// GraceFromCue takes a drop's grace from the measured cue-to-air delay.
 	GraceFromCue bool `yaml:"grace_from_cue" env:"GRACE_FROM_CUE"`
+	// Budget sizes the window of the window policy.
+	Budget BudgetConfig `yaml:"budget"`
+}
+
+// BudgetConfig is the latency budget of window drops: programme delay
+// (measured from the cue, else ProgrammeDelay) + the spread of the
+// platforms' latency modes + Reaction.
+type BudgetConfig struct {
+	ProgrammeDelay claims.Duration `yaml:"programme_delay" env:"BUDGET_PROGRAMME_DELAY"`
+	Reaction       claims.Duration `yaml:"reaction" env:"BUDGET_REACTION"`
+	// Platforms are "platform/mode": twitch/low_latency, twitch/normal,
+	// youtube/ultra_low, youtube/low, youtube/normal.
+	Platforms []string `yaml:"platforms" env:"BUDGET_PLATFORMS"`
+}
+
+// Options turns the config into the claims budget options.
+func (b BudgetConfig) Options() (claims.BudgetOptions, error) {
+	o := claims.BudgetOptions{ProgrammeDelay: time.Duration(b.ProgrammeDelay), Reaction: time.Duration(b.Reaction),
+		Platforms: []claims.PlatformLatency{}}
+	for _, p := range b.Platforms {
+		platform, mode, ok := strings.Cut(strings.TrimSpace(p), "/")
+		if !ok {
+			return o, fmt.Errorf("platform %q must be platform/mode, like twitch/low_latency", p)
+		}
+		o.Platforms = append(o.Platforms, claims.PlatformLatency{Platform: platform, Mode: mode})
+	}
+	return o, o.Validate()
 }
 
 // ChannelConfig is per streamer channel.
@@ -133,10 +160,12 @@ func DefaultConfig() Config {
 			TokenTTL:      claims.Duration(30 * 24 * time.Hour),
 			Grace:         claims.Duration(5 * time.Second),
 			BucketWidth:   claims.Duration(250 * time.Millisecond),
-			Policy:        string(claims.Bucketed),
+			Policy:        string(claims.Window),
 			ClaimRate:     2,
 			ClaimBurst:    3,
 			CommitTimeout: claims.Duration(5 * time.Second),
+			Budget: BudgetConfig{Reaction: claims.Duration(2 * time.Second),
+				Platforms: []string{"twitch/low_latency"}},
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
@@ -290,7 +319,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if !claims.Policy(c.Claims.Policy).Valid() {
-		bad("claims.policy: %q must be fcfs, bucketed or raffle", c.Claims.Policy)
+		bad("claims.policy: %q must be window, fcfs, bucketed or raffle", c.Claims.Policy)
+	}
+	if _, err := c.Claims.Budget.Options(); err != nil {
+		bad("claims.budget: %v", err)
 	}
 	if d := time.Duration(c.Claims.Grace); d < 0 || d > claims.MaxGrace {
 		bad("claims.grace: between 0s and %s", claims.MaxGrace)

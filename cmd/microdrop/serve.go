@@ -180,6 +180,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	budget, err := m.Config.Claims.Budget.Options()
+	if err != nil {
+		return err
+	}
 	svc, err := claims.New(claims.Deps{
 		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
 		Metrics:   claims.NewMetrics(m.Registry),
@@ -192,6 +196,7 @@ func (m *Main) Run(ctx context.Context) error {
 			ClaimRate:          m.Config.Claims.ClaimRate,
 			ClaimBurst:         m.Config.Claims.ClaimBurst,
 			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
+			Budget:             budget,
 		},
 	})
 	if err != nil {
@@ -201,6 +206,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Claims = svc
+	// Every cue heard on air (relay, platform playback) sizes the window
+	// of the channel's next drop.
+	svc.LearnCueDelays(ctx, bus)
 	if m.Config.Claims.GraceFromCue {
 		// The measured cue-to-air delay, plus a second to react, becomes the
 		// drop's grace when it is longer.
