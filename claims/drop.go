@@ -60,14 +60,16 @@ type Stage struct {
 
 // Drop is one limited release.
 type Drop struct {
-	ID           string        `json:"id"`
-	Channel      string        `json:"channel"`
-	SKU          string        `json:"sku"`
-	Title        string        `json:"title"`
-	Stock        int           `json:"stock"`
-	Remaining    int           `json:"remaining"`
-	PriceMinor   int64         `json:"price_minor"`
-	Currency     string        `json:"currency"`
+	ID         string `json:"id"`
+	Channel    string `json:"channel"`
+	SKU        string `json:"sku"`
+	Title      string `json:"title"`
+	Stock      int    `json:"stock"`
+	Remaining  int    `json:"remaining"`
+	PriceMinor int64  `json:"price_minor"`
+	Currency   string `json:"currency"`
+	// PayWindow is how long a winner of a priced drop has to pay.
+	PayWindow    time.Duration `json:"pay_window"`
 	OpensAt      time.Time     `json:"opens_at"`
 	ClosesAt     time.Time     `json:"closes_at"`
 	Grace        time.Duration `json:"grace"`
@@ -94,6 +96,9 @@ func (d *Drop) Clone() *Drop {
 	c.Seed = append([]byte(nil), d.Seed...)
 	return &c
 }
+
+// Priced reports whether a win is a hold to be paid.
+func (d *Drop) Priced() bool { return d.PriceMinor > 0 }
 
 // EndsAt is the last moment a claim is accepted: close plus grace.
 func (d *Drop) EndsAt() time.Time { return d.ClosesAt.Add(d.Grace) }

@@ -123,6 +123,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		w.Close()
 		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
 	}
+	if err := migrateMoney(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger books in %s: %w", path, err)
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		w.Close()
@@ -275,12 +279,12 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-			seed, seed_hash, state, closed_at, close_reason, created_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			seed, seed_hash, state, closed_at, close_reason, created_at, pay_window_ns)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt))
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.PayWindow))
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -290,19 +294,20 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at`
+	close_reason, created_at, pay_window_ns`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created int64
+	var opens, closes, grace, bucket, cue, closed, created, payWindow int64
 	var stages, policy, state string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &payWindow); err != nil {
 		return nil, err
 	}
+	d.PayWindow = time.Duration(payWindow)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
 	d.CueCode = uint32(cue)
@@ -388,7 +393,7 @@ func storedUnit(e *claims.Entry) int64 {
 
 // Commit applies a decider's batch atomically.
 func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
-	return l.submit(ctx, len(b.Insert)+len(b.Update)+1, func(ctx context.Context, tx *sql.Tx) error {
+	return l.submit(ctx, len(b.Insert)+len(b.Update)+len(b.Holds)+1, func(ctx context.Context, tx *sql.Tx) error {
 		return l.apply(ctx, tx, b)
 	})
 }
@@ -444,6 +449,14 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("update of unrecorded entry %s#%d", b.DropID, e.Seq)
+		}
+	}
+	for i := range b.Holds {
+		if b.Holds[i].DropID != b.DropID {
+			return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[i].DropID, b.DropID)
+		}
+		if err := insertHold(ctx, tx, &b.Holds[i]); err != nil {
+			return err
 		}
 	}
 	if s := b.State; s != nil {

@@ -30,6 +30,7 @@ Usage:
   microdrop loadgen claims|overlay|relay [flags]
                                    load generators; --json for one JSON summary
   microdrop audit [--url U] DROP   recompute a drop's winners and compare
+  microdrop audit --money [--url U] prove the books balance and every hold matches its postings
   microdrop cue encode|detect      the audio cue codec
   microdrop export --session S --out bundle.zip
                                    export a post-stream highlight bundle
