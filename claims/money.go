@@ -81,6 +81,7 @@ var (
 	ErrHoldSettled       = errors.New("money: hold is no longer awaiting payment")
 	ErrHoldDue           = errors.New("money: hold is past its deadline")
 	ErrHoldAmount        = errors.New("money: amount or currency does not match the hold")
+	ErrPassNotTried      = errors.New("money: pass not tried after an earlier one was refused")
 )
 
 // Validate checks that m is well formed and balanced.
@@ -184,10 +185,11 @@ type Books interface {
 	// be awaiting and its deadline after at (ErrHoldSettled, ErrHoldDue).
 	// A replayed m.Key returns the hold as it is and false.
 	PayHold(ctx context.Context, id, method string, m Movement, at time.Time) (Hold, bool, error)
-	// PassHolds applies passes, each atomically and independently: an
-	// error for a pass whose hold is no longer awaiting (or, expiring, not
-	// yet due) or whose next entry is no longer waiting, changing nothing
-	// for it.
+	// PassHolds applies passes in order, each atomically: an error for a
+	// pass whose hold is no longer awaiting (or, expiring, not yet due) or
+	// whose next entry is no longer waiting, changing nothing for it; the
+	// passes after a refused one are not tried (ErrPassNotTried), since
+	// they were computed from a line that did not happen.
 	PassHolds(ctx context.Context, passes []Pass) []error
 	// RedeemHold marks a paid hold picked up, exactly once
 	// (ErrTokenUsed for a second time).

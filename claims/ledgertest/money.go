@@ -166,11 +166,12 @@ func runBooks(t *testing.T, open Opener) {
 		l, b := books(t, open)
 		d := NewDrop("h1", 2)
 		d.PayWindow = 10 * time.Minute
+		d.PayMethods = []string{claims.PayWallet, claims.PayCard}
 		if err := l.CreateDrop(ctx, d); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := l.Drop(ctx, "h1"); got.PayWindow != 10*time.Minute {
-			t.Fatalf("pay window did not round-trip: %v", got.PayWindow)
+		if got, _ := l.Drop(ctx, "h1"); got.PayWindow != 10*time.Minute || !got.Priced() || !got.Accepts(claims.PayCard) {
+			t.Fatalf("pay window and methods did not round-trip: %v %v", got.PayWindow, got.PayMethods)
 		}
 		due := t0.Add(10 * time.Minute)
 		w1, w2 := Win("h1", 1, "a", 1, ""), Win("h1", 2, "b", 1, "")
@@ -211,11 +212,11 @@ func runBooks(t *testing.T, open Opener) {
 			t.Fatal("a hold expired before its deadline")
 		}
 		errs = b.PassHolds(ctx, []claims.Pass{
-			{HoldID: h1.ID, State: claims.HoldExpired, At: due},                // paid: refused
-			{HoldID: h2.ID, State: claims.HoldExpired, At: due, Next: &next},   // passes
-			{HoldID: "h1-99", State: claims.HoldExpired, At: due, Next: &next}, // unknown
+			{HoldID: h2.ID, State: claims.HoldExpired, At: due, Next: &next}, // passes
+			{HoldID: h1.ID, State: claims.HoldExpired, At: due},              // paid: refused
+			{HoldID: "h1-99", State: claims.HoldExpired, At: due},            // after a refusal: not tried
 		})
-		if errs[0] == nil || errs[1] != nil || errs[2] == nil {
+		if errs[0] != nil || !errors.Is(errs[1], claims.ErrHoldSettled) || !errors.Is(errs[2], claims.ErrPassNotTried) {
 			t.Fatalf("passes: %v", errs)
 		}
 		es, err := l.Entries(ctx, "h1")

@@ -239,6 +239,10 @@ func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 		return errs
 	}
 	for i := range passes {
+		if i > 0 && errs[i-1] != nil {
+			errs[i] = fmt.Errorf("hold %s: %w", passes[i].HoldID, claims.ErrPassNotTried)
+			continue
+		}
 		errs[i] = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error { return pass(ctx, tx, &passes[i]) })
 	}
 	return errs
@@ -279,9 +283,9 @@ func pass(ctx context.Context, tx pgx.Tx, p *claims.Pass) error {
 	if n.DropID != h.DropID || n.PassedFrom != h.ID || n.State != claims.HoldAwaiting {
 		return fmt.Errorf("next hold %s does not follow %s", n.ID, h.ID)
 	}
-	ct, err = tx.Exec(ctx, `UPDATE entries SET outcome = $1, unit = $2, decided_at = $3
-		WHERE drop_id = $4 AND seq = $5 AND user_id = $6 AND outcome = $7`,
-		claims.OutcomeWon, n.Unit, ns(p.At), n.DropID, n.Seq, n.UserID, claims.OutcomeLost)
+	ct, err = tx.Exec(ctx, `UPDATE entries SET outcome = $1, unit = $2
+		WHERE drop_id = $3 AND seq = $4 AND user_id = $5 AND outcome = $6`,
+		claims.OutcomeWon, n.Unit, n.DropID, n.Seq, n.UserID, claims.OutcomeLost)
 	if err != nil {
 		return commitErr(err)
 	}

@@ -318,8 +318,8 @@ func (l *Ledger) check() error {
 
 const insertDrop = `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 	opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-	seed, seed_hash, state, closed_at, close_reason, created_at, pay_window_ns)
-	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`
+	seed, seed_hash, state, closed_at, close_reason, created_at, pay_window_ns, pay_methods)
+	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26)`
 
 func dropArgs(d *claims.Drop) ([]any, error) {
 	stages, err := json.Marshal(d.Stages)
@@ -329,7 +329,7 @@ func dropArgs(d *claims.Drop) ([]any, error) {
 	return []any{d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.PriceMinor, d.Currency,
 		ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 		string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-		ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.PayWindow)}, nil
+		ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.PayWindow), strings.Join(d.PayMethods, ",")}, nil
 }
 
 // CreateDrop records a new drop.
@@ -389,15 +389,15 @@ func (l *Ledger) CreateLeasedDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, pay_window_ns`
+	close_reason, created_at, pay_window_ns, pay_methods`
 
 func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 	var d claims.Drop
 	var opens, closes, grace, bucket, cue, closed, created, payWindow int64
-	var stages, policy, state string
+	var stages, policy, state, methods string
 	dst := append([]any{&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &payWindow}, extra...)
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &payWindow, &methods}, extra...)
 	if err := row.Scan(dst...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
@@ -407,6 +407,9 @@ func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
 	d.PayWindow = time.Duration(payWindow)
+	if methods != "" {
+		d.PayMethods = strings.Split(methods, ",")
+	}
 	d.CueCode = uint32(cue)
 	d.Policy, d.State = claims.Policy(policy), claims.State(state)
 	if err := json.Unmarshal([]byte(stages), &d.Stages); err != nil {

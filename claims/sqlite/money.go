@@ -70,8 +70,10 @@ func migrateMoney(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	if n == 0 {
-		_, err := db.ExecContext(ctx, "ALTER TABLE drops ADD COLUMN pay_window_ns INTEGER NOT NULL DEFAULT 0")
-		return err
+		if _, err := db.ExecContext(ctx, `ALTER TABLE drops ADD COLUMN pay_window_ns INTEGER NOT NULL DEFAULT 0;
+			ALTER TABLE drops ADD COLUMN pay_methods TEXT NOT NULL DEFAULT ''`); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -289,24 +291,27 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 	return h, applied, err
 }
 
-// PassHolds ends holds and hands their units on, each pass in its own
-// savepoint of one transaction.
+// PassHolds ends holds and hands their units on, in one transaction. Each
+// pass is checked by reads before it writes, so a refused pass writes
+// nothing; a write that fails after its checks refuses the whole call.
 func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 	errs := make([]error, len(passes))
 	err := l.submit(ctx, len(passes), func(ctx context.Context, tx *sql.Tx) error {
+		ps, err := preparePass(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer ps.close()
 		for i := range passes {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT pass"); err != nil {
+			if i > 0 && errs[i-1] != nil {
+				errs[i] = fmt.Errorf("hold %s: %w", passes[i].HoldID, claims.ErrPassNotTried)
+				continue
+			}
+			refused, err := ps.pass(ctx, &passes[i])
+			if err != nil {
 				return err
 			}
-			errs[i] = pass(ctx, tx, &passes[i])
-			if errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO pass"); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE pass"); err != nil {
-				return err
-			}
+			errs[i] = refused
 		}
 		return nil
 	})
@@ -318,51 +323,95 @@ func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 	return errs
 }
 
-func pass(ctx context.Context, tx *sql.Tx, p *claims.Pass) error {
-	h, err := scanHold(tx.QueryRowContext(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = ?", p.HoldID))
-	if err != nil {
-		return err
+// passStmts are the statements of a pass, prepared once per call: parsing
+// them cost more than running them when 10,000 holds fall due at once.
+type passStmts struct {
+	hold, waiting, end, passed, won, insert *sql.Stmt
+}
+
+func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
+	ps := &passStmts{}
+	for _, q := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&ps.hold, "SELECT " + holdColumns + " FROM holds WHERE id = ?"},
+		{&ps.waiting, "SELECT count(*) FROM entries WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = 'lost'"},
+		{&ps.end, "UPDATE holds SET state = ?, settled_at = ?, passed_to = ? WHERE id = ? AND state = 'awaiting'"},
+		{&ps.passed, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND outcome = ?"},
+		{&ps.won, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = ?"},
+		{&ps.insert, "INSERT INTO holds (" + holdColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"},
+	} {
+		st, err := tx.PrepareContext(ctx, q.sql)
+		if err != nil {
+			ps.close()
+			return nil, err
+		}
+		*q.dst = st
 	}
+	return ps, nil
+}
+
+func (ps *passStmts) close() {
+	for _, st := range []*sql.Stmt{ps.hold, ps.waiting, ps.end, ps.passed, ps.won, ps.insert} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// pass returns the reason a pass is refused (nothing written), or an
+// error that fails the whole call.
+func (ps *passStmts) pass(ctx context.Context, p *claims.Pass) (refused, err error) {
+	h, err := scanHold(ps.hold.QueryRowContext(ctx, p.HoldID))
 	switch {
+	case errors.Is(err, claims.ErrHoldNotFound):
+		return err, nil
+	case err != nil:
+		return nil, err
 	case h.State != claims.HoldAwaiting:
-		return fmt.Errorf("hold %s is %s: %w", h.ID, h.State, claims.ErrHoldSettled)
+		return fmt.Errorf("hold %s is %s: %w", h.ID, h.State, claims.ErrHoldSettled), nil
 	case p.State == claims.HoldExpired && p.At.Before(h.Deadline):
-		return fmt.Errorf("hold %s is not due until %s: %w", h.ID, h.Deadline, claims.ErrHoldSettled)
+		return fmt.Errorf("hold %s is not due until %s: %w", h.ID, h.Deadline, claims.ErrHoldSettled), nil
 	case p.State != claims.HoldExpired && p.State != claims.HoldReleased:
-		return fmt.Errorf("pass to state %q", p.State)
+		return fmt.Errorf("pass to state %q", p.State), nil
 	}
 	to := ""
-	if p.Next != nil {
-		to = p.Next.ID
+	if n := p.Next; n != nil {
+		if n.DropID != h.DropID || n.PassedFrom != h.ID || n.State != claims.HoldAwaiting {
+			return fmt.Errorf("next hold %s does not follow %s", n.ID, h.ID), nil
+		}
+		var waiting int
+		if err := ps.waiting.QueryRowContext(ctx, n.DropID, n.Seq, n.UserID).Scan(&waiting); err != nil {
+			return nil, err
+		}
+		if waiting != 1 {
+			return fmt.Errorf("entry %s#%d is no longer waiting: %w", n.DropID, n.Seq, claims.ErrHoldSettled), nil
+		}
+		to = n.ID
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE holds SET state = ?, settled_at = ?, passed_to = ? WHERE id = ?",
-		string(p.State), ns(p.At), to, h.ID); err != nil {
-		return err
+	if res, err := ps.end.ExecContext(ctx, string(p.State), ns(p.At), to, h.ID); err != nil {
+		return nil, err
+	} else if k, _ := res.RowsAffected(); k != 1 {
+		return nil, fmt.Errorf("hold %s changed under its pass", h.ID)
 	}
-	res, err := tx.ExecContext(ctx, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND outcome = ?",
-		claims.OutcomePassed, -h.Seq, h.DropID, h.Seq, claims.OutcomeWon)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("entry %s#%d is not a win: %w", h.DropID, h.Seq, claims.ErrHoldSettled)
+	if res, err := ps.passed.ExecContext(ctx, claims.OutcomePassed, -h.Seq, h.DropID, h.Seq, claims.OutcomeWon); err != nil {
+		return nil, err
+	} else if k, _ := res.RowsAffected(); k != 1 {
+		return nil, fmt.Errorf("entry %s#%d of hold %s is not a win", h.DropID, h.Seq, h.ID)
 	}
 	if p.Next == nil {
-		return nil
+		return nil, nil
 	}
 	n := p.Next
-	if n.DropID != h.DropID || n.PassedFrom != h.ID || n.State != claims.HoldAwaiting {
-		return fmt.Errorf("next hold %s does not follow %s", n.ID, h.ID)
+	if res, err := ps.won.ExecContext(ctx, claims.OutcomeWon, n.Unit, n.DropID, n.Seq, n.UserID, claims.OutcomeLost); err != nil {
+		return nil, uniqueErr(err)
+	} else if k, _ := res.RowsAffected(); k != 1 {
+		return nil, fmt.Errorf("entry %s#%d changed under its pass", n.DropID, n.Seq)
 	}
-	res, err = tx.ExecContext(ctx, "UPDATE entries SET outcome = ?, unit = ?, decided_at = ? WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = ?",
-		claims.OutcomeWon, n.Unit, ns(p.At), n.DropID, n.Seq, n.UserID, claims.OutcomeLost)
-	if err != nil {
-		return uniqueErr(err)
-	}
-	if k, _ := res.RowsAffected(); k != 1 {
-		return fmt.Errorf("entry %s#%d is no longer waiting: %w", n.DropID, n.Seq, claims.ErrHoldSettled)
-	}
-	return insertHold(ctx, tx, n)
+	_, err = ps.insert.ExecContext(ctx, n.ID, n.DropID, n.Seq, n.UserID, n.Unit, n.AmountMinor, n.Currency, string(n.State), ns(n.CreatedAt), ns(n.Deadline),
+		ns(n.SettledAt), n.PassedFrom, n.PassedTo, n.Method, ns(n.Redeemed))
+	return nil, err
 }
 
 // RedeemHold marks a paid hold picked up, once.

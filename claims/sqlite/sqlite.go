@@ -279,12 +279,12 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-			seed, seed_hash, state, closed_at, close_reason, created_at, pay_window_ns)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			seed, seed_hash, state, closed_at, close_reason, created_at, pay_window_ns, pay_methods)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.PayWindow))
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.PayWindow), strings.Join(d.PayMethods, ","))
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -294,18 +294,21 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, pay_window_ns`
+	close_reason, created_at, pay_window_ns, pay_methods`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
 	var opens, closes, grace, bucket, cue, closed, created, payWindow int64
-	var stages, policy, state string
+	var stages, policy, state, methods string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &payWindow); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &payWindow, &methods); err != nil {
 		return nil, err
+	}
+	if methods != "" {
+		d.PayMethods = strings.Split(methods, ",")
 	}
 	d.PayWindow = time.Duration(payWindow)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)

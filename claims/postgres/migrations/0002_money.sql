@@ -1,5 +1,6 @@
 -- Paid drops: the pay window, holds and the double-entry books.
 ALTER TABLE drops ADD COLUMN pay_window_ns BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE drops ADD COLUMN pay_methods TEXT NOT NULL DEFAULT '';
 
 CREATE TABLE movements (
 	seq BIGSERIAL PRIMARY KEY,
