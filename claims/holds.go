@@ -404,3 +404,70 @@ func (s *Service) AuditMoney(ctx context.Context) (MoneyReport, error) {
 func formatMoney(minor int64, currency string) string {
 	return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, currency)
 }
+
+// HoldStatus is a hold as its owner sees it: what is left to do and, once
+// paid, the receipt.
+type HoldStatus struct {
+	Hold
+	SKU        string   `json:"sku"`
+	Title      string   `json:"title"`
+	PayMethods []string `json:"pay_methods"`
+	SecondsMS  int64    `json:"time_left_ms"`
+	Receipt    string   `json:"receipt,omitempty"`
+}
+
+// HoldStatus is a hold with its drop's terms and, once paid, its receipt.
+func (s *Service) HoldStatus(ctx context.Context, h Hold) (HoldStatus, error) {
+	d, err := s.ledger.Drop(ctx, h.DropID)
+	if err != nil {
+		return HoldStatus{}, err
+	}
+	st := HoldStatus{Hold: h, SKU: d.SKU, Title: d.Title, PayMethods: d.PayMethods}
+	if h.State == HoldAwaiting {
+		st.SecondsMS = max(h.Deadline.Sub(s.now()).Milliseconds(), 0)
+	}
+	if h.State == HoldPaid && s.receipts != nil {
+		if st.Receipt, err = s.receipts.Sign(s.receiptOf(d, h)); err != nil {
+			return HoldStatus{}, err
+		}
+	}
+	return st, nil
+}
+
+func (s *Service) receiptOf(d *Drop, h Hold) Receipt {
+	return Receipt{HoldID: h.ID, DropID: d.ID, SKU: d.SKU, LimitedRunID: d.LimitedRunID, Unit: h.Unit, Amount: h.AmountMinor,
+		Currency: h.Currency, PaidAt: h.SettledAt.Unix(), Holder: s.receipts.HolderID(d.CreatorID, h.UserID), Method: h.Method}
+}
+
+// ReceiptKeys is the public key set, empty without a receipt signer.
+func (s *Service) ReceiptKeys() ReceiptKeys {
+	if s.receipts == nil {
+		return ReceiptKeys{Keys: []ReceiptKey{}}
+	}
+	return s.receipts.Keys()
+}
+
+// RedeemReceipt hands over a paid unit at the desk, exactly once per
+// receipt.
+func (s *Service) RedeemReceipt(ctx context.Context, text string) (Receipt, error) {
+	if s.receipts == nil || s.books == nil {
+		return Receipt{}, errNoBooks
+	}
+	r, err := s.receipts.Verify(text)
+	switch {
+	case errors.Is(err, ErrReceiptMalformed):
+		return Receipt{}, &microdrop.Error{Code: microdrop.EINVALID, Message: "that is not a microdrop receipt", Err: err}
+	case err != nil:
+		return Receipt{}, &microdrop.Error{Code: microdrop.EFORBIDDEN, Message: "this receipt's signature does not verify", Err: err}
+	}
+	h, err := s.books.RedeemHold(ctx, r.HoldID, s.now())
+	switch {
+	case errors.Is(err, ErrTokenUsed):
+		return r, &microdrop.Error{Code: microdrop.ECONFLICT, Message: "this receipt was already redeemed at " + h.Redeemed.UTC().Format(time.RFC3339), Err: err}
+	case errors.Is(err, ErrHoldNotFound), errors.Is(err, ErrHoldSettled):
+		return r, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "this receipt is for no paid unit", Err: err}
+	case err != nil:
+		return r, err
+	}
+	return r, nil
+}

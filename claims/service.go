@@ -72,7 +72,10 @@ type Deps struct {
 	// Placement says where drops are decided: Local (the default) or
 	// Leased for replicas sharing a Postgres ledger.
 	Placement Placement
-	Options   Options
+	// Receipts signs the receipts of paid holds; without it holds are
+	// paid without one.
+	Receipts *ReceiptSigner
+	Options  Options
 }
 
 // Service is the registry of the deciders of the drops decided here (see
@@ -82,6 +85,7 @@ type Service struct {
 	ledger    Ledger
 	books     Books // nil when the ledger keeps none: priced drops are refused
 	holds     *holdTimer
+	receipts  *ReceiptSigner
 	bus       microdrop.Bus
 	signer    *TokenSigner
 	log       *slog.Logger
@@ -133,6 +137,7 @@ func New(d Deps) (*Service, error) {
 		quit:      make(chan struct{}),
 	}
 	s.books, _ = d.Ledger.(Books)
+	s.receipts = d.Receipts
 	s.holds = newHoldTimer(s)
 	if err := d.Placement.bind(s); err != nil {
 		return nil, err
