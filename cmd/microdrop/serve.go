@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -156,8 +157,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	receipts, err := m.receiptSigner()
+	if err != nil {
+		return err
+	}
+	if m.Config.Payments.Stripe.SecretKey == "" {
+		log.Info("card payments are off: set payments.stripe.secret_key (and payments.stripe.webhook_secret) to take cards; drops can still take wallet payments")
+	}
 	svc, err := claims.New(claims.Deps{
-		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
+		Ledger: ledger, Bus: bus, Signer: signer, Receipts: receipts, Logger: m.Logger, Now: m.Now,
 		Metrics:   claims.NewMetrics(m.Registry),
 		Placement: placement(leases, fwd),
 		Options: claims.Options{
@@ -168,6 +176,7 @@ func (m *Main) Run(ctx context.Context) error {
 			ClaimRate:          m.Config.Claims.ClaimRate,
 			ClaimBurst:         m.Config.Claims.ClaimBurst,
 			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
+			FeeBasisPoints:     m.Config.Payments.FeeBasisPoints,
 		},
 	})
 	if err != nil {
@@ -186,7 +195,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.onClose("claims", svc.Close)
 
 	m.Mux = http.NewServeMux()
-	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
+	api := claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	m.Mux.Handle("/api/", api)
+	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", api.ReceiptKeysHandler())
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
 	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	// Profiles for the admin only: they reveal internals and cost CPU.
@@ -316,7 +327,34 @@ func (m *Main) loadSecrets() error {
 		}
 		m.Config.Claims.TokenKeys = []string{key}
 	}
+	if len(m.Config.Payments.ReceiptKeys) == 0 {
+		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-key"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.ReceiptKeys = []string{key}
+	}
+	if m.Config.Payments.HolderSecret == "" {
+		s, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-holder-secret"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.HolderSecret = s
+	}
 	return nil
+}
+
+// receiptSigner makes the receipt keys from the configured secrets.
+func (m *Main) receiptSigner() (*claims.ReceiptSigner, error) {
+	seeds := make([][]byte, 0, len(m.Config.Payments.ReceiptKeys))
+	for _, k := range m.Config.Payments.ReceiptKeys {
+		if len(k) < 16 {
+			return nil, errors.New("payments.receipt_keys: each key is a secret of at least 16 characters")
+		}
+		seed := sha256.Sum256([]byte(k))
+		seeds = append(seeds, seed[:])
+	}
+	return claims.NewReceiptSigner([]byte(m.Config.Payments.HolderSecret), seeds...)
 }
 
 func readOrCreateSecret(path string) (string, bool, error) {
