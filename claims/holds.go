@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -471,3 +472,114 @@ func (s *Service) RedeemReceipt(ctx context.Context, text string) (Receipt, erro
 	}
 	return r, nil
 }
+
+// CardPayment is a provider's word that a hold was paid by card.
+type CardPayment struct {
+	Provider  string // "stripe"
+	PaymentID string // the provider's id of the payment (a Checkout Session): one credit per id
+	HoldID    string
+	Amount    int64
+	Currency  string
+	At        time.Time
+}
+
+// Card payment outcomes the provider adapter acts on.
+var (
+	// ErrPaidLate: the money arrived after the hold ended; it is owed
+	// back (recorded in the refunds account) and must be refunded.
+	ErrPaidLate = errors.New("card payment arrived after its hold ended")
+	// ErrPaymentMismatch: amount or currency differ from the hold; the
+	// payment is not credited, owed back, and flagged.
+	ErrPaymentMismatch = errors.New("card payment does not match its hold")
+)
+
+// PayByCard records a verified card payment. A replayed payment id is a
+// no-op (nil). A payment for a hold that has ended or whose amount or
+// currency differ is not credited to anyone: the money is booked as owed
+// back (refunds) and ErrPaidLate or ErrPaymentMismatch tells the adapter to
+// refund it through the provider.
+func (s *Service) PayByCard(ctx context.Context, p CardPayment) (Hold, error) {
+	if s.books == nil {
+		return Hold{}, errNoBooks
+	}
+	h, err := s.books.Hold(ctx, p.HoldID)
+	if err != nil {
+		return Hold{}, err
+	}
+	d, err := s.ledger.Drop(ctx, h.DropID)
+	if err != nil {
+		return Hold{}, err
+	}
+	clearing := ClearingAccount(p.Provider)
+	owe := func(why error) (Hold, error) {
+		cur := strings.ToUpper(p.Currency)
+		if p.Amount <= 0 || !currencyPattern.MatchString(cur) {
+			s.metrics.paymentsFlagged.WithLabelValues("malformed").Inc()
+			return h, why
+		}
+		_, err := s.books.Post(ctx, Movement{Key: p.Provider + ":owed:" + p.PaymentID, Kind: MoveRefund, HoldID: h.ID, At: p.At.UTC(),
+			Postings: []Posting{{Account: clearing, Currency: cur, Amount: -p.Amount}, {Account: AccountRefunds, Currency: cur, Amount: p.Amount}}})
+		if err != nil {
+			return h, err
+		}
+		return h, why
+	}
+	if p.Amount != h.AmountMinor || !strings.EqualFold(p.Currency, h.Currency) {
+		s.metrics.paymentsFlagged.WithLabelValues("mismatch").Inc()
+		s.log.Warn("card payment does not match its hold: not credited, to be refunded", "hold", h.ID, "payment", p.PaymentID,
+			"amount", p.Amount, "currency", p.Currency, "want_amount", h.AmountMinor, "want_currency", h.Currency)
+		return owe(ErrPaymentMismatch)
+	}
+	m := Movement{Key: p.Provider + ":" + p.PaymentID, Kind: MovePay, HoldID: h.ID, At: p.At.UTC(), Postings: s.payPostings(clearing, d, h)}
+	paid, applied, err := s.books.PayHold(ctx, h.ID, PayCard, m, p.At)
+	switch {
+	case errors.Is(err, ErrHoldDue), errors.Is(err, ErrHoldSettled):
+		if paid.State == HoldPaid && paid.Method == PayCard {
+			return paid, nil // paid already by this provider's earlier word
+		}
+		s.metrics.paymentsFlagged.WithLabelValues("late").Inc()
+		s.log.Warn("card payment after its hold ended: to be refunded", "hold", h.ID, "state", paid.State, "payment", p.PaymentID)
+		return owe(ErrPaidLate)
+	case err != nil:
+		return Hold{}, err
+	}
+	if applied {
+		s.paid(d, paid)
+	}
+	return paid, nil
+}
+
+// Refunded records that the provider paid owed money back.
+func (s *Service) Refunded(ctx context.Context, p CardPayment, refundID string) error {
+	if s.books == nil {
+		return errNoBooks
+	}
+	cur := strings.ToUpper(p.Currency)
+	_, err := s.books.Post(ctx, Movement{Key: p.Provider + ":refund:" + refundID, Kind: MoveRefund, HoldID: p.HoldID, At: p.At.UTC(),
+		Postings: []Posting{{Account: AccountRefunds, Currency: cur, Amount: -p.Amount}, {Account: ClearingAccount(p.Provider), Currency: cur, Amount: p.Amount}}})
+	return err
+}
+
+// CheckoutTerms is what a card checkout for a hold needs to say.
+func (s *Service) CheckoutTerms(ctx context.Context, holdID, userID string) (Hold, *Drop, error) {
+	h, err := s.HoldFor(ctx, holdID, userID)
+	if err != nil {
+		return Hold{}, nil, err
+	}
+	d, err := s.ledger.Drop(ctx, h.DropID)
+	if err != nil {
+		return Hold{}, nil, err
+	}
+	switch {
+	case !d.Accepts(PayCard):
+		return h, d, microdrop.Errorf(microdrop.EINVALID, "this drop does not take cards")
+	case h.State != HoldAwaiting:
+		return h, d, microdrop.Errorf(microdrop.ECONFLICT, "this hold is already %s", h.State)
+	case !s.now().Before(h.Deadline):
+		return h, d, microdrop.Errorf(microdrop.ECONFLICT, "the time to pay for this hold is up")
+	}
+	return h, d, nil
+}
+
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.now() }

@@ -24,6 +24,7 @@ type Handler struct {
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
+	cards     CardCheckout // nil: card payments off
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the

@@ -1,6 +1,7 @@
 package claims
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -18,6 +19,24 @@ func (h *Handler) holdRoutes() {
 	h.mux.HandleFunc("POST /api/wallets/{user}/topup", h.adminOnly(h.topUp))
 	h.mux.HandleFunc("GET /api/wallets/{user}", h.adminOnly(h.wallet))
 	h.mux.HandleFunc("GET /api/money/audit", h.adminOnly(h.moneyAudit))
+}
+
+// Checkout is a card checkout for a hold: where to send the viewer.
+type Checkout struct {
+	SessionID string    `json:"session_id"`
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CardCheckout opens card checkouts (claims/stripe has one).
+type CardCheckout interface {
+	Checkout(ctx context.Context, holdID, userID string) (Checkout, error)
+}
+
+// WithCards switches POST /api/holds/{id}/pay {"method":"card"} on.
+func (h *Handler) WithCards(c CardCheckout) *Handler {
+	h.cards = c
+	return h
 }
 
 // HoldBody is the body of the hold actions.
@@ -59,7 +78,16 @@ func (h *Handler) payHold(w http.ResponseWriter, r *http.Request) {
 		}
 		h.holdStatus(w, r, hold, http.StatusOK)
 	case PayCard:
-		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "card payments are not available on this server yet"))
+		if h.cards == nil {
+			microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "card payments are off on this server"))
+			return
+		}
+		co, err := h.cards.Checkout(r.Context(), r.PathValue("id"), b.UserID)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		microdrop.WriteJSON(w, http.StatusOK, map[string]any{"checkout": co})
 	default:
 		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, `method must be "wallet" or "card"`))
 	}

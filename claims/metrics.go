@@ -25,6 +25,8 @@ type Metrics struct {
 	redemptions  *prometheus.CounterVec
 	holdsPaid    prometheus.Counter
 	holdsPassed  prometheus.Counter
+	// paymentsFlagged counts card payments not credited (late, mismatch).
+	paymentsFlagged *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -66,9 +68,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		holdsPassed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "microdrop_holds_passed_total", Help: "Unpaid units passed to the next viewer in a drop's fair order.",
 		}),
+		paymentsFlagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microdrop_payments_flagged_total", Help: "Card payments not credited to a hold, by reason (late, mismatch), owed back.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.commitSlow, m.finalRetries, m.redemptions, m.holdsPaid, m.holdsPassed)
+		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.commitSlow, m.finalRetries, m.redemptions, m.holdsPaid, m.holdsPassed, m.paymentsFlagged)
 	}
 	return m
 }

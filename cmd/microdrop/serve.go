@@ -24,6 +24,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/stripe"
 	"github.com/microdrop/microdrop/ingest"
 )
 
@@ -196,6 +197,18 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.Mux = http.NewServeMux()
 	api := claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	if sc := m.Config.Payments.Stripe; sc.SecretKey != "" {
+		cards, err := stripe.New(svc, stripe.Config{SecretKey: sc.SecretKey, WebhookSecret: sc.WebhookSecret, APIBase: sc.APIBase,
+			PublicURL: m.publicURL(), Logger: m.Logger})
+		if err != nil {
+			return err
+		}
+		api.WithCards(cards)
+		// Stripe calls this; the signature, not the admin token, vouches.
+		m.Mux.Handle("POST /webhooks/stripe", cards)
+		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",
+			"checkout.session.completed, checkout.session.async_payment_succeeded, checkout.session.async_payment_failed, checkout.session.expired")
+	}
 	m.Mux.Handle("/api/", api)
 	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", api.ReceiptKeysHandler())
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
