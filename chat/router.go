@@ -288,6 +288,8 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"
+		case claims.ReasonWaitlisted:
+			msg = "sold out for now — you're in line if a winner doesn't pay in time"
 		case claims.ReasonSoldOut:
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
@@ -312,6 +314,11 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	}
 	switch res.Outcome {
 	case claims.OutcomeWon:
+		if res.HoldID != "" {
+			// A paid drop: the win is a hold, paid on the claim page.
+			mins := int((res.PayBy.Sub(r.now()) + time.Minute - 1) / time.Minute)
+			return []Reply{r.grouped(m, "won-hold:"+res.DropID, fmt.Sprintf("won %s — pay within %d min on the claim page", title, mins))}
+		}
 		return []Reply{
 			r.grouped(m, "won:"+res.DropID, "won "+title+" — check your whispers for the pickup code"),
 			r.pickup(m, title, res.Token, res.ExpiresAt),

@@ -324,3 +324,22 @@ func TestRouterRaffle(t *testing.T) {
 		t.Fatalf("mytoken while entered: %s", texts(got))
 	}
 }
+
+// On a drop that takes payment a win is a hold: chat says where and how
+// long to pay, and a claim past the stock is told it waits in line.
+func TestRouterPaidDropWin(t *testing.T) {
+	ctx := context.Background()
+	r, _, _ := newRouter(t, Deps{})
+	if _, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan", SKU: "hoodie", Stock: 1, PriceMinor: 4500, Currency: "EUR",
+		Duration: claims.Duration(time.Minute), Policy: claims.FCFS, Pay: []string{"wallet"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := r.Handle(ctx, viewer(1, "!claim"))
+	if len(got) != 1 || got[0].Private || !strings.Contains(got[0].Text, "won hoodie — pay within 10 min on the claim page") {
+		t.Fatalf("win of a paid drop: %s", texts(got))
+	}
+	got = r.Handle(ctx, viewer(2, "!claim"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "you're in line if a winner doesn't pay") {
+		t.Fatalf("claim past the stock: %s", texts(got))
+	}
+}
