@@ -326,7 +326,7 @@ func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 // passStmts are the statements of a pass, prepared once per call: parsing
 // them cost more than running them when 10,000 holds fall due at once.
 type passStmts struct {
-	hold, waiting, end, passed, won, insert *sql.Stmt
+	hold, end, passed, won, unwon, insert *sql.Stmt
 }
 
 func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
@@ -336,10 +336,11 @@ func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
 		sql string
 	}{
 		{&ps.hold, "SELECT " + holdColumns + " FROM holds WHERE id = ?"},
-		{&ps.waiting, "SELECT count(*) FROM entries WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = 'lost'"},
-		{&ps.end, "UPDATE holds SET state = ?, settled_at = ?, passed_to = ? WHERE id = ? AND state = 'awaiting'"},
+		{&ps.end, `UPDATE holds SET state = ?, settled_at = ?, passed_to = ?
+			WHERE id = ? AND state = 'awaiting' AND (? OR deadline <= ?) RETURNING drop_id, seq`},
 		{&ps.passed, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND outcome = ?"},
 		{&ps.won, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = ?"},
+		{&ps.unwon, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ?"},
 		{&ps.insert, "INSERT INTO holds (" + holdColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"},
 	} {
 		st, err := tx.PrepareContext(ctx, q.sql)
@@ -353,7 +354,7 @@ func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
 }
 
 func (ps *passStmts) close() {
-	for _, st := range []*sql.Stmt{ps.hold, ps.waiting, ps.end, ps.passed, ps.won, ps.insert} {
+	for _, st := range []*sql.Stmt{ps.hold, ps.end, ps.passed, ps.won, ps.unwon, ps.insert} {
 		if st != nil {
 			st.Close()
 		}
@@ -361,53 +362,58 @@ func (ps *passStmts) close() {
 }
 
 // pass returns the reason a pass is refused (nothing written), or an
-// error that fails the whole call.
+// error that fails the whole call. The happy path is four conditional
+// statements; a refusal undoes what it wrote and then reads why.
 func (ps *passStmts) pass(ctx context.Context, p *claims.Pass) (refused, err error) {
-	h, err := scanHold(ps.hold.QueryRowContext(ctx, p.HoldID))
-	switch {
-	case errors.Is(err, claims.ErrHoldNotFound):
-		return err, nil
-	case err != nil:
-		return nil, err
-	case h.State != claims.HoldAwaiting:
-		return fmt.Errorf("hold %s is %s: %w", h.ID, h.State, claims.ErrHoldSettled), nil
-	case p.State == claims.HoldExpired && p.At.Before(h.Deadline):
-		return fmt.Errorf("hold %s is not due until %s: %w", h.ID, h.Deadline, claims.ErrHoldSettled), nil
-	case p.State != claims.HoldExpired && p.State != claims.HoldReleased:
+	if p.State != claims.HoldExpired && p.State != claims.HoldReleased {
 		return fmt.Errorf("pass to state %q", p.State), nil
 	}
+	n := p.Next
 	to := ""
-	if n := p.Next; n != nil {
-		if n.DropID != h.DropID || n.PassedFrom != h.ID || n.State != claims.HoldAwaiting {
-			return fmt.Errorf("next hold %s does not follow %s", n.ID, h.ID), nil
+	if n != nil {
+		if n.PassedFrom != p.HoldID || n.State != claims.HoldAwaiting {
+			return fmt.Errorf("next hold %s does not follow %s", n.ID, p.HoldID), nil
 		}
-		var waiting int
-		if err := ps.waiting.QueryRowContext(ctx, n.DropID, n.Seq, n.UserID).Scan(&waiting); err != nil {
-			return nil, err
+		res, err := ps.won.ExecContext(ctx, claims.OutcomeWon, n.Unit, n.DropID, n.Seq, n.UserID, claims.OutcomeLost)
+		if err != nil {
+			return nil, uniqueErr(err)
 		}
-		if waiting != 1 {
+		if k, _ := res.RowsAffected(); k != 1 {
 			return fmt.Errorf("entry %s#%d is no longer waiting: %w", n.DropID, n.Seq, claims.ErrHoldSettled), nil
 		}
 		to = n.ID
 	}
-	if res, err := ps.end.ExecContext(ctx, string(p.State), ns(p.At), to, h.ID); err != nil {
+	var dropID string
+	var seq int64
+	err = ps.end.QueryRowContext(ctx, string(p.State), ns(p.At), to, p.HoldID, p.State == claims.HoldReleased, ns(p.At)).Scan(&dropID, &seq)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && n != nil && dropID != n.DropID) {
+		if n != nil {
+			if _, err := ps.unwon.ExecContext(ctx, claims.OutcomeLost, -n.Seq, n.DropID, n.Seq); err != nil {
+				return nil, err
+			}
+		}
+		if err == nil {
+			return nil, fmt.Errorf("next hold %s is of another drop than %s", n.ID, p.HoldID)
+		}
+		h, err := scanHold(ps.hold.QueryRowContext(ctx, p.HoldID))
+		switch {
+		case err != nil:
+			return err, nil
+		case h.State != claims.HoldAwaiting:
+			return fmt.Errorf("hold %s is %s: %w", h.ID, h.State, claims.ErrHoldSettled), nil
+		}
+		return fmt.Errorf("hold %s is not due until %s: %w", h.ID, h.Deadline, claims.ErrHoldSettled), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res, err := ps.passed.ExecContext(ctx, claims.OutcomePassed, -seq, dropID, seq, claims.OutcomeWon); err != nil {
 		return nil, err
 	} else if k, _ := res.RowsAffected(); k != 1 {
-		return nil, fmt.Errorf("hold %s changed under its pass", h.ID)
+		return nil, fmt.Errorf("entry %s#%d of hold %s is not a win", dropID, seq, p.HoldID)
 	}
-	if res, err := ps.passed.ExecContext(ctx, claims.OutcomePassed, -h.Seq, h.DropID, h.Seq, claims.OutcomeWon); err != nil {
-		return nil, err
-	} else if k, _ := res.RowsAffected(); k != 1 {
-		return nil, fmt.Errorf("entry %s#%d of hold %s is not a win", h.DropID, h.Seq, h.ID)
-	}
-	if p.Next == nil {
+	if n == nil {
 		return nil, nil
-	}
-	n := p.Next
-	if res, err := ps.won.ExecContext(ctx, claims.OutcomeWon, n.Unit, n.DropID, n.Seq, n.UserID, claims.OutcomeLost); err != nil {
-		return nil, uniqueErr(err)
-	} else if k, _ := res.RowsAffected(); k != 1 {
-		return nil, fmt.Errorf("entry %s#%d changed under its pass", n.DropID, n.Seq)
 	}
 	_, err = ps.insert.ExecContext(ctx, n.ID, n.DropID, n.Seq, n.UserID, n.Unit, n.AmountMinor, n.Currency, string(n.State), ns(n.CreatedAt), ns(n.Deadline),
 		ns(n.SettledAt), n.PassedFrom, n.PassedTo, n.Method, ns(n.Redeemed))
