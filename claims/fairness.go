@@ -228,6 +228,11 @@ func (l *line) pass(from int64, to int) int {
 	return e.Unit
 }
 
+// AuditPaid audits a drop that takes payment from its entries and holds.
+func AuditPaid(d *Drop, entries []Entry, holds []Hold) AuditReport {
+	return auditHolds(d, entries, holds)
+}
+
 // auditHolds checks a priced drop: the first awards are recomputed from
 // the entries as they were before any pass, then every pass is replayed in
 // the order it happened and must have gone to the entry the line gives.

@@ -55,7 +55,6 @@ CREATE TABLE IF NOT EXISTS holds (
 	redeemed_at INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holds_by_drop ON holds (drop_id, seq);
-CREATE INDEX IF NOT EXISTS holds_by_user ON holds (user_id);
 CREATE INDEX IF NOT EXISTS holds_awaiting ON holds (deadline) WHERE state = 'awaiting';
 `
 
@@ -243,14 +242,18 @@ func (l *Ledger) Holds(ctx context.Context, f claims.HoldFilter) ([]claims.Hold,
 	return out, rows.Err()
 }
 
-func insertHold(ctx context.Context, tx *sql.Tx, h *claims.Hold) error {
-	_, err := tx.ExecContext(ctx, "INSERT INTO holds ("+holdColumns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-		h.ID, h.DropID, h.Seq, h.UserID, h.Unit, h.AmountMinor, h.Currency, string(h.State), ns(h.CreatedAt), ns(h.Deadline),
-		ns(h.SettledAt), h.PassedFrom, h.PassedTo, h.Method, ns(h.Redeemed))
-	if isUnique(err) {
-		return fmt.Errorf("hold %s: %w", h.ID, claims.ErrDuplicateWin)
+var insertHoldSQL = func() map[int]string {
+	m := map[int]string{}
+	row := "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	for _, n := range []int{1, insertChunk} {
+		m[n] = "INSERT INTO holds (" + holdColumns + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 	}
-	return err
+	return m
+}()
+
+func holdArgs(args []any, h *claims.Hold) []any {
+	return append(args, h.ID, h.DropID, h.Seq, h.UserID, h.Unit, h.AmountMinor, h.Currency, string(h.State), ns(h.CreatedAt), ns(h.Deadline),
+		ns(h.SettledAt), h.PassedFrom, h.PassedTo, h.Method, ns(h.Redeemed))
 }
 
 // PayHold records a hold paid, with its movement, in one transaction.

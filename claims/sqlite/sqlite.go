@@ -142,7 +142,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		stmts: map[string]*sql.Stmt{}}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
-	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk]) {
+	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk], insertHoldSQL[1], insertHoldSQL[insertChunk]) {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			w.Close()
@@ -454,13 +454,25 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 			return fmt.Errorf("update of unrecorded entry %s#%d", b.DropID, e.Seq)
 		}
 	}
-	for i := range b.Holds {
-		if b.Holds[i].DropID != b.DropID {
-			return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[i].DropID, b.DropID)
+	for i := 0; i < len(b.Holds); {
+		n := 1
+		if len(b.Holds)-i >= insertChunk {
+			n = insertChunk
 		}
-		if err := insertHold(ctx, tx, &b.Holds[i]); err != nil {
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			if b.Holds[j].DropID != b.DropID {
+				return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[j].DropID, b.DropID)
+			}
+			args = holdArgs(args, &b.Holds[j])
+		}
+		if _, err := l.exec(ctx, tx, insertHoldSQL[n], args...); err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("hold of batch %s: %w", b.DropID, claims.ErrDuplicateWin)
+			}
 			return err
 		}
+		i += n
 	}
 	if s := b.State; s != nil {
 		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID)

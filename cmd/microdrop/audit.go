@@ -60,6 +60,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		rep = claims.Audit(d, es)
+		if d.Priced() {
+			hs, err := l.Holds(ctx, claims.HoldFilter{DropID: id})
+			if err != nil {
+				return err
+			}
+			rep = claims.AuditPaid(d, es, hs)
+		}
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(rep)
@@ -71,6 +78,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "drop %s (%s, %s): %s\n", rep.DropID, rep.Policy, rep.State, verdict)
 	fmt.Fprintf(stdout, "  entries %d, awarded %d of %d, recomputed %d, oversold %v, users over cap %d\n",
 		rep.Entries, rep.Awarded, rep.Stock, rep.Recomputed, rep.Oversold, rep.OverCapUsers)
+	if rep.Passes > 0 {
+		fmt.Fprintf(stdout, "  %d unpaid units passed on, each replayed in the drop's fair order\n", rep.Passes)
+	}
 	fmt.Fprintf(stdout, "  seed hash %s\n", rep.SeedHash)
 	if rep.Seed != "" {
 		fmt.Fprintf(stdout, "  seed      %s (hash verified: %v)\n", rep.Seed, rep.SeedVerified)

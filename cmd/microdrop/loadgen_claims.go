@@ -70,6 +70,8 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 	conc := fs.Int("concurrency", 256, "claims in flight at once")
 	policy := fs.String("policy", "fcfs", "fcfs, bucketed or raffle")
 	capFlag := fs.Int("cap", 1, "per-user cap")
+	price := fs.Int64("price", 0, "price in minor units; with --pay every win is a hold")
+	pay := fs.String("pay", "", "confirmation classes the drop takes (wallet, card; comma-separated): wins become holds")
 	urls := fs.String("url", "", "fire at running servers (comma-separated, round robin) instead of in-process")
 	token := fs.String("admin-token", os.Getenv("MICRODROP_ADMIN_TOKEN"), "admin token for --url (or MICRODROP_ADMIN_TOKEN)")
 	data := fs.String("data", "", "data dir for the in-process ledger (default: a temporary dir, removed after)")
@@ -113,7 +115,10 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 
 	grace := claims.Duration(0)
 	req := claims.OpenRequest{Channel: fmt.Sprintf("loadgen_%d", time.Now().UnixNano()%1_000_000), SKU: "loadgen", Stock: *stock,
-		Duration: claims.Duration(time.Hour), Grace: &grace, Cap: *capFlag, Policy: claims.Policy(*policy)}
+		Duration: claims.Duration(time.Hour), Grace: &grace, Cap: *capFlag, Policy: claims.Policy(*policy), PriceMinor: *price, Currency: "EUR"}
+	if *pay != "" {
+		req.Pay = strings.Split(*pay, ",")
+	}
 	if *policy == string(claims.Raffle) {
 		// A raffle decides at close: give it a window the burst fits in.
 		req.Duration = claims.Duration(*timeout / 2)
@@ -195,6 +200,7 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		rep.Winners++
 		inLedger[e.Token] = true
+		inLedger[claims.HoldID(e.DropID, e.Seq)] = true
 		perUser[e.UserID]++
 		if perUser[e.UserID] == *capFlag+1 {
 			rep.OverCapUsers++
@@ -277,6 +283,9 @@ func (t *localTarget) claim(ctx context.Context, dropID, user string) (string, b
 			return "", true, nil
 		}
 		return "", false, err
+	}
+	if r.HoldID != "" {
+		return r.HoldID, false, nil // a paid drop's win: its hold is the proof
 	}
 	return r.Token, false, nil
 }
@@ -517,6 +526,9 @@ func (t *httpTarget) claim(ctx context.Context, dropID, user string) (string, bo
 		var res claims.ClaimResult
 		if err := json.Unmarshal(resp, &res); err != nil {
 			return "", false, fmt.Errorf("claim answer %q: %w", resp, err)
+		}
+		if res.HoldID != "" {
+			return res.HoldID, false, nil
 		}
 		return res.Token, false, nil
 	case status >= 400 && status < 500:

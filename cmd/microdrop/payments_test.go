@@ -101,4 +101,8 @@ func TestPaidDropInProcess(t *testing.T) {
 	if err := runAudit(ctx, []string{"--money", "--data", data}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "EUR: total 0, revenue 4500") {
 		t.Fatalf("audit --money --data: %v\n%s", err, &out)
 	}
+	out.Reset()
+	if err := runAudit(ctx, []string{"--data", data, id}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "1 unpaid units passed on") {
+		t.Fatalf("drop audit from the data dir: %v\n%s", err, &out)
+	}
 }
