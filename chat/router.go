@@ -428,3 +428,17 @@ func roundDur(d time.Duration) string {
 	}
 	return s
 }
+
+// HoldNotice tells the viewer a passed-on unit now waits for in chat: the
+// unit another viewer did not pay for is theirs to pay on the claim page.
+func (r *Router) HoldNotice(ctx context.Context, e microdrop.Event) []Reply {
+	if e.Kind != microdrop.HoldPassed || e.Hold == nil || e.Hold.Login == "" {
+		return nil
+	}
+	title := e.DropID
+	if d, err := r.claims.Drop(ctx, e.DropID); err == nil {
+		title = d.Title
+	}
+	mins := max(int((e.Hold.Deadline.Sub(r.now())+time.Minute-1)/time.Minute), 1)
+	return []Reply{{Channel: e.Channel, Text: fmt.Sprintf("@%s a %s came back to you — pay within %d min on the claim page", e.Hold.Login, title, mins)}}
+}
