@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,64 @@ func TestCardPayments(t *testing.T) {
 	}
 	if a, err := f.svc.Audit(ctx, d.ID); err != nil || !a.Match || a.Passes != 1 {
 		t.Fatalf("drop audit %+v %v", a, err)
+	}
+}
+
+// A webhook whose payment cannot be committed is not acknowledged (5xx),
+// so Stripe delivers it again; after a restart the retry is credited.
+func TestWebhookAnsweredOnlyAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	mock := startStripeMock(t)
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	ck := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	signer, _ := claims.NewTokenSigner([]byte("current-key-0123456789"))
+	start := func() (*claims.Service, *sqlite.Ledger, *httptest.Server) {
+		l, err := sqlite.Open(ctx, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := claims.New(claims.Deps{Ledger: l, Bus: microdrop.NewMemoryBus(), Signer: signer, Now: ck.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cards, err := stripe.New(svc, stripe.Config{SecretKey: "sk_test_123", WebhookSecret: whsec, APIBase: mock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, l, httptest.NewServer(cards)
+	}
+	svc, l, hook := start()
+	d, err := svc.OpenDrop(ctx, claims.OpenRequest{Channel: "streamer", SKU: "hoodie", Stock: 1, PriceMinor: 4500, Currency: "EUR",
+		Duration: claims.Duration(time.Minute), Policy: claims.FCFS, Pay: []string{"card"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.Claim(ctx, claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: "ann"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{hook: hook}
+	ev := sessionEvent("evt_k", "checkout.session.completed", "cs_k", res.HoldID, 4500, "eur", "paid")
+	// The ledger goes away between receiving the webhook and committing it.
+	svc.Close()
+	l.Close()
+	if st := f.post(t, ev, whsec, time.Now()); st < 500 {
+		t.Fatalf("a webhook that was not committed was answered %d", st)
+	}
+	hook.Close()
+	svc, l, hook = start()
+	defer func() { hook.Close(); svc.Close(); l.Close() }()
+	f.hook = hook
+	if h, _ := l.Hold(ctx, res.HoldID); h.State != claims.HoldAwaiting {
+		t.Fatalf("hold after the refused webhook: %+v", h)
+	}
+	if st := f.post(t, ev, whsec, time.Now()); st != 200 {
+		t.Fatalf("retried webhook: %d", st)
+	}
+	if h, _ := l.Hold(ctx, res.HoldID); h.State != claims.HoldPaid {
+		t.Fatalf("hold after the retry: %+v", h)
 	}
 }
