@@ -89,10 +89,16 @@ func (t *holdTimer) start(ctx context.Context) error {
 	return nil
 }
 
+// holdRescan is how often the timer looks in the ledger for overdue holds
+// it does not know: holds made by another replica that has since died.
+const holdRescan = 15 * time.Second
+
 func (t *holdTimer) run() {
 	defer t.s.wg.Done()
 	timer := time.NewTimer(holdPollMax)
 	defer timer.Stop()
+	rescan := time.NewTicker(holdRescan)
+	defer rescan.Stop()
 	for {
 		wait := holdPollMax
 		t.mu.Lock()
@@ -106,10 +112,34 @@ func (t *holdTimer) run() {
 			return
 		case <-t.kick:
 		case <-timer.C:
+		case <-rescan.C:
+			t.rescan()
 		}
 		if err := t.expire(context.Background()); err != nil {
 			t.s.log.Warn("expire holds", "err", err)
 		}
+	}
+}
+
+// rescan tracks the awaiting holds in the ledger that are already due; one
+// the timer also knows is passed once, the second attempt finds it ended.
+func (t *holdTimer) rescan() {
+	ctx, cancel := context.WithTimeout(context.Background(), t.s.opts.CommitTimeout)
+	defer cancel()
+	hs, err := t.s.books.Holds(ctx, HoldFilter{State: HoldAwaiting})
+	if err != nil {
+		t.s.log.Warn("rescan awaiting holds", "err", err)
+		return
+	}
+	now := t.s.now()
+	var due []Hold
+	for _, h := range hs {
+		if !h.Deadline.After(now) {
+			due = append(due, h)
+		}
+	}
+	if len(due) > 0 {
+		t.track(due...)
 	}
 }
 
@@ -174,8 +204,13 @@ func (t *holdTimer) pass(ctx context.Context, dropID string, ids []string, state
 			login[e.Seq] = e.Login
 		}
 		var todo []Hold
+		seen := make(map[string]bool, len(ids))
 		for _, id := range ids {
 			h, ok := byID[id]
+			if seen[id] {
+				continue // known to the timer twice (a rescan)
+			}
+			seen[id] = true
 			if !ok || h.State != HoldAwaiting {
 				continue // paid or ended meanwhile
 			}
