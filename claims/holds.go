@@ -618,3 +618,53 @@ func (s *Service) CheckoutTerms(ctx context.Context, holdID, userID string) (Hol
 
 // Now is the service's clock.
 func (s *Service) Now() time.Time { return s.now() }
+
+// HoldSummary is a paid drop at a glance, for the streamer: paid,
+// awaiting payment (with deadlines), passed on, and revenue.
+type HoldSummary struct {
+	DropID   string    `json:"drop_id"`
+	Paid     int       `json:"paid"`
+	Awaiting []HoldDue `json:"awaiting"`
+	Passed   int       `json:"passed"`
+	Revenue  int64     `json:"revenue_minor"`
+	Currency string    `json:"currency"`
+	Unsold   int       `json:"unsold"` // units passed on with nobody waiting
+}
+
+// HoldDue is an awaiting hold's deadline.
+type HoldDue struct {
+	HoldID   string    `json:"hold_id"`
+	UserID   string    `json:"user_id"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// HoldSummary summarizes a drop's holds.
+func (s *Service) HoldSummary(ctx context.Context, dropID string) (HoldSummary, error) {
+	if s.books == nil {
+		return HoldSummary{}, errNoBooks
+	}
+	d, err := s.Drop(ctx, dropID)
+	if err != nil {
+		return HoldSummary{}, err
+	}
+	hs, err := s.books.Holds(ctx, HoldFilter{DropID: d.ID})
+	if err != nil {
+		return HoldSummary{}, err
+	}
+	sum := HoldSummary{DropID: d.ID, Currency: d.Currency, Awaiting: []HoldDue{}}
+	for _, h := range hs {
+		switch h.State {
+		case HoldPaid:
+			sum.Paid++
+			sum.Revenue += h.AmountMinor
+		case HoldAwaiting:
+			sum.Awaiting = append(sum.Awaiting, HoldDue{HoldID: h.ID, UserID: h.UserID, Deadline: h.Deadline})
+		default:
+			sum.Passed++
+			if h.PassedTo == "" {
+				sum.Unsold++
+			}
+		}
+	}
+	return sum, nil
+}

@@ -19,6 +19,7 @@ func (h *Handler) holdRoutes() {
 	h.mux.HandleFunc("POST /api/wallets/{user}/topup", h.adminOnly(h.topUp))
 	h.mux.HandleFunc("GET /api/wallets/{user}", h.adminOnly(h.wallet))
 	h.mux.HandleFunc("GET /api/money/audit", h.adminOnly(h.moneyAudit))
+	h.mux.HandleFunc("GET /api/drops/{id}/holds", h.adminOnly(h.holdSummary))
 }
 
 // Checkout is a card checkout for a hold: where to send the viewer.
@@ -161,4 +162,13 @@ func (h *Handler) ReceiptKeysHandler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		microdrop.WriteJSON(w, http.StatusOK, h.svc.ReceiptKeys())
 	})
+}
+
+func (h *Handler) holdSummary(w http.ResponseWriter, r *http.Request) {
+	sum, err := h.svc.HoldSummary(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	microdrop.WriteJSON(w, http.StatusOK, sum)
 }

@@ -99,4 +99,10 @@ func TestHoldsAPI(t *testing.T) {
 	if st, body := c.do("GET", "/api/money/audit", adminToken, ""); st != 200 || body["balanced"] != true {
 		t.Fatalf("money audit: %d %v", st, body)
 	}
+	if st, body := c.do("GET", "/api/drops/"+id+"/holds", adminToken, ""); st != 200 || body["paid"] != 1.0 || body["revenue_minor"] != 4500.0 || body["passed"] != 0.0 {
+		t.Fatalf("hold summary: %d %v", st, body)
+	}
+	if st, _ := c.do("GET", "/api/drops/"+id+"/holds", "", ""); st != 401 {
+		t.Fatalf("hold summary without admin: %d", st)
+	}
 }
