@@ -18,7 +18,13 @@ const (
 	DropClosed      Kind = "drop.closed"
 	Redeemed        Kind = "token.redeemed"
 	HighlightMarked Kind = "highlight.marked"
-	CueAired        Kind = "cue.aired"
+	// Holds of priced drops. HoldPassed tells the next viewer in the drop's
+	// fair order that an unpaid unit is now theirs to pay.
+	HoldPaid     Kind = "hold.paid"
+	HoldExpired  Kind = "hold.expired"
+	HoldReleased Kind = "hold.released"
+	HoldPassed   Kind = "hold.passed"
+	CueAired     Kind = "cue.aired"
 )
 
 // Event is one state change, published after the ledger has committed it.
@@ -37,6 +43,22 @@ type Event struct {
 	Claim     *ClaimView     `json:"claim,omitempty"`
 	Highlight *HighlightView `json:"highlight,omitempty"`
 	Cue       *CueView       `json:"cue,omitempty"`
+	Hold      *HoldView      `json:"hold,omitempty"`
+}
+
+// HoldView is a hold as subscribers see it: who holds the unit and until
+// when, never a receipt.
+type HoldView struct {
+	ID          string    `json:"id"`
+	UserID      string    `json:"user_id"`
+	Login       string    `json:"login,omitempty"`
+	Unit        int       `json:"unit"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	State       string    `json:"state"`
+	Deadline    time.Time `json:"deadline"`
+	PassedFrom  string    `json:"passed_from,omitempty"`
+	PassedTo    string    `json:"passed_to,omitempty"`
 }
 
 // DropView is what a subscriber may know of a drop: nothing secret (the
@@ -68,6 +90,10 @@ type DropView struct {
 	SeedHash     string    `json:"seed_hash"`
 	Seed         string    `json:"seed,omitempty"`
 	Winners      int       `json:"winners"`
+	// PayMethods and PayWindowMS: on a drop that takes payment, how a win
+	// is paid and how long a winner has.
+	PayMethods  []string `json:"pay_methods,omitempty"`
+	PayWindowMS int64    `json:"pay_window_ms,omitempty"`
 }
 
 // WindowNote says, in a viewer's words, what the window policy promises,

@@ -35,6 +35,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require github.com/stripe/stripe-go/v82 v82.5.1
+
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect

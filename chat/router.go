@@ -325,6 +325,8 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 				msg = "not this time — everyone who claimed in the first " +
 					strconv.FormatFloat(d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64) + " s had the same chance, and the draw went to others"
 			}
+		case claims.ReasonWaitlisted:
+			msg = "sold out for now — you're in line if a winner doesn't pay in time"
 		case claims.ReasonSoldOut:
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
@@ -353,6 +355,11 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	}
 	switch res.Outcome {
 	case claims.OutcomeWon:
+		if res.HoldID != "" {
+			// A paid drop: the win is a hold, paid on the claim page.
+			mins := int((res.PayBy.Sub(r.now()) + time.Minute - 1) / time.Minute)
+			return []Reply{r.grouped(m, "won-hold:"+res.DropID, fmt.Sprintf("won %s — pay within %d min on the claim page", title, mins))}
+		}
 		if ws := m.whisperState(); ws != WhisperAvailable {
 			// No whisper, so no code in chat either (not even masked): the
 			// claim page shows it to the signed-in winner.
@@ -483,4 +490,18 @@ func roundDur(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// HoldNotice tells the viewer a passed-on unit now waits for in chat: the
+// unit another viewer did not pay for is theirs to pay on the claim page.
+func (r *Router) HoldNotice(ctx context.Context, e microdrop.Event) []Reply {
+	if e.Kind != microdrop.HoldPassed || e.Hold == nil || e.Hold.Login == "" {
+		return nil
+	}
+	title := e.DropID
+	if d, err := r.claims.Drop(ctx, e.DropID); err == nil {
+		title = d.Title
+	}
+	mins := max(int((e.Hold.Deadline.Sub(r.now())+time.Minute-1)/time.Minute), 1)
+	return []Reply{{Channel: e.Channel, Text: fmt.Sprintf("@%s a %s came back to you — pay within %d min on the claim page", e.Hold.Login, title, mins)}}
 }

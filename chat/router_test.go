@@ -492,3 +492,41 @@ func TestRouterWindowLoserIsToldTheWindow(t *testing.T) {
 		t.Fatalf("after the window: %q", got)
 	}
 }
+
+// On a drop that takes payment a win is a hold: chat says where and how
+// long to pay, and a claim past the stock is told it waits in line.
+func TestRouterPaidDropWin(t *testing.T) {
+	ctx := context.Background()
+	r, _, bus := newRouter(t, Deps{})
+	d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan", SKU: "hoodie", Stock: 1, PriceMinor: 4500, Currency: "EUR",
+		Duration: claims.Duration(time.Minute), Policy: claims.FCFS, Pay: []string{"wallet"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Handle(ctx, viewer(1, "!claim"))
+	if len(got) != 1 || got[0].Private || !strings.Contains(got[0].Text, "won hoodie — pay within 10 min on the claim page") {
+		t.Fatalf("win of a paid drop: %s", texts(got))
+	}
+	got = r.Handle(ctx, viewer(2, "!claim"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "you're in line if a winner doesn't pay") {
+		t.Fatalf("claim past the stock: %s", texts(got))
+	}
+	// viewer1 gives it up: viewer2, next in line, is told in chat.
+	sub := bus.Subscribe(64)
+	defer sub.Close()
+	hold := claims.HoldID(d.ID, 1)
+	if _, err := r.claims.ReleaseHold(ctx, hold, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e := <-sub.C()
+		if e.Kind != microdrop.HoldPassed {
+			continue
+		}
+		got = r.HoldNotice(ctx, e)
+		if len(got) != 1 || got[0].Channel != "chan" || got[0].Text != "@viewer2 a hoodie came back to you — pay within 10 min on the claim page" {
+			t.Fatalf("hold notice: %s", texts(got))
+		}
+		return
+	}
+}

@@ -14,6 +14,7 @@ type commitJob struct {
 	wins    int
 	insert  []Entry
 	update  []Entry
+	holds   []Hold
 	state   *DropState
 	replies []pendingReply
 	events  []microdrop.Event
@@ -147,6 +148,7 @@ func (dc *decider) commit(jobs []*commitJob) {
 		b.Wins += j.wins
 		b.Insert = append(b.Insert, j.insert...)
 		b.Update = append(b.Update, j.update...)
+		b.Holds = append(b.Holds, j.holds...)
 		if j.state != nil {
 			b.State = j.state
 		}
@@ -182,6 +184,9 @@ func (dc *decider) commit(jobs []*commitJob) {
 		case dc.resync <- struct{}{}:
 		default:
 		}
+	}
+	if err == nil && len(b.Holds) > 0 {
+		dc.s.holds.track(b.Holds...)
 	}
 	failed := reject(microdrop.EINTERNAL, ReasonUnavailable, "your claim could not be recorded; try again")
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -133,6 +133,12 @@ func (dc *decider) load(entries []Entry) {
 		switch e.Outcome {
 		case OutcomeWon:
 			dc.units[e.UserID]++
+		case OutcomeLost, OutcomePassed:
+			// On a priced drop a loser waits in line and one who let a
+			// unit pass has had their chance: neither claims again.
+			if dc.d.Priced() {
+				dc.units[e.UserID]++
+			}
 		case OutcomeEntered:
 			dc.units[e.UserID]++
 			dc.entries = append(dc.entries, e)
@@ -580,8 +586,12 @@ func (dc *decider) decide(batch []*claimReq, now time.Time) {
 		cr.seq = dc.seq
 		switch dc.d.Policy {
 		case FCFS:
+			if dc.d.Remaining == 0 { // only a priced drop is still open here
+				dc.waitlist(cr, now, 0, job)
+				continue
+			}
 			dc.award(cr, now, job)
-			if dc.d.Remaining == 0 {
+			if dc.d.Remaining == 0 && !dc.d.Priced() {
 				dc.soldOut(now, job)
 			}
 		case Bucketed:
@@ -627,6 +637,24 @@ func (dc *decider) finalReject() error {
 	return reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 }
 
+// waitlist records a claim on a priced drop that found no stock: it waits
+// in the drop's fair order for a unit somebody does not pay for.
+func (dc *decider) waitlist(cr *claimReq, now time.Time, bucket int64, job *commitJob) {
+	dc.units[cr.req.UserID]++
+	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
+		Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: bucket, DecidedAt: now.UTC()}
+	job.insert = append(job.insert, e)
+	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,
+		err: reject(microdrop.ESOLDOUT, ReasonWaitlisted, "sold out for now: you are in line for a unit a winner does not pay for")})
+}
+
+// holdOf is the hold of a win on a priced drop.
+func (dc *decider) holdOf(e *Entry, now time.Time) Hold {
+	return Hold{ID: HoldID(dc.d.ID, e.Seq), DropID: dc.d.ID, Seq: e.Seq, UserID: e.UserID, Unit: e.Unit,
+		AmountMinor: dc.d.PriceMinor, Currency: dc.d.Currency, State: HoldAwaiting, CreatedAt: now.UTC(),
+		Deadline: now.Add(dc.d.PayWindow).UTC()}
+}
+
 // award gives cr one unit. The caller has checked stock and cap.
 func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	dc.d.Remaining--
@@ -635,10 +663,20 @@ func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap,
 		Outcome: OutcomeWon, ArrivedAt: cr.at.UTC(), Bucket: dc.bucketOf(cr.at), DecidedAt: now.UTC(),
 		Token: dc.s.signer.New(), ExpiresAt: now.Add(dc.s.opts.TokenTTL).UTC()}
+	res := ClaimResult{DropID: dc.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Remaining: dc.d.Remaining}
+	if dc.d.Priced() {
+		// The receipt, once paid, is the pickup proof: no token to an
+		// unpaid hold.
+		e.Token, e.ExpiresAt = "", time.Time{}
+		h := dc.holdOf(&e, now)
+		job.holds = append(job.holds, h)
+		res.HoldID, res.PayBy = h.ID, h.Deadline
+	} else {
+		res.Token, res.ExpiresAt = e.Token, e.ExpiresAt
+	}
 	job.wins++
 	job.insert = append(job.insert, e)
-	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: ClaimResult{
-		DropID: dc.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Token: e.Token, ExpiresAt: e.ExpiresAt, Remaining: dc.d.Remaining}})
+	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: res})
 	job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: unit, Remaining: dc.d.Remaining}})
 }
@@ -669,6 +707,10 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 				dc.award(cr, now, job)
 				continue
 			}
+			if dc.d.Priced() {
+				dc.waitlist(cr, now, b, job)
+				continue
+			}
 			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
 				Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: b, DecidedAt: now.UTC()}
 			job.insert = append(job.insert, e)
@@ -677,7 +719,7 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 		}
 		dc.pending = dc.pending[n:]
 		dc.setWaiting()
-		if dc.d.Remaining == 0 {
+		if dc.d.Remaining == 0 && !dc.d.Priced() {
 			dc.soldOut(now, job)
 		}
 	}
@@ -805,8 +847,12 @@ func (dc *decider) draw(now time.Time, job *commitJob) {
 			dc.d.Remaining--
 			e.Outcome = OutcomeWon
 			e.Unit = 1
-			e.Token = dc.s.signer.New()
-			e.ExpiresAt = now.Add(dc.s.opts.TokenTTL).UTC()
+			if dc.d.Priced() {
+				job.holds = append(job.holds, dc.holdOf(&e, now))
+			} else {
+				e.Token = dc.s.signer.New()
+				e.ExpiresAt = now.Add(dc.s.opts.TokenTTL).UTC()
+			}
 			job.wins++
 			job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 				Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: 1, Remaining: dc.d.Remaining}})

@@ -65,14 +65,20 @@ type Stage struct {
 
 // Drop is one limited release.
 type Drop struct {
-	ID           string        `json:"id"`
-	Channel      string        `json:"channel"`
-	SKU          string        `json:"sku"`
-	Title        string        `json:"title"`
-	Stock        int           `json:"stock"`
-	Remaining    int           `json:"remaining"`
-	PriceMinor   int64         `json:"price_minor"`
-	Currency     string        `json:"currency"`
+	ID         string `json:"id"`
+	Channel    string `json:"channel"`
+	SKU        string `json:"sku"`
+	Title      string `json:"title"`
+	Stock      int    `json:"stock"`
+	Remaining  int    `json:"remaining"`
+	PriceMinor int64  `json:"price_minor"`
+	Currency   string `json:"currency"`
+	// PayWindow is how long a winner of a priced drop has to pay.
+	PayWindow time.Duration `json:"pay_window"`
+	// PayMethods are the confirmation classes a hold may be paid by
+	// (PayWallet, PayCard). A drop with a price and none shows its price
+	// and collects it elsewhere, as before holds existed.
+	PayMethods   []string      `json:"pay_methods,omitempty"`
 	OpensAt      time.Time     `json:"opens_at"`
 	ClosesAt     time.Time     `json:"closes_at"`
 	Grace        time.Duration `json:"grace"`
@@ -102,7 +108,27 @@ func (d *Drop) Clone() *Drop {
 	c := *d
 	c.Stages = append([]Stage(nil), d.Stages...)
 	c.Seed = append([]byte(nil), d.Seed...)
+	c.PayMethods = append([]string(nil), d.PayMethods...)
 	return &c
+}
+
+// Confirmation classes a drop can accept.
+const (
+	PayWallet = "wallet" // instant: a debit of the viewer's wallet, final in one ledger transaction
+	PayCard   = "card"   // card: Stripe Checkout, paid on a verified webhook
+)
+
+// Priced reports whether a win is a hold to be paid here.
+func (d *Drop) Priced() bool { return d.PriceMinor > 0 && len(d.PayMethods) > 0 }
+
+// Accepts reports whether a hold of d may be paid by method.
+func (d *Drop) Accepts(method string) bool {
+	for _, m := range d.PayMethods {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // EndsAt is the last moment a claim is accepted: close plus grace.
@@ -199,6 +225,9 @@ func (d *Drop) View() *microdrop.DropView {
 		v.BudgetMS = d.Budget.Milliseconds()
 		v.WindowEndsAt = d.WindowEndsAt()
 	}
+	if d.Priced() {
+		v.PayMethods, v.PayWindowMS = append([]string(nil), d.PayMethods...), d.PayWindow.Milliseconds()
+	}
 	if d.State.Final() {
 		v.Seed = hex.EncodeToString(d.Seed)
 	}
@@ -238,6 +267,10 @@ const (
 	MaxDuration = 24 * time.Hour
 	MaxGrace    = 2 * time.Minute
 	MaxBudget   = 2 * time.Minute
+
+	DefaultPayWindow = 10 * time.Minute
+	MinPayWindow     = time.Minute
+	MaxPayWindow     = time.Hour
 )
 
 // NormalizeChannel lowercases a channel login.

@@ -24,7 +24,8 @@ type Handler struct {
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
-	identity  Identity // who web claims are for (identity.go)
+	identity  Identity     // who web claims are for (identity.go)
+	cards     CardCheckout // nil: card payments off
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the
@@ -47,6 +48,7 @@ func NewHandler(svc *Service, admin adminCheck, publicURL string, log *slog.Logg
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.png", h.tokenQR)
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.svg", h.tokenQR)
 	h.mux.HandleFunc("GET /api/stats", h.adminOnly(h.stats))
+	h.holdRoutes()
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, microdrop.Errorf(microdrop.ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
 	})
@@ -275,13 +277,24 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 
 // RedeemBody is the body of POST /api/redeem.
 type RedeemBody struct {
-	Token string `json:"token"`
+	Token string `json:"token,omitempty"`
+	// Receipt redeems a paid unit of a drop that takes payment.
+	Receipt string `json:"receipt,omitempty"`
 }
 
 func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	var b RedeemBody
 	if err := microdrop.DecodeJSON(w, r, &b); err != nil {
 		microdrop.WriteError(w, err)
+		return
+	}
+	if b.Receipt != "" {
+		rec, err := h.svc.RedeemReceipt(r.Context(), b.Receipt)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		microdrop.WriteJSON(w, http.StatusOK, map[string]any{"receipt": rec})
 		return
 	}
 	red, err := h.svc.Redeem(r.Context(), b.Token)

@@ -31,7 +31,13 @@ type OpenRequest struct {
 	// which every claim has the same chance); nil: measured (see Budget).
 	Budget    *Duration `json:"budget,omitempty"`
 	ClaimCode string    `json:"claim_code"`
-	By        string    `json:"-"`
+	// PayWindow is how long a winner of a priced drop has to pay: 10 min
+	// when zero, 1-60 min. Free drops have none.
+	PayWindow Duration `json:"pay_window"`
+	// Pay lists the confirmation classes a win may be paid by: "wallet",
+	// "card". With a price and at least one, each win is a hold.
+	Pay []string `json:"pay,omitempty"`
+	By  string   `json:"-"`
 }
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
@@ -63,6 +69,29 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	r.Currency = strings.ToUpper(r.Currency)
 	if !currencyPattern.MatchString(r.Currency) {
 		return bad("currency must be an ISO 4217 code like USD or EUR")
+	}
+	payWindow := time.Duration(0)
+	seen := map[string]bool{}
+	for _, m := range r.Pay {
+		if (m != PayWallet && m != PayCard) || seen[m] {
+			return bad("pay lists each of wallet and card at most once")
+		}
+		seen[m] = true
+	}
+	if len(r.Pay) > 0 && r.PriceMinor == 0 {
+		return bad("a free drop takes no payment: set price_minor or leave pay out")
+	}
+	if len(r.Pay) > 0 && s.books == nil {
+		return bad("this ledger keeps no books: paid drops are off")
+	}
+	if len(r.Pay) > 0 {
+		payWindow = time.Duration(r.PayWindow)
+		if payWindow == 0 {
+			payWindow = DefaultPayWindow
+		}
+		if payWindow < MinPayWindow || payWindow > MaxPayWindow {
+			return bad("pay_window must be between %s and %s", MinPayWindow, MaxPayWindow)
+		}
 	}
 	dur := time.Duration(r.Duration)
 	if dur < MinDuration || dur > MaxDuration {
@@ -177,8 +206,9 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	}
 	d := &Drop{
 		ID: newDropID(), Channel: r.Channel, SKU: r.SKU, Title: r.Title,
-		Stock: r.Stock, Remaining: r.Stock, PriceMinor: r.PriceMinor, Currency: r.Currency,
-		OpensAt: opens.UTC(), ClosesAt: opens.Add(dur).UTC(), Grace: grace, Cap: r.Cap,
+		Stock: r.Stock, Remaining: r.Stock, PriceMinor: r.PriceMinor, Currency: r.Currency, PayWindow: payWindow,
+		PayMethods: append([]string(nil), r.Pay...),
+		OpensAt:    opens.UTC(), ClosesAt: opens.Add(dur).UTC(), Grace: grace, Cap: r.Cap,
 		Stages: r.Stages, LimitedRunID: r.LimitedRunID, CreatorID: r.CreatorID,
 		Policy: r.Policy, BucketWidth: width, Budget: budget, BudgetBasis: basis, ClaimCode: r.ClaimCode,
 		CueCode: binary.BigEndian.Uint32(cb[:]), Seed: seed, SeedHash: SeedHashOf(seed),

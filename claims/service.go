@@ -34,6 +34,8 @@ type Options struct {
 	// failed to commit is rebuilt from the ledger and finished again; it
 	// doubles up to 10 s. 100 ms when zero.
 	FinalRetryBackoff time.Duration
+	// FeeBasisPoints is the platform's fee on each paid hold, in 1/100 %.
+	FeeBasisPoints int
 }
 
 func (o *Options) fill() {
@@ -78,7 +80,10 @@ type Deps struct {
 	// Placement says where drops are decided: Local (the default) or
 	// Leased for replicas sharing a Postgres ledger.
 	Placement Placement
-	Options   Options
+	// Receipts signs the receipts of paid holds; without it holds are
+	// paid without one.
+	Receipts *ReceiptSigner
+	Options  Options
 }
 
 // Service is the registry of the deciders of the drops decided here (see
@@ -86,6 +91,9 @@ type Deps struct {
 // answers for drops decided elsewhere.
 type Service struct {
 	ledger    Ledger
+	books     Books // nil when the ledger keeps none: priced drops are refused
+	holds     *holdTimer
+	receipts  *ReceiptSigner
 	bus       microdrop.Bus
 	signer    *TokenSigner
 	log       *slog.Logger
@@ -145,6 +153,9 @@ func New(d Deps) (*Service, error) {
 		health:    health{now: d.Now, problems: map[string]healthProblem{}},
 		quit:      make(chan struct{}),
 	}
+	s.books, _ = d.Ledger.(Books)
+	s.receipts = d.Receipts
+	s.holds = newHoldTimer(s)
 	if err := d.Placement.bind(s); err != nil {
 		return nil, err
 	}
@@ -156,7 +167,12 @@ func (s *Service) Metrics() *Metrics { return s.metrics }
 
 // Start resumes the deciders of the drops that were live when the service
 // last stopped and are decided here, rebuilt from the ledger.
-func (s *Service) Start(ctx context.Context) error { return s.placement.start(ctx) }
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.holds.start(ctx); err != nil {
+		return err
+	}
+	return s.placement.start(ctx)
+}
 
 // Close stops background work and every decider after its pending
 // commits, then lets the placement hand the drops on.
@@ -362,6 +378,9 @@ type ClaimResult struct {
 	Token     string    `json:"token,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Remaining int       `json:"remaining"`
+	// HoldID and PayBy: a win on a priced drop is a hold to pay by then.
+	HoldID string    `json:"hold_id,omitempty"`
+	PayBy  time.Time `json:"pay_by,omitzero"`
 }
 
 // Claim decides one claim. It returns after the decision is durable: a win

@@ -151,6 +151,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		w.Close()
 		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
 	}
+	if err := migrateMoney(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger books in %s: %w", path, err)
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		w.Close()
@@ -166,7 +170,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		stmts: map[string]*sql.Stmt{}}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
-	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk]) {
+	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk], insertHoldSQL[1], insertHoldSQL[insertChunk]) {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			w.Close()
@@ -303,12 +307,14 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-			seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis,
+			pay_window_ns, pay_methods)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis)
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis,
+			int64(d.PayWindow), strings.Join(d.PayMethods, ","))
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -318,20 +324,24 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, budget_ns, budget_basis`
+	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created, budget int64
-	var stages, policy, state string
+	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow int64
+	var stages, policy, state, methods string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods); err != nil {
 		return nil, err
 	}
 	d.Budget = time.Duration(budget)
+	if methods != "" {
+		d.PayMethods = strings.Split(methods, ",")
+	}
+	d.PayWindow = time.Duration(payWindow)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
 	d.CueCode = uint32(cue)
@@ -417,7 +427,7 @@ func storedUnit(e *claims.Entry) int64 {
 
 // Commit applies a decider's batch atomically.
 func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
-	return l.submit(ctx, len(b.Insert)+len(b.Update)+1, func(ctx context.Context, tx *sql.Tx) error {
+	return l.submit(ctx, len(b.Insert)+len(b.Update)+len(b.Holds)+1, func(ctx context.Context, tx *sql.Tx) error {
 		return l.apply(ctx, tx, b)
 	})
 }
@@ -474,6 +484,26 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("update of unrecorded entry %s#%d", b.DropID, e.Seq)
 		}
+	}
+	for i := 0; i < len(b.Holds); {
+		n := 1
+		if len(b.Holds)-i >= insertChunk {
+			n = insertChunk
+		}
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			if b.Holds[j].DropID != b.DropID {
+				return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[j].DropID, b.DropID)
+			}
+			args = holdArgs(args, &b.Holds[j])
+		}
+		if _, err := l.exec(ctx, tx, insertHoldSQL[n], args...); err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("hold of batch %s: %w", b.DropID, claims.ErrDuplicateWin)
+			}
+			return err
+		}
+		i += n
 	}
 	if s := b.State; s != nil {
 		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID)

@@ -36,6 +36,29 @@ type Config struct {
 	Chat       ChatConfig               `yaml:"chat"`
 	SignIn     SignInConfig             `yaml:"signin"`
 	Front      FrontConfig              `yaml:"front"`
+	Payments   PaymentsConfig           `yaml:"payments"`
+}
+
+// PaymentsConfig is for drops that take payment.
+type PaymentsConfig struct {
+	// ReceiptKeys are secrets whose SHA-256 seeds the Ed25519 receipt
+	// keys: the first signs, all verify (rotation). Empty: one is
+	// generated in the data dir on first start.
+	ReceiptKeys []string `yaml:"receipt_keys" env:"RECEIPT_KEYS"`
+	// HolderSecret keys the pseudonymous holder ids on receipts; generated
+	// in the data dir when empty. Changing it changes every holder id.
+	HolderSecret string `yaml:"holder_secret" env:"HOLDER_SECRET"`
+	// FeeBasisPoints is the platform's fee per paid hold, in 1/100 %.
+	FeeBasisPoints int          `yaml:"fee_basis_points" env:"FEE_BASIS_POINTS"`
+	Stripe         StripeConfig `yaml:"stripe"`
+}
+
+// StripeConfig switches card payments on.
+type StripeConfig struct {
+	SecretKey     string `yaml:"secret_key" env:"SECRET_KEY"`
+	WebhookSecret string `yaml:"webhook_secret" env:"WEBHOOK_SECRET"`
+	// APIBase overrides the Stripe API URL (tests point it at stripe-mock).
+	APIBase string `yaml:"api_base" env:"API_BASE"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -290,6 +313,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("http", c.HTTP, false)
+	if c.Payments.FeeBasisPoints < 0 || c.Payments.FeeBasisPoints > 5000 {
+		bad("payments.fee_basis_points: between 0 and 5000 (50%%)")
+	}
+	if (c.Payments.Stripe.SecretKey == "") != (c.Payments.Stripe.WebhookSecret == "") {
+		bad("payments.stripe: secret_key and webhook_secret go together")
+	}
 	checkAddr("ingest.rtsp", c.Ingest.RTSP, true)
 	checkAddr("ingest.udp_rtp", c.Ingest.UDPRTP, true)
 	checkAddr("ingest.udp_rtcp", c.Ingest.UDPRTCP, true)

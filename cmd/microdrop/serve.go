@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -25,6 +26,7 @@ import (
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/stripe"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 	"github.com/microdrop/microdrop/overlay/viewer"
@@ -184,8 +186,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	receipts, err := m.receiptSigner()
+	if err != nil {
+		return err
+	}
+	if m.Config.Payments.Stripe.SecretKey == "" {
+		log.Info("card payments are off: set payments.stripe.secret_key (and payments.stripe.webhook_secret) to take cards; drops can still take wallet payments")
+	}
 	svc, err := claims.New(claims.Deps{
-		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
+		Ledger: ledger, Bus: bus, Signer: signer, Receipts: receipts, Logger: m.Logger, Now: m.Now,
 		Metrics:   claims.NewMetrics(m.Registry),
 		Placement: placement(leases, fwd),
 		Options: claims.Options{
@@ -197,6 +206,7 @@ func (m *Main) Run(ctx context.Context) error {
 			ClaimBurst:         m.Config.Claims.ClaimBurst,
 			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
 			Budget:             budget,
+			FeeBasisPoints:     m.Config.Payments.FeeBasisPoints,
 		},
 	})
 	if err != nil {
@@ -226,7 +236,21 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.Mux = http.NewServeMux()
 	m.api = claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	if sc := m.Config.Payments.Stripe; sc.SecretKey != "" {
+		cards, err := stripe.New(svc, stripe.Config{SecretKey: sc.SecretKey, WebhookSecret: sc.WebhookSecret, APIBase: sc.APIBase,
+			PublicURL: m.publicURL(), Logger: m.Logger})
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		m.api.WithCards(cards)
+		// Stripe calls this; the signature, not the admin token, vouches.
+		m.Mux.Handle("POST /webhooks/stripe", cards)
+		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",
+			"checkout.session.completed, checkout.session.async_payment_succeeded, checkout.session.async_payment_failed, checkout.session.expired")
+	}
 	m.Mux.Handle("/api/", m.api)
+	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", m.api.ReceiptKeysHandler())
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
 	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	// Profiles for the admin only: they reveal internals and cost CPU.
@@ -380,7 +404,34 @@ func (m *Main) loadSecrets() error {
 		}
 		m.Config.Claims.TokenKeys = []string{key}
 	}
+	if len(m.Config.Payments.ReceiptKeys) == 0 {
+		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-key"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.ReceiptKeys = []string{key}
+	}
+	if m.Config.Payments.HolderSecret == "" {
+		s, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-holder-secret"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.HolderSecret = s
+	}
 	return nil
+}
+
+// receiptSigner makes the receipt keys from the configured secrets.
+func (m *Main) receiptSigner() (*claims.ReceiptSigner, error) {
+	seeds := make([][]byte, 0, len(m.Config.Payments.ReceiptKeys))
+	for _, k := range m.Config.Payments.ReceiptKeys {
+		if len(k) < 16 {
+			return nil, errors.New("payments.receipt_keys: each key is a secret of at least 16 characters")
+		}
+		seed := sha256.Sum256([]byte(k))
+		seeds = append(seeds, seed[:])
+	}
+	return claims.NewReceiptSigner([]byte(m.Config.Payments.HolderSecret), seeds...)
 }
 
 func readOrCreateSecret(path string) (string, bool, error) {
