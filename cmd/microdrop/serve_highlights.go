@@ -47,8 +47,13 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	vert, verr := highlight.FindVerticalizer("")
+	if verr != nil {
+		// The 16:9 remux needs nothing; say once why the 9:16 choice is missing.
+		m.Logger.Warn("vertical 9:16 clip export is off; 16:9 clips export as before", "component", "highlights", "reason", verr.Error())
+	}
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
-		PublicURL: m.publicURL(), Now: m.Now})
+		PublicURL: m.publicURL(), Now: m.Now, Vertical: vert})
 	if err != nil {
 		return err
 	}

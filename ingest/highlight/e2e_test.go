@@ -369,8 +369,15 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	}
 
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
-		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/"})
+		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/", Vertical: requireVerticalizer(t)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The drop's clip is reframed off centre in the editor.
+	if _, err := r.store.SetCrop(ctx, hs[0].ID, 1.5); !errors.Is(err, highlight.ErrBadTrim) {
+		t.Errorf("crop 1.5: %v, want ErrBadTrim", err)
+	}
+	if _, err := r.store.SetCrop(ctx, hs[0].ID, 0.3); err != nil {
 		t.Fatal(err)
 	}
 	// Unknown session, foreign id and path traversal are refused.
@@ -396,15 +403,25 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var steps []int
-	m, err := x.Export(ctx, session, nil, f, func(done, total int) { steps = append(steps, done) })
+	plan, err := x.Plan(ctx, session, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.PlanVertical(&plan, []string{"h0000000000000000"}, ""); !errors.Is(err, highlight.ErrBadSelection) || plan.Vertical != nil {
+		t.Errorf("vertical of a clip not in the export: %v, plan %v", err, plan.Vertical)
+	}
+	if err := x.PlanVertical(&plan, []string{highlight.AllClips}, highlight.OverlayQR); err != nil {
+		t.Fatal(err)
+	}
+	m, err := x.Write(ctx, plan, f, func(done, total int) { steps = append(steps, done) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) == 0 || steps[len(steps)-1] != 2+1+2 {
-		t.Errorf("progress steps %v, want to end at %d", steps, 2+1+2)
+	if len(steps) == 0 || steps[len(steps)-1] != 2+2+1+2 {
+		t.Errorf("progress steps %v, want to end at %d", steps, 2+2+1+2)
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
 	checkEditorHTTP(t, r, x, session, clip.ID)
@@ -531,6 +548,28 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		}
 		if strings.Join(p.Streams, ",") != "h264,opus" {
 			t.Errorf("clip %s streams %v, want h264,opus", c.ID, p.Streams)
+		}
+		// Its 9:16 version: 1080x1920 H.264 + AAC as long as the clip
+		// (the trimmed span, re-encoded frame-exact), the drop's QR
+		// burned in.
+		v := c.Vertical
+		if v == nil {
+			t.Errorf("clip %s has no vertical version", c.ID)
+			continue
+		}
+		vp := probeVertical(t, filepath.Join(out, v.File))
+		if vp.Width != 1080 || vp.Height != 1920 || vp.Codecs != "h264,aac" ||
+			!within(vp.Duration, time.Duration(v.DurationMS)*time.Millisecond, 150*time.Millisecond) ||
+			!within(vp.Duration, min(p.Duration, highlight.MaxVertical), keyint+150*time.Millisecond) {
+			t.Errorf("vertical %s probes as %+v, manifest %+v, 16:9 clip %s", v.File, vp, v, p.Duration)
+		}
+		if c.ID != trimmedID { // the drop's own clip, reframed in the editor
+			if v.CropX != 0.3 || v.Overlay != highlight.OverlayQR || !strings.HasPrefix(v.Link, "https://drops.example/c/"+d.ID+"?") {
+				t.Errorf("vertical of the drop's clip: %+v", v)
+			}
+			if got, err := decodeQRFrame(t, filepath.Join(out, v.File), time.Second); err != nil || got != v.Link {
+				t.Errorf("the QR burned into %s decodes to %q (%v), want %q", v.File, got, err, v.Link)
+			}
 		}
 	}
 

@@ -46,7 +46,10 @@ type ExportDeps struct {
 	// MarkupPercent sets the post-stream price above the live price
 	// (default 20: the live-only price is the better deal).
 	MarkupPercent int
-	Now           func() time.Time
+	// Vertical renders 9:16 clips; nil (no ffmpeg) leaves only the 16:9
+	// remux, and asking for a vertical clip is ErrNoFFmpeg.
+	Vertical *Verticalizer
+	Now      func() time.Time
 }
 
 // Exporter writes a session's bundle.
@@ -82,6 +85,52 @@ type Plan struct {
 	Session Session
 	Clips   []Highlight
 	Drops   []Drop
+	// Vertical names the clips that also get a 9:16 version (see
+	// PlanVertical), Overlay what is burned into them.
+	Vertical map[string]bool
+	Overlay  string
+}
+
+// AllClips, as PlanVertical's ids, asks for a vertical version of every
+// clip of the plan.
+const AllClips = "all"
+
+// PlanVertical asks for 9:16 versions of the clips ids name (AllClips:
+// every clip of p) with overlay (OverlayQR or OverlayBio; "" is OverlayQR).
+// An id not in the plan, an unknown overlay or a missing ffmpeg is an
+// error and leaves p as it was.
+func (x *Exporter) PlanVertical(p *Plan, ids []string, overlay string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if overlay == "" {
+		overlay = OverlayQR
+	}
+	if overlay != OverlayQR && overlay != OverlayBio {
+		return fmt.Errorf("%w: overlay %q is neither %q nor %q", ErrBadSelection, overlay, OverlayQR, OverlayBio)
+	}
+	in := map[string]bool{}
+	for _, h := range p.Clips {
+		in[h.ID] = true
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		switch {
+		case id == AllClips:
+			for id := range in {
+				want[id] = true
+			}
+		case !in[id]:
+			return fmt.Errorf("%w: %q is not a clip of this export", ErrBadSelection, id)
+		default:
+			want[id] = true
+		}
+	}
+	if x.d.Vertical == nil {
+		return fmt.Errorf("%w: this server has no ffmpeg, so it exports 16:9 clips only", ErrNoFFmpeg)
+	}
+	p.Vertical, p.Overlay = want, overlay
+	return nil
 }
 
 // Plan checks the session and selection (empty: every ready clip) and
@@ -188,7 +237,7 @@ func (x *Exporter) Export(ctx context.Context, sessionID string, selected []stri
 }
 
 // Steps is how many progress steps Write reports for p.
-func (p Plan) Steps() int { return len(p.Clips) + len(p.Drops) + 2 }
+func (p Plan) Steps() int { return len(p.Clips) + len(p.Vertical) + len(p.Drops) + 2 }
 
 // Write writes a planned bundle.
 func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Progress) (Manifest, error) {
@@ -287,6 +336,18 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 				strconv.Itoa(e.Unit), rfc(e.ArrivedAt), rfc(e.DecidedAt), rfc(e.Redeemed)})
 		}
 	}
+	for i, h := range p.Clips {
+		if !p.Vertical[h.ID] {
+			continue
+		}
+		mv, err := x.addVertical(ctx, p, h, m, add)
+		if err != nil {
+			return m, fmt.Errorf("vertical clip of %s: %w", h.ID, err)
+		}
+		m.Highlights[i].Vertical = mv
+		step()
+	}
+
 	err := add("claims.csv", zip.Deflate, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"drop_id", "seq", "user_hash", "outcome", "unit", "arrived_at", "decided_at", "redeemed_at"})
@@ -336,6 +397,84 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	}
 	step()
 	return m, nil
+}
+
+// addVertical renders the 9:16 version of h into a temporary file (ffmpeg
+// needs a seekable output for faststart) and adds it as vertical/<id>.mp4.
+func (x *Exporter) addVertical(ctx context.Context, p Plan, h Highlight, m Manifest,
+	add func(string, uint16, func(io.Writer) error) error) (*ManifestVertical, error) {
+	src, err := x.clipPath(h)
+	if err != nil {
+		return nil, err
+	}
+	in, out := h.Span()
+	j := VerticalJob{Src: src, In: in, Out: out, CropX: h.CropX, Overlay: p.Overlay, Title: h.Label}
+	if j.Title == "" {
+		j.Title = momentWords(h.Reason)
+	}
+	for _, d := range m.Drops {
+		if d.ID == h.DropID {
+			j.Title = d.Title
+			j.Price = offerPriceLine(d)
+			j.Link = x.buyLink(m, OfferVertical, d)
+		}
+	}
+	if j.Link == "" {
+		// A clip of no drop has nothing to claim: say where the link is.
+		j.Overlay = OverlayBio
+	}
+	tmp, err := os.CreateTemp("", "microdrop-vertical-*.mp4")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := x.d.Vertical.Render(ctx, j, h.Duration, tmp.Name()); err != nil {
+		return nil, err
+	}
+	name := "vertical/" + h.ID + ".mp4"
+	if err := add(name, zip.Store, func(w io.Writer) error {
+		f, err := os.Open(tmp.Name())
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return &ManifestVertical{File: name, Width: VerticalWidth, Height: VerticalHeight,
+		DurationMS: j.Length(h.Duration).Milliseconds(), CropX: j.CropX, Overlay: j.Overlay, Link: j.Link}, nil
+}
+
+// OfferVertical is the UTM campaign of links burned into vertical clips.
+const OfferVertical = "vertical-clip"
+
+// buyLink is where an offer or a vertical clip sends a buyer.
+func (x *Exporter) buyLink(m Manifest, kind string, d ManifestDrop) string {
+	return OfferLink(m.Links.PublicURL, kind, d)
+}
+
+func offerPriceLine(d ManifestDrop) string {
+	if d.PostStreamPriceMinor == 0 {
+		return "Free"
+	}
+	return templates.FormatPrice(d.PostStreamPriceMinor, d.Currency)
+}
+
+func momentWords(reason string) string {
+	switch reason {
+	case ReasonOpen:
+		return "The drop opens"
+	case ReasonSoldOut:
+		return "Sold out"
+	case ReasonClose:
+		return "The drop closes"
+	case ReasonSurge:
+		return "Claim rush"
+	}
+	return "Clipped live"
 }
 
 func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) ManifestDrop {

@@ -49,7 +49,8 @@ const maxForm = 64 << 10
 //	GET  /editor/sessions/{id}             a session's highlights: playback, trim, selection
 //	GET  /editor/clips/{id}.mp4            a clip, with Range support
 //	POST /editor/highlights/{id}/trim      in/out (seconds) or clear=1
-//	POST /editor/sessions/{id}/export      the bundle (zip) of the ticked clips
+//	POST /editor/highlights/{id}/crop      x (0..1): where the 9:16 window sits
+//	POST /editor/sessions/{id}/export      the bundle (zip) of the ticked clips (h), with 9:16 versions of v
 //	GET  /editor/api/sessions/{id}         the session's highlights as JSON
 func NewHandler(d HandlerDeps) http.Handler {
 	if d.Logger == nil {
@@ -65,6 +66,7 @@ func NewHandler(d HandlerDeps) http.Handler {
 	mux.HandleFunc("GET /editor/sessions/{id}", h.session)
 	mux.HandleFunc("GET /editor/clips/{file}", h.clip)
 	mux.HandleFunc("POST /editor/highlights/{id}/trim", h.form(h.trim))
+	mux.HandleFunc("POST /editor/highlights/{id}/crop", h.form(h.crop))
 	mux.HandleFunc("POST /editor/sessions/{id}/export", h.form(h.export))
 	mux.HandleFunc("GET /editor/api/sessions/{id}", h.apiSession)
 	return mux
@@ -85,9 +87,9 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 // status maps errors once, at this edge; internal text never leaves.
 func (h *handler) status(err error) (int, string) {
 	switch {
-	case errors.Is(err, ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ErrBadTrim):
+	case errors.Is(err, ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ErrBadTrim), errors.Is(err, ErrNoFFmpeg):
 		var msg string
-		if errors.Is(err, ErrBadTrim) || errors.Is(err, ErrBadSelection) {
+		if errors.Is(err, ErrBadTrim) || errors.Is(err, ErrBadSelection) || errors.Is(err, ErrNoFFmpeg) {
 			msg = err.Error()
 		} else {
 			msg = "that is not a valid id"
@@ -156,12 +158,14 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 		return templates.EditorView{}, err
 	}
 	sv := sessionView(s)
-	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv}
+	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv,
+		VerticalOn: h.d.Exporter != nil && h.d.Exporter.d.Vertical != nil}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
 			Duration: secs(x.Duration), VideoURL: "/editor/clips/" + x.ID + ".mp4",
-			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed()}
+			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed(),
+			CropX: strconv.FormatFloat(x.CropX, 'f', 2, 64), CropURL: "/editor/highlights/" + x.ID + "/crop"}
 		for _, m := range x.Moments {
 			c.Moments = append(c.Moments, templates.ClipMoment{Reason: m.Reason, Label: m.Label})
 		}
@@ -289,6 +293,23 @@ func (h *handler) trim(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/editor/sessions/"+x.SessionID+"?notice="+url.QueryEscape("trim saved"), http.StatusSeeOther)
 }
 
+func (h *handler) crop(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	cx, err := strconv.ParseFloat(strings.TrimSpace(r.PostFormValue("x")), 64)
+	var x Highlight
+	if err != nil {
+		err = fmt.Errorf("%w: %q is not a crop position between 0 and 1", ErrBadTrim, r.PostFormValue("x"))
+	} else {
+		x, err = h.d.Store.SetCrop(r.Context(), id, cx)
+	}
+	if err != nil {
+		code, msg := h.status(err)
+		http.Error(w, msg, code)
+		return
+	}
+	http.Redirect(w, r, "/editor/sessions/"+x.SessionID+"?notice="+url.QueryEscape("crop saved"), http.StatusSeeOther)
+}
+
 func wantsJSON(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "application/json")
 }
@@ -300,6 +321,9 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	p, err := h.d.Exporter.Plan(r.Context(), id, r.PostForm["h"])
+	if err == nil {
+		err = h.d.Exporter.PlanVertical(&p, r.PostForm["v"], r.PostFormValue("overlay"))
+	}
 	if err != nil {
 		code, msg := h.status(err)
 		http.Error(w, msg, code)

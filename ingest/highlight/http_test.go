@@ -109,7 +109,26 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 		!bytes.Contains(body, []byte(`id="trimmed-`+clipID+`">trimmed to 0.5–3.0 s of `)) {
 		t.Errorf("session page after a trim: %d, the clip's header does not show the trim", resp.StatusCode)
 	}
-	resp, body = do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}}, bearer)
+	// The vertical crop: bad positions are 400 and change nothing.
+	for _, bad := range []string{"1.2", "-0.1", "left", "NaN"} {
+		if resp, _ := do("POST", "/editor/highlights/"+clipID+"/crop", url.Values{"x": {bad}}, bearer); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("crop %q: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	if h, _ := r.store.Highlight(context.Background(), clipID); h.CropX != 0.5 {
+		t.Errorf("refused crops moved the window to %v", h.CropX)
+	}
+	if resp, _ := do("POST", "/editor/highlights/"+clipID+"/crop", url.Values{"x": {"0.75"}, "csrf": {admin.CSRFToken()}}, withCookie); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("crop: %d", resp.StatusCode)
+	}
+	if resp, body := do("GET", "/editor/sessions/"+session, nil, withCookie); !bytes.Contains(body, []byte(`id="crop-`+clipID+`"`)) ||
+		!bytes.Contains(body, []byte(`value="0.75"`)) || !bytes.Contains(body, []byte(`id="vertical-`+clipID+`"`)) {
+		t.Errorf("session page after a crop: %d, no saved crop or 9:16 choice", resp.StatusCode)
+	}
+	if resp, _ := do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}, "v": {clipID}, "overlay": {"sticker"}}, bearer); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("export with an unknown overlay: %d, want 400", resp.StatusCode)
+	}
+	resp, body = do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}, "v": {clipID}, "overlay": {"bio"}}, bearer)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/zip" {
 		t.Fatalf("export: %d %s", resp.StatusCode, body)
 	}
@@ -121,7 +140,7 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 	for _, f := range zr.File {
 		names[f.Name] = true
 	}
-	if !names["clips/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+3 {
+	if !names["clips/"+clipID+".mp4"] || !names["vertical/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+1+3 {
 		t.Errorf("exported bundle holds %v", names)
 	}
 	if resp, _ := do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {"../../x"}}, bearer); resp.StatusCode != http.StatusBadRequest {

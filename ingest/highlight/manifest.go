@@ -12,7 +12,9 @@ import (
 //
 // Version 2: a clip lists the moments it covers (moments), and links name
 // the server whose claim page offers link to (public_url, was shop_url).
-const ManifestVersion = 2
+//
+// Version 3: a clip may carry a vertical 9:16 version (vertical).
+const ManifestVersion = 3
 
 // ManifestSchema is the JSON Schema (draft 2020-12) of manifest.json.
 //
@@ -101,6 +103,23 @@ type ManifestClip struct {
 	// Moments are every drop moment the clip covers, oldest first; the
 	// first is the clip's own (reason, drop_id, label, at).
 	Moments []ManifestMoment `json:"moments"`
+	// Vertical is the clip's 9:16 version, when one was asked for.
+	Vertical *ManifestVertical `json:"vertical,omitempty"`
+}
+
+// ManifestVertical is a 9:16 clip rendered from a highlight for Shorts,
+// Reels and TikTok.
+type ManifestVertical struct {
+	File       string `json:"file"`
+	Width      int    `json:"width"`
+	Height     int    `json:"height"`
+	DurationMS int64  `json:"duration_ms"`
+	// CropX is where the 9:16 window sat across the source (0 left, 1
+	// right); Overlay what is burned in ("qr" or "bio") and Link the
+	// claim link the QR carries.
+	CropX   float64 `json:"crop_x"`
+	Overlay string  `json:"overlay"`
+	Link    string  `json:"link,omitempty"`
 }
 
 // ManifestMoment is one drop moment in a clip.

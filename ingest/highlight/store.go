@@ -28,6 +28,10 @@ type Store interface {
 	// duration, or both zero to clear. Anything else is ErrBadTrim
 	// and changes nothing.
 	SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error)
+	// SetCrop stores where the vertical 9:16 window sits across a ready
+	// highlight: 0 (left edge) to 1 (right edge), 0.5 the centre. Anything
+	// else is ErrBadTrim and changes nothing.
+	SetCrop(ctx context.Context, id string, x float64) (Highlight, error)
 	// Cues lists the aired cues of a drop, oldest first.
 	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
@@ -79,6 +83,10 @@ CREATE TABLE IF NOT EXISTS cues_aired (
 	at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
+CREATE TABLE IF NOT EXISTS highlight_crops (
+	highlight_id TEXT PRIMARY KEY,
+	crop_x REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS highlight_meta (
 	key TEXT PRIMARY KEY,
 	value TEXT NOT NULL
@@ -208,7 +216,8 @@ func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 }
 
 const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by_login, state, error, at, stream_time_ns, start_ns,
-	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments`
+	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments,
+	COALESCE((SELECT crop_x FROM highlight_crops c WHERE c.highlight_id = highlights.id), 0.5)`
 
 type scanner interface{ Scan(...any) error }
 
@@ -217,7 +226,7 @@ func scanHighlight(r scanner) (Highlight, error) {
 	var at, st, start, dur, asked, tin, tout, created int64
 	var moments string
 	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
-		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments)
+		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments, &h.CropX)
 	if err != nil {
 		return h, err
 	}
@@ -295,6 +304,26 @@ func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) 
 		return h, err
 	}
 	h.TrimIn, h.TrimOut = in, out
+	return h, nil
+}
+
+// SetCrop checks and stores the vertical crop position.
+func (s *SQLite) SetCrop(ctx context.Context, id string, x float64) (Highlight, error) {
+	h, err := s.Highlight(ctx, id)
+	if err != nil {
+		return h, err
+	}
+	switch {
+	case h.State != HighlightReady:
+		return h, fmt.Errorf("%w: the clip is %s, not ready", ErrBadTrim, h.State)
+	case !(x >= 0 && x <= 1):
+		return h, fmt.Errorf("%w: crop position %v is outside 0..1", ErrBadTrim, x)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO highlight_crops (highlight_id, crop_x) VALUES (?, ?)
+		ON CONFLICT(highlight_id) DO UPDATE SET crop_x = excluded.crop_x`, id, x); err != nil {
+		return h, err
+	}
+	h.CropX = x
 	return h, nil
 }
 
