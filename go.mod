@@ -4,6 +4,8 @@ go 1.26.0
 
 require github.com/prometheus/client_model v0.6.3
 
+require golang.org/x/image v0.44.0 // indirect
+
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect

@@ -34,6 +34,23 @@ type Config struct {
 	Twitch     TwitchConfig             `yaml:"twitch"`
 	Highlights HighlightsConfig         `yaml:"highlights"`
 	Chat       ChatConfig               `yaml:"chat"`
+	// Creators brand offer pages and vertical clips, by creator id (a
+	// drop's creator_id, else its channel).
+	Creators map[string]CreatorConfig `yaml:"creators"`
+}
+
+// CreatorConfig is how a creator appears on offer pages.
+type CreatorConfig struct {
+	// Name is shown instead of the id.
+	Name string `yaml:"name"`
+	// Color is the accent, #rrggbb.
+	Color string `yaml:"color"`
+	// Avatar is an image file (PNG, JPEG or WebP; it is validated,
+	// stripped of metadata and copied into bundles) or an https:// URL.
+	Avatar string `yaml:"avatar"`
+	// ShopURL, when set, is where offer pages send buyers (with the drop,
+	// SKU and run as query parameters); else microdrop's own claim page.
+	ShopURL string `yaml:"shop_url"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -303,6 +320,22 @@ func (c *Config) Validate() error {
 			bad("channels.%s.overlay_key: at least 12 characters", name)
 		}
 	}
+	for id, cr := range c.Creators {
+		if id == "" || strings.ContainsAny(id, " /\t\n") {
+			bad("creators: %q is not a creator id", id)
+		}
+		if cr.Color != "" && !isHexColor(cr.Color) {
+			bad("creators.%s.color: %q must be #rrggbb", id, cr.Color)
+		}
+		if cr.ShopURL != "" && !strings.HasPrefix(cr.ShopURL, "https://") && !strings.HasPrefix(cr.ShopURL, "http://") {
+			bad("creators.%s.shop_url: %q must start with https://", id, cr.ShopURL)
+		}
+		if a := cr.Avatar; a != "" && !strings.HasPrefix(a, "https://") && !strings.HasPrefix(a, "http://") {
+			if st, err := os.Stat(a); err != nil || !st.Mode().IsRegular() {
+				bad("creators.%s.avatar: %q is neither an image file nor an https:// URL", id, a)
+			}
+		}
+	}
 	switch c.Ingest.CueProfile {
 	case "audible", "ultrasonic":
 	default:
@@ -329,4 +362,16 @@ func (c *Config) Validate() error {
 		bad("highlights.buffer_mb: between 8 and 16384")
 	}
 	return errors.Join(errs...)
+}
+
+func isHexColor(s string) bool {
+	if len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }

@@ -69,22 +69,23 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	publicURL := *public
-	if publicURL == "" {
-		// The same URL serve puts in claim links: its config, then env.
-		cfg := DefaultConfig()
-		path := *configPath
-		if path == "" {
-			path = os.Getenv("MICRODROP_CONFIG")
-		}
-		if path != "" {
-			if err := cfg.LoadFile(path); err != nil {
-				return err
-			}
-		}
-		if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+	// The config serve runs with: its public URL (the same one serve puts
+	// in claim links) and its creators' branding.
+	cfg := DefaultConfig()
+	path := *configPath
+	if path == "" {
+		path = os.Getenv("MICRODROP_CONFIG")
+	}
+	if path != "" {
+		if err := cfg.LoadFile(path); err != nil {
 			return err
 		}
+	}
+	if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	publicURL := *public
+	if publicURL == "" {
 		publicURL = publicURLFor(cfg.PublicURL, cfg.HTTP)
 	}
 	if !strings.HasPrefix(publicURL, "http://") && !strings.HasPrefix(publicURL, "https://") {
@@ -95,8 +96,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// Without ffmpeg the plan below says so, after checking the ids.
 	vert, _ := highlight.FindVerticalizer("")
+	signer, keys, err := imageSigner(*data)
+	if err != nil {
+		return err
+	}
+	imgs := &highlight.Images{Dir: filepath.Join(*data, "images"), Store: store, Signer: signer}
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{ledger}, Dir: filepath.Join(*data, "highlights"),
-		Salt: []byte(salt), PublicURL: publicURL, MarkupPercent: *markup, Vertical: vert})
+		Salt: []byte(salt), PublicURL: publicURL, MarkupPercent: *markup, Vertical: vert,
+		Images: imgs, Signer: signer, Keys: keys, Creators: creatorsOf(cfg)})
 	if err != nil {
 		return err
 	}

@@ -52,11 +52,21 @@ func (m *Main) startHighlights(ctx context.Context) error {
 		// The 16:9 remux needs nothing; say once why the 9:16 choice is missing.
 		m.Logger.Warn("vertical 9:16 clip export is off; 16:9 clips export as before", "component", "highlights", "reason", verr.Error())
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
-		PublicURL: m.publicURL(), Now: m.Now, Vertical: vert})
+	signer, keys, err := imageSigner(m.Config.Data)
 	if err != nil {
 		return err
 	}
+	imgs := &highlight.Images{Dir: filepath.Join(m.Config.Data, "images"), Store: store, Signer: signer, Now: m.Now}
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{m.Ledger}, Dir: dir, Salt: []byte(salt),
+		PublicURL: m.publicURL(), Now: m.Now, Vertical: vert, Images: imgs, Signer: signer, Keys: keys, Creators: creatorsOf(m.Config)})
+	if err != nil {
+		return err
+	}
+	ih := highlight.NewImageHandler(highlight.ImageHandlerDeps{Images: imgs, Admin: m.Admin, DropExists: dropExists(m.Ledger), Logger: m.Logger})
+	m.Mux.Handle("POST /api/images", ih)
+	m.Mux.Handle("GET /api/images/{sha}", ih)
+	m.Mux.Handle("PUT /api/drops/{id}/image", ih)
+	m.Mux.Handle("GET /images/{sha}", ih)
 	ed := highlight.NewHandler(highlight.HandlerDeps{Store: store, Exporter: x, Admin: m.Admin, Dir: dir, Logger: m.Logger, Now: m.Now})
 	m.Mux.Handle("/editor", ed)
 	m.Mux.Handle("/editor/", ed)

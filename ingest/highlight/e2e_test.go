@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -368,8 +369,24 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The product image, uploaded with EXIF, and the creator's avatar file.
+	signer := testSigner(t)
+	imgs := &highlight.Images{Dir: filepath.Join(r.dir, "images"), Store: r.store, Signer: signer}
+	product, err := imgs.Put(ctx, jpegWithEXIF(t, 800, 800))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.SetDropImage(ctx, d.ID, product.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	avatar := filepath.Join(r.dir, "avatar.png")
+	if err := os.WriteFile(avatar, pngBytes(t, productImage(96, 96)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
-		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/", Vertical: requireVerticalizer(t)})
+		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/", Vertical: requireVerticalizer(t),
+		Images: imgs, Signer: signer, Keys: highlight.PublicKeys{highlight.KeyID(signer.Public()): signer.Public()},
+		Creators: map[string]highlight.Creator{"creator42": {Name: "Creator 42", Color: "#ff3d7f", Avatar: avatar}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +516,7 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		listed[mf.Path] = true
 	}
 	for name := range files {
-		if name != "manifest.json" && !listed[name] {
+		if name != "manifest.json" && name != highlight.ManifestSigFile && !listed[name] {
 			t.Errorf("%s is in the bundle but not in the manifest", name)
 		}
 	}
@@ -592,6 +609,78 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		}
 	}
 
+	// Images: the product image (EXIF gone, signed) and the avatar.
+	if len(got.Images) != 2 || md.Image == "" {
+		t.Fatalf("manifest images %+v, drop image %q", got.Images, md.Image)
+	}
+	for _, im := range got.Images {
+		b := files[im.File]
+		if bytes.Contains(b, []byte(exifMarker)) {
+			t.Errorf("%s carries the upload's EXIF", im.File)
+		}
+		if !highlight.VerifyImage(highlight.PublicKeys(got.Keys), b, im.KeyID, im.Signature) {
+			t.Errorf("%s: signature does not verify with the manifest's keys", im.File)
+		}
+		if im.Role == highlight.ImageProduct && im.SHA256 != md.Image {
+			t.Errorf("product image %s is not the drop's %s", im.SHA256, md.Image)
+		}
+	}
+	for _, c := range got.Highlights {
+		if b := files[c.Poster]; c.Poster == "" || len(b) < 3 || b[0] != 0xFF || b[1] != 0xD8 {
+			t.Errorf("clip %s: poster %q is not a JPEG", c.ID, c.Poster)
+		}
+	}
+
+	// The bundle verifies offline, as a zip and unpacked, with the pinned
+	// key; a swapped file, a foreign key and an edited manifest are caught.
+	signer := testSigner(t)
+	pinned := highlight.PublicKeys{highlight.KeyID(signer.Public()): signer.Public()}
+	if rep, err := highlight.VerifyBundle(zr, pinned); err != nil || rep.ManifestKey == "" || rep.Images != 2 || rep.Files != len(got.Files) {
+		t.Errorf("the bundle zip does not verify: %v %+v", err, rep)
+	}
+	if _, err := highlight.VerifyBundle(os.DirFS(out), pinned); err != nil {
+		t.Errorf("the unpacked bundle does not verify: %v", err)
+	}
+	var product, avatarFile string
+	for _, im := range got.Images {
+		if im.Role == highlight.ImageProduct {
+			product = im.File
+		} else {
+			avatarFile = im.File
+		}
+	}
+	swap := func(a, b string) {
+		pa, pb := filepath.Join(out, a), filepath.Join(out, b)
+		ba, _ := os.ReadFile(pa)
+		bb, _ := os.ReadFile(pb)
+		if err := os.WriteFile(pa, bb, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pb, ba, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(product, avatarFile)
+	rep, err := highlight.VerifyBundle(os.DirFS(out), pinned)
+	if !errors.Is(err, highlight.ErrBundleInvalid) || !strings.Contains(strings.Join(rep.Problems, "\n"), product) {
+		t.Errorf("a swapped product image verifies: %v %v", err, rep.Problems)
+	}
+	swap(product, avatarFile)
+	other, _ := highlight.NewKeySigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)))
+	if _, err := highlight.VerifyBundle(os.DirFS(out), highlight.PublicKeys{highlight.KeyID(other.Public()): other.Public()}); !errors.Is(err, highlight.ErrBundleInvalid) {
+		t.Errorf("a bundle verifies with a key that did not sign it: %v", err)
+	}
+	edited := bytes.Replace(raw, []byte(`"stock": 3`), []byte(`"stock": 300`), 1)
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := highlight.VerifyBundle(os.DirFS(out), pinned); !errors.Is(err, highlight.ErrBundleInvalid) {
+		t.Errorf("an edited manifest verifies: %v %+v", err, rep)
+	}
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	// Offer pages: three kinds, each with SKU, run id, both prices and the
 	// creator in the link's path.
 	if len(got.Offers) != 3 {
@@ -600,7 +689,9 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 	for _, o := range got.Offers {
 		page := string(files[o.File])
 		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00",
-			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`} {
+			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`,
+			`src="../images/` + md.Image + `.jpg"`, `<meta property="og:image" content="https://drops.example/images/` + md.Image + `">`,
+			`poster="../` + got.Highlights[0].Poster + `"`, `src="../` + got.Highlights[0].File + `"`, "Creator 42", "--accent:#ff3d7f"} {
 			if !strings.Contains(page, want) {
 				t.Errorf("offer %s lacks %q", o.File, want)
 			}

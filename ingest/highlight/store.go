@@ -32,6 +32,15 @@ type Store interface {
 	// highlight: 0 (left edge) to 1 (right edge), 0.5 the centre. Anything
 	// else is ErrBadTrim and changes nothing.
 	SetCrop(ctx context.Context, id string, x float64) (Highlight, error)
+	// SaveImage records a stored image and its signature (idempotent: the
+	// same bytes are the same row).
+	SaveImage(ctx context.Context, im ImageRecord) error
+	// Image returns a stored image's record (ErrNoImage when unknown).
+	Image(ctx context.Context, sha string) (ImageRecord, error)
+	// SetDropImage makes a stored image the product image of a drop.
+	SetDropImage(ctx context.Context, dropID, sha string) error
+	// DropImage is the product image of a drop, "" when it has none.
+	DropImage(ctx context.Context, dropID string) (string, error)
 	// Cues lists the aired cues of a drop, oldest first.
 	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
@@ -86,6 +95,20 @@ CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
 CREATE TABLE IF NOT EXISTS highlight_crops (
 	highlight_id TEXT PRIMARY KEY,
 	crop_x REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+	sha256 TEXT PRIMARY KEY,
+	type TEXT NOT NULL,
+	width INTEGER NOT NULL,
+	height INTEGER NOT NULL,
+	bytes INTEGER NOT NULL,
+	key_id TEXT NOT NULL,
+	sig BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drop_images (
+	drop_id TEXT PRIMARY KEY,
+	sha256 TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS highlight_meta (
 	key TEXT PRIMARY KEY,
@@ -327,6 +350,52 @@ func (s *SQLite) SetCrop(ctx context.Context, id string, x float64) (Highlight, 
 	return h, nil
 }
 
+// SaveImage records an image.
+func (s *SQLite) SaveImage(ctx context.Context, im ImageRecord) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO images (sha256, type, width, height, bytes, key_id, sig, created_at) VALUES (?,?,?,?,?,?,?,?)
+		ON CONFLICT(sha256) DO NOTHING`, im.SHA256, im.Type, im.Width, im.Height, im.Bytes, im.KeyID, im.Signature, unixNS(im.CreatedAt))
+	return err
+}
+
+// Image returns an image record.
+func (s *SQLite) Image(ctx context.Context, sha string) (ImageRecord, error) {
+	if err := CheckImageHash(sha); err != nil {
+		return ImageRecord{}, err
+	}
+	var im ImageRecord
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT sha256, type, width, height, bytes, key_id, sig, created_at FROM images WHERE sha256 = ?`, sha).
+		Scan(&im.SHA256, &im.Type, &im.Width, &im.Height, &im.Bytes, &im.KeyID, &im.Signature, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return im, fmt.Errorf("%w: %s", ErrNoImage, sha)
+	}
+	im.CreatedAt = fromNS(created)
+	return im, err
+}
+
+// SetDropImage links a drop to a stored image.
+func (s *SQLite) SetDropImage(ctx context.Context, dropID, sha string) error {
+	if dropID == "" || len(dropID) > 128 {
+		return fmt.Errorf("%w: drop id %q", ErrBadID, dropID)
+	}
+	if _, err := s.Image(ctx, sha); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO drop_images (drop_id, sha256) VALUES (?, ?)
+		ON CONFLICT(drop_id) DO UPDATE SET sha256 = excluded.sha256`, dropID, sha)
+	return err
+}
+
+// DropImage is a drop's product image hash.
+func (s *SQLite) DropImage(ctx context.Context, dropID string) (string, error) {
+	var sha string
+	err := s.db.QueryRowContext(ctx, `SELECT sha256 FROM drop_images WHERE drop_id = ?`, dropID).Scan(&sha)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sha, err
+}
+
 // CheckTrim validates trim points against a highlight.
 func CheckTrim(h Highlight, in, out time.Duration) error {
 	if in == 0 && out == 0 {
@@ -368,5 +437,5 @@ func (s *SQLite) Cues(ctx context.Context, dropID string) ([]CueRecord, error) {
 
 // isNotFound reports the store's not-found errors.
 func isNotFound(err error) bool {
-	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight)
+	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight) || errors.Is(err, ErrNoImage)
 }

@@ -180,6 +180,21 @@ func (v *Verticalizer) Render(ctx context.Context, j VerticalJob, srcDur time.Du
 	return nil
 }
 
+// Still decodes the frame at (or the first after) at in src into a JPEG.
+func (v *Verticalizer) Still(ctx context.Context, src string, at time.Duration) ([]byte, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, v.FFmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
+		"-ss", secsArg(at), "-i", src, "-frames:v", "1", "-q:v", "3", "-f", "image2", "-c:v", "mjpeg", "pipe:1")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ffmpeg still: %w: %s", err, strings.TrimSpace(lastLines(errb.String(), 5)))
+	}
+	if out.Len() < 3 || out.Bytes()[0] != 0xFF || out.Bytes()[1] != 0xD8 {
+		return nil, fmt.Errorf("ffmpeg still of %s at %s: no frame", filepath.Base(src), at)
+	}
+	return out.Bytes(), nil
+}
+
 // filterPath quotes a path for a single-quoted filtergraph value.
 func filterPath(p string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `'\''`, `:`, `\:`).Replace(p)
