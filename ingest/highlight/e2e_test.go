@@ -441,6 +441,7 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Errorf("progress steps %v, want to end at %d", steps, 2+2+1+2)
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
+	checkOfferInBrowser(t, filepath.Join(filepath.Dir(bundle), "unzipped"), m.Offers[0].File)
 	checkEditorHTTP(t, r, x, session, clip.ID)
 }
 
