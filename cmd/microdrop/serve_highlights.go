@@ -24,8 +24,14 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	m.highlights.Store(store)
 	dir := filepath.Join(m.Config.Data, "highlights")
 	h := m.Config.Highlights
+	vert, verr := highlight.FindVerticalizer("")
+	if verr != nil {
+		// The 16:9 remux needs nothing; say once why the 9:16 choice is missing.
+		m.Logger.Warn("vertical 9:16 clip export is off, and drop stills stay one-frame MP4s; 16:9 clips export as before",
+			"component", "highlights", "reason", verr.Error())
+	}
 	if m.Ingest != nil {
-		capt, err := highlight.NewCapturer(highlight.CaptureDeps{
+		deps := highlight.CaptureDeps{
 			Logger: m.Logger, Bus: m.Bus, Streams: m.Ingest, Store: store, Now: m.Now, Clips: m.clips,
 			Config: highlight.CaptureConfig{
 				Dir:         dir,
@@ -34,7 +40,11 @@ func (m *Main) startHighlights(ctx context.Context) error {
 				Post:        time.Duration(h.Post),
 				SurgePerSec: h.SurgePerSec,
 			},
-		})
+		}
+		if vert != nil {
+			deps.Stills = vert
+		}
+		capt, err := highlight.NewCapturer(deps)
 		if err != nil {
 			return err
 		}
@@ -46,11 +56,6 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	salt, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "export-salt"))
 	if err != nil {
 		return err
-	}
-	vert, verr := highlight.FindVerticalizer("")
-	if verr != nil {
-		// The 16:9 remux needs nothing; say once why the 9:16 choice is missing.
-		m.Logger.Warn("vertical 9:16 clip export is off; 16:9 clips export as before", "component", "highlights", "reason", verr.Error())
 	}
 	signer, keys, err := imageSigner(m.Config.Data)
 	if err != nil {

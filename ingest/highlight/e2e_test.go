@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"math"
@@ -136,9 +137,13 @@ func newRig(t *testing.T) *rig {
 	if err := r.srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.cap, err = highlight.NewCapturer(highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
+	deps := highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
 		Config: highlight.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
-			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
+			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}}
+	if v, err := highlight.FindVerticalizer(""); err == nil {
+		deps.Stills = v // the still of each open is a JPEG
+	}
+	r.cap, err = highlight.NewCapturer(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +316,16 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		}
 	}
 	waitForKind(t, sub, microdrop.SoldOut)
+	// ingest mixes the drop's audio cue into the programme and its
+	// detector hears it there: the measured open-to-air delay.
+	waitFor(t, 20*time.Second, "the cue to be heard on air", func() bool {
+		cs, err := r.store.Cues(ctx, d.ID)
+		return err == nil && len(cs) > 0
+	})
+	waitFor(t, 20*time.Second, "the still of the open", func() bool {
+		ss, err := r.store.Stills(ctx, d.ID)
+		return err == nil && len(ss) == 1
+	})
 	// open, a surge (3 claims in a second > 2/s) and sold_out: one clip.
 	first := r.waitReady(session, 1)
 	// A !clip once that clip is written is a clip of its own.
@@ -630,6 +645,26 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		if b := files[c.Poster]; c.Poster == "" || len(b) < 3 || b[0] != 0xFF || b[1] != 0xD8 {
 			t.Errorf("clip %s: poster %q is not a JPEG", c.ID, c.Poster)
 		}
+	}
+
+	// Evidence of the moment: the still of the first keyframe after the
+	// open, with the hash recorded then, and the cue heard on air.
+	if len(got.Stills) != 1 {
+		t.Fatalf("manifest stills: %+v", got.Stills)
+	}
+	st := got.Stills[0]
+	openST := d.OpensAt.Sub(got.Session.StartedAt)
+	if sum := sha256.Sum256(files[st.File]); st.DropID != d.ID || st.Type != "image/jpeg" || hex.EncodeToString(sum[:]) != st.SHA256 ||
+		time.Duration(st.StreamTimeMS)*time.Millisecond < openST-time.Millisecond || time.Duration(st.StreamTimeMS)*time.Millisecond > openST+keyint+200*time.Millisecond ||
+		!st.OpenedAt.Equal(d.OpensAt.UTC()) {
+		t.Errorf("still %+v for an open at stream time %s", st, openST)
+	}
+	if img, err := jpeg.Decode(bytes.NewReader(files[st.File])); err != nil || img.Bounds().Dx() != 320 || img.Bounds().Dy() != 240 {
+		t.Errorf("the still is not a 320x240 JPEG of the programme: %v", err)
+	}
+	if len(st.Cues) == 0 || st.Cues[0].Stream != "live" || st.Cues[0].DelayMS < 0 || st.Cues[0].HeardAt.Before(d.OpensAt) ||
+		md.CueToAirMS == nil || md.CuesAired != len(st.Cues) {
+		t.Errorf("the still's cues %+v, the drop's cue-to-air %v (%d aired)", st.Cues, md.CueToAirMS, md.CuesAired)
 	}
 
 	// The bundle verifies offline, as a zip and unpacked, with the pinned

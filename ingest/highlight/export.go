@@ -366,6 +366,9 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 	if err := x.addImages(ctx, &m, add); err != nil {
 		return m, err
 	}
+	if err := x.addStills(ctx, &m, add); err != nil {
+		return m, err
+	}
 	for i, h := range p.Clips {
 		if x.d.Vertical == nil {
 			break
@@ -722,6 +725,53 @@ func (x *Exporter) addImages(ctx context.Context, m *Manifest, add func(string, 
 		}
 		if err := put(mi, im.Data); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// addStills puts each drop's evidence still into stills/, checked against
+// the hash recorded at the moment, with the drop's aired cues beside it.
+func (x *Exporter) addStills(ctx context.Context, m *Manifest, add func(string, uint16, func(io.Writer) error) error) error {
+	for _, d := range m.Drops {
+		ss, err := x.d.Store.Stills(ctx, d.ID)
+		if err != nil {
+			return fmt.Errorf("stills of %s: %w", d.ID, err)
+		}
+		if len(ss) == 0 {
+			continue
+		}
+		cues, err := x.d.Store.Cues(ctx, d.ID)
+		if err != nil {
+			return fmt.Errorf("cues of %s: %w", d.ID, err)
+		}
+		mc := make([]ManifestCue, 0, len(cues))
+		for _, c := range cues {
+			mc = append(mc, ManifestCue{Stream: c.Stream, Code: c.Code, HeardAt: c.HeardAt.UTC(), DelayMS: c.DelayMS, SNRDB: c.SNRDB})
+		}
+		for i, st := range ss {
+			if err := CheckImageHash(st.SHA256); err != nil {
+				return fmt.Errorf("still of %s: %w", d.ID, err)
+			}
+			b, err := os.ReadFile(filepath.Join(x.d.Dir, st.File()))
+			if err != nil {
+				return fmt.Errorf("still of %s: %w", d.ID, err)
+			}
+			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != st.SHA256 {
+				return fmt.Errorf("still of %s: the file no longer matches the hash recorded at the open", d.ID)
+			}
+			name := "stills/" + d.ID + st.Ext()
+			if i > 0 {
+				name = "stills/" + d.ID + "-" + strconv.Itoa(i+1) + st.Ext()
+			}
+			if err := add(name, zip.Store, func(w io.Writer) error {
+				_, err := w.Write(b)
+				return err
+			}); err != nil {
+				return err
+			}
+			m.Stills = append(m.Stills, ManifestStill{DropID: d.ID, File: name, SHA256: st.SHA256, Type: st.Type, Stream: st.Path,
+				OpenedAt: st.OpenedAt.UTC(), FrameAt: st.ReceivedAt.UTC(), StreamTimeMS: st.StreamTime.Milliseconds(), Cues: mc})
 		}
 	}
 	return nil

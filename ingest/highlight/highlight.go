@@ -185,6 +185,8 @@ type CaptureStore interface {
 	SetTwitchClip(ctx context.Context, highlightID, clipID, url string) error
 	// SaveCue records a CueAired event.
 	SaveCue(ctx context.Context, c CueRecord) error
+	// SaveStill records a drop's evidence still.
+	SaveStill(ctx context.Context, s Still) error
 }
 
 // ClipMaker makes platform clips (Twitch) of a channel's live stream. Clip

@@ -140,7 +140,7 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 	for _, f := range zr.File {
 		names[f.Name] = true
 	}
-	if !names["clips/"+clipID+".mp4"] || !names["vertical/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+1+3+1+2+1 {
+	if !names["clips/"+clipID+".mp4"] || !names["vertical/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+1+3+1+2+1+1 {
 		t.Errorf("exported bundle holds %v", names)
 	}
 	if resp, _ := do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {"../../x"}}, bearer); resp.StatusCode != http.StatusBadRequest {

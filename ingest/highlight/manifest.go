@@ -78,9 +78,12 @@ type ManifestStill struct {
 	// moment (the store keeps it since), equal to the file's.
 	File   string `json:"file"`
 	SHA256 string `json:"sha256"`
+	// Type is image/jpeg (decoded by ffmpeg) or video/mp4 (the keyframe
+	// itself, one frame, when the server had no ffmpeg).
+	Type   string `json:"type"`
 	Stream string `json:"stream"`
-	// OpenedAt is the drop's open; FrameAt the keyframe's wall-clock time
-	// and StreamTimeMS its place on the session timeline.
+	// OpenedAt is the drop's open; FrameAt when the keyframe reached
+	// microdrop and StreamTimeMS its place on the session timeline.
 	OpenedAt     time.Time `json:"opened_at"`
 	FrameAt      time.Time `json:"frame_at"`
 	StreamTimeMS int64     `json:"stream_time_ms"`

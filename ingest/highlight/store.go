@@ -41,6 +41,9 @@ type Store interface {
 	SetDropImage(ctx context.Context, dropID, sha string) error
 	// DropImage is the product image of a drop, "" when it has none.
 	DropImage(ctx context.Context, dropID string) (string, error)
+	// Stills lists a drop's evidence stills (one per stream that carried
+	// it).
+	Stills(ctx context.Context, dropID string) ([]Still, error)
 	// Cues lists the aired cues of a drop, oldest first.
 	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
@@ -109,6 +112,18 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS drop_images (
 	drop_id TEXT PRIMARY KEY,
 	sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drop_stills (
+	drop_id TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	path TEXT NOT NULL,
+	type TEXT NOT NULL,
+	sha256 TEXT NOT NULL,
+	bytes INTEGER NOT NULL,
+	opened_at INTEGER NOT NULL,
+	stream_time_ns INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,
+	PRIMARY KEY (drop_id, session_id)
 );
 CREATE TABLE IF NOT EXISTS highlight_meta (
 	key TEXT PRIMARY KEY,
@@ -413,6 +428,36 @@ func CheckTrim(h Highlight, in, out time.Duration) error {
 		return fmt.Errorf("%w: out point %s must come after in point %s", ErrBadTrim, out, in)
 	}
 	return nil
+}
+
+// SaveStill records a still; the first recorded for a drop and session
+// stands (a replay of the open cannot replace the evidence).
+func (s *SQLite) SaveStill(ctx context.Context, x Still) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO drop_stills (drop_id, session_id, path, type, sha256, bytes, opened_at, stream_time_ns, received_at)
+		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(drop_id, session_id) DO NOTHING`,
+		x.DropID, x.SessionID, x.Path, x.Type, x.SHA256, x.Bytes, unixNS(x.OpenedAt), int64(x.StreamTime), unixNS(x.ReceivedAt))
+	return err
+}
+
+// Stills lists a drop's stills.
+func (s *SQLite) Stills(ctx context.Context, dropID string) ([]Still, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT drop_id, session_id, path, type, sha256, bytes, opened_at, stream_time_ns, received_at
+		FROM drop_stills WHERE drop_id = ? ORDER BY received_at`, dropID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Still
+	for rows.Next() {
+		var x Still
+		var opened, st, recv int64
+		if err := rows.Scan(&x.DropID, &x.SessionID, &x.Path, &x.Type, &x.SHA256, &x.Bytes, &opened, &st, &recv); err != nil {
+			return nil, err
+		}
+		x.OpenedAt, x.StreamTime, x.ReceivedAt = fromNS(opened), time.Duration(st), fromNS(recv)
+		out = append(out, x)
+	}
+	return out, rows.Err()
 }
 
 // Cues lists a drop's aired cues.
