@@ -293,3 +293,24 @@ func TestStudioInProcess(t *testing.T) {
 		t.Errorf("verify of a bundle with a swapped image: %v\n%s", err, out.String())
 	}
 }
+
+// TestServeSaysVerticalExportIsOff: without ffmpeg on PATH, serve says at
+// start that vertical export is off (and why), and still starts.
+func TestServeSaysVerticalExportIsOff(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var logs bytes.Buffer
+	m := NewMain(io.Discard, &lockedWriter{w: &logs})
+	if err := m.ParseFlags([]string{"--http", "127.0.0.1:0", "--rtsp", "off", "--data", t.TempDir()}, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := fmt.Sprint(&logs)
+	if !strings.Contains(out, "vertical 9:16 clip export is off") || !strings.Contains(out, "ffmpeg not found") {
+		t.Errorf("serve without ffmpeg does not say vertical export is off:\n%s", out)
+	}
+}
