@@ -268,3 +268,5 @@ func heroClip(v OfferView) (OfferClip, bool) {
 	}
 	return OfferClip{}, false
 }
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }

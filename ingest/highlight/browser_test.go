@@ -2,14 +2,21 @@ package highlight_test
 
 import (
 	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -125,5 +132,126 @@ func checkOfferInBrowser(t *testing.T, dir, file string) {
 			}
 			t.Logf("wrote %s", path)
 		}
+	}
+}
+
+// checkEditorInBrowser drives the editor in Chromium: the session timeline
+// marks every moment of every clip, in order; I and O set the trim to the
+// playhead of the clip last touched; dragging the Out handle moves the Out
+// point; space plays and pauses; the crop slider moves the 9:16 preview.
+func checkEditorInBrowser(t *testing.T, h http.Handler, session string, clips []highlight.Highlight) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("/editor", h)
+	mux.Handle("/editor/", h)
+	// The editor's stylesheet, as serve mounts it from package overlay.
+	mux.Handle("/overlay/assets/", http.StripPrefix("/overlay/assets/", http.FileServer(http.Dir("../../overlay/assets"))))
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	ctx := browser(t, 1280, 1000)
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/editor")); err != nil {
+		t.Fatal(err)
+	}
+	eval[bool](t, ctx, `(() => { document.querySelector("#editor-login input[name=token]").value = "`+adminToken+`"; document.getElementById("editor-login").submit(); return true; })()`)
+	// The form posts and redirects: the page is replaced under the poll,
+	// so poll across the navigation.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.getElementById("sessions")`))
+		if err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("signing in to the editor: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/editor/sessions/"+session)); err != nil {
+		t.Fatal(err)
+	}
+	moments := 0
+	for _, c := range clips {
+		moments += len(c.Moments)
+	}
+	waitJS(t, ctx, "the timeline", `document.querySelectorAll("#timeline .mark").length > 0`)
+	marks := eval[[]float64](t, ctx, `[...document.querySelectorAll("#timeline .mark")].map(m => parseFloat(m.style.left))`)
+	if len(marks) != moments {
+		t.Errorf("timeline marks %v, want %d moments", marks, moments)
+	}
+	for i, m := range marks {
+		if m < 0 || m > 100 || (i > 0 && m < marks[i-1]-0.001) {
+			t.Errorf("timeline mark %d at %.2f%% (all: %v): off the bar or out of order", i, m, marks)
+		}
+	}
+	id := clips[0].ID
+	q := func(sel string) string { return `document.querySelector("#clip-` + id + ` ` + sel + `")` }
+	waitJS(t, ctx, "the clip to load", q("video")+`.readyState >= 1`)
+	// Touch the clip, then I and O at two playhead positions.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#clip-"+id+" h2"))); err != nil {
+		t.Fatal(err)
+	}
+	seek := func(s string) {
+		t.Helper()
+		eval[bool](t, ctx, `new Promise(res => { const v = `+q("video")+`; v.addEventListener("seeked", () => res(true), {once: true}); v.currentTime = `+s+`; })`)
+	}
+	seek("1.0")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("i")); err != nil {
+		t.Fatal(err)
+	}
+	seek("2.5")
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("o")); err != nil {
+		t.Fatal(err)
+	}
+	in, out := eval[string](t, ctx, q(`input[name=in]`)+`.value`), eval[string](t, ctx, q(`input[name=out]`)+`.value`)
+	if in != "1.0" || out != "2.5" {
+		t.Errorf("after I at 1.0 s and O at 2.5 s the trim reads %s–%s", in, out)
+	}
+	// Drag the Out handle to three quarters of the track.
+	type box struct{ X, Y, W, H float64 }
+	rect := func(sel string) box {
+		v := eval[[]float64](t, ctx, `(() => { const r = `+q(sel)+`.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`)
+		return box{v[0], v[1], v[2], v[3]}
+	}
+	eval[bool](t, ctx, `(() => { `+q(".track")+`.scrollIntoView({block: "center"}); return true; })()`)
+	hb, tb := rect(".h-out"), rect(".track")
+	toX := tb.X + 0.75*tb.W
+	mouse := func(typ input.DispatchMouseEventType, x float64, buttons int64) chromedp.Action[chromedp.Void] {
+		return func(c context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(c, tg, input.DispatchMouseEvent, input.DispatchMouseEventParams{Type: typ, X: x, Y: hb.Y + hb.H/2,
+				Button: input.MouseButtonLeft, Buttons: buttons, ClickCount: 1})
+			return chromedp.Void{}, err
+		}
+	}
+	if err := chromedp.Do(ctx, mouse(input.DispatchMouseEventTypeMousePressed, hb.X+hb.W/2, 1),
+		mouse(input.DispatchMouseEventTypeMouseMoved, (hb.X+toX)/2, 1), mouse(input.DispatchMouseEventTypeMouseMoved, toX, 1),
+		mouse(input.DispatchMouseEventTypeMouseReleased, toX, 0)); err != nil {
+		t.Fatal(err)
+	}
+	dur := clips[0].Duration.Seconds()
+	dragged, err := strconv.ParseFloat(eval[string](t, ctx, q(`input[name=out]`)+`.value`), 64)
+	if err != nil || math.Abs(dragged-0.75*dur) > 0.05*dur+0.1 {
+		t.Errorf("dragging Out to 75%% of a %.1f s clip set it to %v (%v)", dur, dragged, err)
+	}
+	// Space plays and pauses the active clip.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(" ")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "space to start playback", `!`+q("video")+`.paused`)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(" ")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "space to pause", q("video")+`.paused`)
+	// The crop slider moves the 9:16 window over the player.
+	left := eval[float64](t, ctx, `(() => { const r = `+q(`input[name=x]`)+`; r.value = "0.8"; r.dispatchEvent(new Event("input")); return parseFloat(`+q(".cropbox")+`.style.left); })()`)
+	if math.Abs(left-0.8*(100-31.64)) > 0.1 {
+		t.Errorf("crop at 0.8 puts the preview at %.2f%%", left)
+	}
+	if writeDocs {
+		eval[bool](t, ctx, `(() => { window.scrollTo(0, 0); return true; })()`)
+		path := filepath.Join("..", "..", "docs", "editor.png")
+		if err := os.WriteFile(path, screenshot(t, ctx), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", path)
 	}
 }

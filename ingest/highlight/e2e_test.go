@@ -457,6 +457,8 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
 	checkOfferInBrowser(t, filepath.Join(filepath.Dir(bundle), "unzipped"), m.Offers[0].File)
+	checkEditorInBrowser(t, highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: microdrop.Admin{Token: adminToken},
+		Dir: r.clipDir}), session, hs)
 	checkEditorHTTP(t, r, x, session, clip.ID)
 }
 

@@ -160,12 +160,23 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 	sv := sessionView(s)
 	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv,
 		VerticalOn: h.d.Exporter != nil && h.d.Exporter.d.Vertical != nil}
+	if end := s.EndedAt; !end.IsZero() {
+		v.Timeline.LengthMS = end.Sub(s.StartedAt).Milliseconds()
+	} else {
+		v.Timeline.LengthMS = h.d.Now().Sub(s.StartedAt).Milliseconds()
+	}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
 			Duration: secs(x.Duration), VideoURL: "/editor/clips/" + x.ID + ".mp4",
 			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed(),
-			CropX: strconv.FormatFloat(x.CropX, 'f', 2, 64), CropURL: "/editor/highlights/" + x.ID + "/crop"}
+			CropX: strconv.FormatFloat(x.CropX, 'f', 2, 64), CropURL: "/editor/highlights/" + x.ID + "/crop",
+			StartMS: x.Start.Milliseconds(), DurationMS: x.Duration.Milliseconds()}
+		for _, m := range x.Moments {
+			v.Timeline.Marks = append(v.Timeline.Marks, templates.EditorMark{Reason: m.Reason, Label: m.Label,
+				AtMS: m.At.Sub(s.StartedAt).Milliseconds(), ClipID: x.ID})
+		}
+		v.Timeline.LengthMS = max(v.Timeline.LengthMS, (x.Start + x.Duration).Milliseconds(), x.StreamTime.Milliseconds())
 		for _, m := range x.Moments {
 			c.Moments = append(c.Moments, templates.ClipMoment{Reason: m.Reason, Label: m.Label})
 		}
