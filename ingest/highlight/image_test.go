@@ -150,3 +150,29 @@ func TestImagesPutRead(t *testing.T) {
 		t.Errorf("a drop linked to an unknown image: %v", err)
 	}
 }
+
+// FuzzCleanImage: any bytes either come back as a JPEG or PNG that
+// decodes again, within the limits, named by its own hash, or are
+// ErrBadImage; nothing panics.
+func FuzzCleanImage(f *testing.F) {
+	f.Add(jpegWithEXIF(f, 16, 16))
+	f.Add(pngBytes(f, productImage(8, 8)))
+	f.Add([]byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"))
+	f.Add([]byte("RIFF\x1a\x00\x00\x00WEBPVP8 "))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		im, err := highlight.CleanImage(b)
+		if err != nil {
+			if !errors.Is(err, highlight.ErrBadImage) {
+				t.Fatalf("error outside ErrBadImage: %v", err)
+			}
+			return
+		}
+		if im.Width < 1 || im.Height < 1 || im.Width > highlight.MaxImageSide || im.Height > highlight.MaxImageSide {
+			t.Fatalf("accepted a %dx%d image", im.Width, im.Height)
+		}
+		again, err := highlight.CleanImage(im.Data)
+		if err != nil || again.Width != im.Width || again.Height != im.Height || again.Type != im.Type {
+			t.Fatalf("a cleaned image does not clean again: %v", err)
+		}
+	})
+}
