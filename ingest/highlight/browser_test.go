@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,11 +140,14 @@ func checkOfferInBrowser(t *testing.T, dir, file string) {
 // marks every moment of every clip, in order; I and O set the trim to the
 // playhead of the clip last touched; dragging the Out handle moves the Out
 // point; space plays and pauses; the crop slider moves the 9:16 preview.
-func checkEditorInBrowser(t *testing.T, h http.Handler, session string, clips []highlight.Highlight) {
+func checkEditorInBrowser(t *testing.T, h, images http.Handler, store highlight.Store, session string, clips []highlight.Highlight) {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("/editor", h)
 	mux.Handle("/editor/", h)
+	for _, p := range []string{"POST /api/images", "PUT /api/drops/{id}/image", "GET /images/{sha}"} {
+		mux.Handle(p, images)
+	}
 	// The editor's stylesheet, as serve mounts it from package overlay.
 	mux.Handle("/overlay/assets/", http.StripPrefix("/overlay/assets/", http.FileServer(http.Dir("../../overlay/assets"))))
 	ts := httptest.NewServer(mux)
@@ -245,6 +249,23 @@ func checkEditorInBrowser(t *testing.T, h http.Handler, session string, clips []
 	left := eval[float64](t, ctx, `(() => { const r = `+q(`input[name=x]`)+`; r.value = "0.8"; r.dispatchEvent(new Event("input")); return parseFloat(`+q(".cropbox")+`.style.left); })()`)
 	if math.Abs(left-0.8*(100-31.64)) > 0.1 {
 		t.Errorf("crop at 0.8 puts the preview at %.2f%%", left)
+	}
+	// A product image uploaded from the editor becomes the drop's.
+	dropID := clips[0].DropID
+	pic := filepath.Join(t.TempDir(), "hoodie.png")
+	if err := os.WriteFile(pic, pngBytes(t, productImage(300, 300)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := store.DropImage(context.Background(), dropID)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#image-file-"+dropID), pic),
+		chromedp.Click(chromedp.CSS("#image-form-"+dropID+" button"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the uploaded image to show", `(() => { const i = document.getElementById("image-`+dropID+`"); return !i.hidden && i.complete && i.naturalWidth === 300; })()`)
+	after, err := store.DropImage(context.Background(), dropID)
+	if status := eval[string](t, ctx, `document.getElementById("image-status-`+dropID+`").textContent`); err != nil || after == "" || after == before ||
+		!strings.Contains(status, after[:12]) {
+		t.Errorf("upload from the editor: drop image %q (was %q), status %q, %v", after, before, status, err)
 	}
 	if writeDocs {
 		eval[bool](t, ctx, `(() => { window.scrollTo(0, 0); return true; })()`)

@@ -457,8 +457,9 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
 	checkOfferInBrowser(t, filepath.Join(filepath.Dir(bundle), "unzipped"), m.Offers[0].File)
-	checkEditorInBrowser(t, highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: microdrop.Admin{Token: adminToken},
-		Dir: r.clipDir}), session, hs)
+	admin := microdrop.Admin{Token: adminToken}
+	checkEditorInBrowser(t, highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: admin, Dir: r.clipDir}),
+		highlight.NewImageHandler(highlight.ImageHandlerDeps{Images: imgs, Admin: admin}), r.store, session, hs)
 	checkEditorHTTP(t, r, x, session, clip.ID)
 }
 

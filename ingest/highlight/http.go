@@ -184,6 +184,19 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 		c.In, c.Out = secs(in), secs(out)
 		v.Clips = append(v.Clips, c)
 	}
+	if h.d.Exporter != nil {
+		ds, err := h.d.Exporter.sessionDrops(ctx, s, hs)
+		if err != nil {
+			return v, err
+		}
+		for _, d := range ds {
+			ed := templates.EditorDrop{ID: d.ID, Title: d.Title}
+			if sha, err := h.d.Store.DropImage(ctx, d.ID); err == nil && sha != "" {
+				ed.ImageURL = "/images/" + sha
+			}
+			v.Drops = append(v.Drops, ed)
+		}
+	}
 	return v, nil
 }
 
