@@ -151,8 +151,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			verticals++
 		}
 	}
+	// Files lists all but manifest.json and manifest.sig.
 	fmt.Fprintf(stdout, "wrote %s: %d clips, %d vertical clips, %d drops, %d offer pages, %d files in %s\n",
-		*out, len(m.Highlights), verticals, len(m.Drops), len(m.Offers), len(m.Files)+1, time.Since(start).Round(time.Millisecond))
+		*out, len(m.Highlights), verticals, len(m.Drops), len(m.Offers), len(m.Files)+2, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -158,8 +158,12 @@ func (v *Verticalizer) Render(ctx context.Context, j VerticalJob, srcDur time.Du
 		if err := os.WriteFile(qr, png, 0o600); err != nil {
 			return err
 		}
+		scan := filepath.Join(tmp, "scan.txt")
+		if err := os.WriteFile(scan, []byte("Scan to claim"), 0o600); err != nil {
+			return err
+		}
 		args = append(args, "-i", qr)
-		graph += "[base];[base][1:v]overlay=x=(W-w)/2:y=H-h-240:format=auto,format=yuv420p[v]"
+		graph += "[base];[base][1:v]overlay=x=(W-w)/2:y=H-h-240:format=auto," + text(scan, 56, VerticalHeight-200) + ",format=yuv420p[v]"
 	} else {
 		bio := filepath.Join(tmp, "bio.txt")
 		if err := os.WriteFile(bio, []byte("Link in bio"), 0o600); err != nil {
