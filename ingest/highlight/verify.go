@@ -54,6 +54,9 @@ func VerifyBundle(fsys fs.FS, trusted PublicKeys) (BundleReport, error) {
 	}
 	bad := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 
+	if len(m.Files) == 0 {
+		bad("manifest.json lists no files")
+	}
 	hashes := map[string]string{}
 	for _, f := range m.Files {
 		if !fs.ValidPath(f.Path) {
