@@ -87,6 +87,8 @@ type EditorClip struct {
 	CropURL string
 	// StartMS and DurationMS place the clip on the session timeline.
 	StartMS, DurationMS int64
+	// WaveURL is the clip's audio waveform ("" without ffmpeg).
+	WaveURL string
 }
 
 func EditorPage(v EditorView) templ.Component {
@@ -173,7 +175,7 @@ func editorLogin(errMsg string) templ.Component {
 			var templ_7745c5c3_Var4 string
 			templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(errMsg)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 100, Col: 41}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 102, Col: 41}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 			if templ_7745c5c3_Err != nil {
@@ -221,7 +223,7 @@ func editorSessions(v EditorView) templ.Component {
 			var templ_7745c5c3_Var6 string
 			templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(v.Error)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 113, Col: 42}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 115, Col: 42}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
 			if templ_7745c5c3_Err != nil {
@@ -250,7 +252,7 @@ func editorSessions(v EditorView) templ.Component {
 				var templ_7745c5c3_Var7 string
 				templ_7745c5c3_Var7, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL(s.URL)).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 123, Col: 41}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 125, Col: 41}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var7)
 				if templ_7745c5c3_Err != nil {
@@ -263,7 +265,7 @@ func editorSessions(v EditorView) templ.Component {
 				var templ_7745c5c3_Var8 string
 				templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinStringErrs(s.ID)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 123, Col: 50}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 125, Col: 50}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 				if templ_7745c5c3_Err != nil {
@@ -276,7 +278,7 @@ func editorSessions(v EditorView) templ.Component {
 				var templ_7745c5c3_Var9 string
 				templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinStringErrs(s.Channel)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 124, Col: 22}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 126, Col: 22}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
 				if templ_7745c5c3_Err != nil {
@@ -289,7 +291,7 @@ func editorSessions(v EditorView) templ.Component {
 				var templ_7745c5c3_Var10 string
 				templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(s.Started)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 125, Col: 22}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 127, Col: 22}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 				if templ_7745c5c3_Err != nil {
@@ -308,7 +310,7 @@ func editorSessions(v EditorView) templ.Component {
 					var templ_7745c5c3_Var11 string
 					templ_7745c5c3_Var11, templ_7745c5c3_Err = templ.JoinStringErrs(s.Ended)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 130, Col: 18}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 132, Col: 18}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var11))
 					if templ_7745c5c3_Err != nil {
@@ -357,7 +359,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var13 string
 		templ_7745c5c3_Var13, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.Session.ID).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 142, Col: 68}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 144, Col: 68}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var13)
 		if templ_7745c5c3_Err != nil {
@@ -370,7 +372,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var14 string
 		templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs(v.Session.ID)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 144, Col: 20}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 146, Col: 20}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
 		if templ_7745c5c3_Err != nil {
@@ -383,7 +385,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var15 string
 		templ_7745c5c3_Var15, templ_7745c5c3_Err = templ.JoinStringErrs(v.Session.Channel)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 145, Col: 32}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 147, Col: 32}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var15))
 		if templ_7745c5c3_Err != nil {
@@ -396,7 +398,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var16 string
 		templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(v.Session.Path)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 145, Col: 59}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 147, Col: 59}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var16))
 		if templ_7745c5c3_Err != nil {
@@ -409,7 +411,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var17 string
 		templ_7745c5c3_Var17, templ_7745c5c3_Err = templ.JoinStringErrs(v.Session.Started)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 145, Col: 92}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 147, Col: 92}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var17))
 		if templ_7745c5c3_Err != nil {
@@ -427,7 +429,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var18 string
 			templ_7745c5c3_Var18, templ_7745c5c3_Err = templ.JoinStringErrs(v.Error)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 147, Col: 60}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 149, Col: 60}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var18))
 			if templ_7745c5c3_Err != nil {
@@ -446,7 +448,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var19 string
 			templ_7745c5c3_Var19, templ_7745c5c3_Err = templ.JoinStringErrs(v.Notice)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 150, Col: 50}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 152, Col: 50}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var19))
 			if templ_7745c5c3_Err != nil {
@@ -464,7 +466,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var20 string
 		templ_7745c5c3_Var20, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL("/editor/sessions/" + v.Session.ID + "/export")).ResolveURL(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 152, Col: 92}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 154, Col: 92}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var20)
 		if templ_7745c5c3_Err != nil {
@@ -477,7 +479,7 @@ func editorSession(v EditorView) templ.Component {
 		var templ_7745c5c3_Var21 string
 		templ_7745c5c3_Var21, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.CSRF).Resolve(ctx)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 153, Col: 50}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 155, Col: 50}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var21)
 		if templ_7745c5c3_Err != nil {
@@ -510,7 +512,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var22 string
 			templ_7745c5c3_Var22, templ_7745c5c3_Err = templruntime.NewAttributeExpression(i64(v.Timeline.LengthMS)).Resolve(ctx)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 175, Col: 74}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 177, Col: 74}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var22)
 			if templ_7745c5c3_Err != nil {
@@ -529,7 +531,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var23 string
 					templ_7745c5c3_Var23, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL("#clip-" + c.ID)).ResolveURL(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 178, Col: 59}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 180, Col: 59}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var23)
 					if templ_7745c5c3_Err != nil {
@@ -542,7 +544,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var24 string
 					templ_7745c5c3_Var24, templ_7745c5c3_Err = templruntime.NewAttributeExpression(i64(c.StartMS)).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 178, Col: 89}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 180, Col: 89}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var24)
 					if templ_7745c5c3_Err != nil {
@@ -555,7 +557,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var25 string
 					templ_7745c5c3_Var25, templ_7745c5c3_Err = templruntime.NewAttributeExpression(i64(c.DurationMS)).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 178, Col: 120}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 180, Col: 120}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var25)
 					if templ_7745c5c3_Err != nil {
@@ -568,7 +570,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var26 string
 					templ_7745c5c3_Var26, templ_7745c5c3_Err = templruntime.NewAttributeExpression("clip " + c.ID).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 178, Col: 145}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 180, Col: 145}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var26)
 					if templ_7745c5c3_Err != nil {
@@ -610,7 +612,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var29 string
 					templ_7745c5c3_Var29, templ_7745c5c3_Err = templruntime.NewAttributeExpression(i64(m.AtMS)).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 182, Col: 69}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 184, Col: 69}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var29)
 					if templ_7745c5c3_Err != nil {
@@ -623,7 +625,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var30 string
 					templ_7745c5c3_Var30, templ_7745c5c3_Err = templruntime.NewAttributeExpression(m.ClipID).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 182, Col: 92}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 184, Col: 92}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var30)
 					if templ_7745c5c3_Err != nil {
@@ -636,7 +638,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var31 string
 					templ_7745c5c3_Var31, templ_7745c5c3_Err = templruntime.NewAttributeExpression(momentTitle(ClipMoment{Reason: m.Reason, Label: m.Label})).Resolve(ctx)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 182, Col: 160}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 184, Col: 160}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var31)
 					if templ_7745c5c3_Err != nil {
@@ -679,7 +681,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var32 string
 				templ_7745c5c3_Var32, templ_7745c5c3_Err = templruntime.NewAttributeExpression(d.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 199, Col: 113}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 201, Col: 113}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var32)
 				if templ_7745c5c3_Err != nil {
@@ -692,7 +694,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var33 string
 				templ_7745c5c3_Var33, templ_7745c5c3_Err = templruntime.NewAttributeExpression("image-form-" + d.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 199, Col: 141}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 201, Col: 141}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var33)
 				if templ_7745c5c3_Err != nil {
@@ -705,7 +707,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var34 string
 				templ_7745c5c3_Var34, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.CSRF).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 200, Col: 53}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 202, Col: 53}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var34)
 				if templ_7745c5c3_Err != nil {
@@ -718,7 +720,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var35 string
 				templ_7745c5c3_Var35, templ_7745c5c3_Err = templ.JoinStringErrs(d.Title)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 201, Col: 23}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 203, Col: 23}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var35))
 				if templ_7745c5c3_Err != nil {
@@ -731,7 +733,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var36 string
 				templ_7745c5c3_Var36, templ_7745c5c3_Err = templ.JoinStringErrs(d.ID)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 201, Col: 59}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 203, Col: 59}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var36))
 				if templ_7745c5c3_Err != nil {
@@ -744,7 +746,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var37 string
 				templ_7745c5c3_Var37, templ_7745c5c3_Err = templruntime.NewAttributeExpression("image-" + d.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 202, Col: 45}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 204, Col: 45}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var37)
 				if templ_7745c5c3_Err != nil {
@@ -757,7 +759,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var38 string
 				templ_7745c5c3_Var38, templ_7745c5c3_Err = templruntime.NewAttributeExpression(d.ImageURL).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 202, Col: 64}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 204, Col: 64}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var38)
 				if templ_7745c5c3_Err != nil {
@@ -780,7 +782,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var39 string
 				templ_7745c5c3_Var39, templ_7745c5c3_Err = templruntime.NewAttributeExpression("image-file-" + d.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 203, Col: 104}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 205, Col: 104}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var39)
 				if templ_7745c5c3_Err != nil {
@@ -793,7 +795,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var40 string
 				templ_7745c5c3_Var40, templ_7745c5c3_Err = templruntime.NewAttributeExpression("image-status-" + d.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 205, Col: 54}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 207, Col: 54}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var40)
 				if templ_7745c5c3_Err != nil {
@@ -823,7 +825,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var41 string
 			templ_7745c5c3_Var41, templ_7745c5c3_Err = templruntime.NewAttributeExpression("clip-" + c.ID).Resolve(ctx)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 214, Col: 44}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 216, Col: 44}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var41)
 			if templ_7745c5c3_Err != nil {
@@ -836,7 +838,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var42 string
 			templ_7745c5c3_Var42, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.ID).Resolve(ctx)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 217, Col: 50}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 219, Col: 50}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var42)
 			if templ_7745c5c3_Err != nil {
@@ -860,7 +862,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var43 string
 				templ_7745c5c3_Var43, templ_7745c5c3_Err = templ.JoinStringErrs(momentsTitle(c.Moments))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 219, Col: 32}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 221, Col: 32}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var43))
 				if templ_7745c5c3_Err != nil {
@@ -870,7 +872,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var44 string
 				templ_7745c5c3_Var44, templ_7745c5c3_Err = templ.JoinStringErrs(reasonText(c.Reason))
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 221, Col: 29}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 223, Col: 29}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var44))
 				if templ_7745c5c3_Err != nil {
@@ -888,7 +890,7 @@ func editorSession(v EditorView) templ.Component {
 					var templ_7745c5c3_Var45 string
 					templ_7745c5c3_Var45, templ_7745c5c3_Err = templ.JoinStringErrs(c.Label)
 					if templ_7745c5c3_Err != nil {
-						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 223, Col: 19}
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 225, Col: 19}
 					}
 					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var45))
 					if templ_7745c5c3_Err != nil {
@@ -908,7 +910,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var46 string
 				templ_7745c5c3_Var46, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 228, Col: 74}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 230, Col: 74}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var46)
 				if templ_7745c5c3_Err != nil {
@@ -921,7 +923,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var47 string
 				templ_7745c5c3_Var47, templ_7745c5c3_Err = templruntime.NewAttributeExpression("vertical-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 228, Col: 119}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 230, Col: 119}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var47)
 				if templ_7745c5c3_Err != nil {
@@ -940,7 +942,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var48 string
 				templ_7745c5c3_Var48, templ_7745c5c3_Err = templruntime.NewAttributeExpression("trimmed-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 231, Col: 50}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 233, Col: 50}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var48)
 				if templ_7745c5c3_Err != nil {
@@ -953,7 +955,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var49 string
 				templ_7745c5c3_Var49, templ_7745c5c3_Err = templ.JoinStringErrs(c.In)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 231, Col: 70}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 233, Col: 70}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var49))
 				if templ_7745c5c3_Err != nil {
@@ -966,7 +968,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var50 string
 				templ_7745c5c3_Var50, templ_7745c5c3_Err = templ.JoinStringErrs(c.Out)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 231, Col: 82}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 233, Col: 82}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var50))
 				if templ_7745c5c3_Err != nil {
@@ -979,7 +981,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var51 string
 				templ_7745c5c3_Var51, templ_7745c5c3_Err = templ.JoinStringErrs(c.Duration)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 231, Col: 102}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 233, Col: 102}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var51))
 				if templ_7745c5c3_Err != nil {
@@ -997,7 +999,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var52 string
 			templ_7745c5c3_Var52, templ_7745c5c3_Err = templ.JoinStringErrs(c.At)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 235, Col: 11}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 237, Col: 11}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var52))
 			if templ_7745c5c3_Err != nil {
@@ -1015,7 +1017,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var53 string
 				templ_7745c5c3_Var53, templ_7745c5c3_Err = templ.JoinStringErrs(c.DropID)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 237, Col: 24}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 239, Col: 24}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var53))
 				if templ_7745c5c3_Err != nil {
@@ -1033,7 +1035,7 @@ func editorSession(v EditorView) templ.Component {
 			var templ_7745c5c3_Var54 string
 			templ_7745c5c3_Var54, templ_7745c5c3_Err = templ.JoinStringErrs(c.State)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 239, Col: 17}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 241, Col: 17}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var54))
 			if templ_7745c5c3_Err != nil {
@@ -1051,7 +1053,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var55 string
 				templ_7745c5c3_Var55, templ_7745c5c3_Err = templ.JoinStringErrs(c.Duration)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 241, Col: 21}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 243, Col: 21}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var55))
 				if templ_7745c5c3_Err != nil {
@@ -1070,7 +1072,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var56 string
 				templ_7745c5c3_Var56, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL(c.TwitchURL)).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 244, Col: 45}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 246, Col: 45}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var56)
 				if templ_7745c5c3_Err != nil {
@@ -1093,7 +1095,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var57 string
 				templ_7745c5c3_Var57, templ_7745c5c3_Err = templ.JoinStringErrs(c.Error)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 248, Col: 31}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 250, Col: 31}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var57))
 				if templ_7745c5c3_Err != nil {
@@ -1112,7 +1114,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var58 string
 				templ_7745c5c3_Var58, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.VideoURL).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 252, Col: 69}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 254, Col: 69}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var58)
 				if templ_7745c5c3_Err != nil {
@@ -1125,7 +1127,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var59 string
 				templ_7745c5c3_Var59, templ_7745c5c3_Err = templruntime.NewAttributeExpression("video-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 252, Col: 92}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 254, Col: 92}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var59)
 				if templ_7745c5c3_Err != nil {
@@ -1138,7 +1140,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var60 string
 				templ_7745c5c3_Var60, templ_7745c5c3_Err = templruntime.NewAttributeExpression("cropbox-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 253, Col: 49}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 255, Col: 49}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var60)
 				if templ_7745c5c3_Err != nil {
@@ -1151,7 +1153,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var61 string
 				templ_7745c5c3_Var61, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.CropX).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 253, Col: 68}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 255, Col: 68}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var61)
 				if templ_7745c5c3_Err != nil {
@@ -1164,7 +1166,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var62 string
 				templ_7745c5c3_Var62, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL(c.CropURL)).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 255, Col: 58}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 257, Col: 58}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var62)
 				if templ_7745c5c3_Err != nil {
@@ -1177,7 +1179,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var63 string
 				templ_7745c5c3_Var63, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.CSRF).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 256, Col: 53}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 258, Col: 53}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var63)
 				if templ_7745c5c3_Err != nil {
@@ -1190,7 +1192,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var64 string
 				templ_7745c5c3_Var64, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.CropX).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 257, Col: 97}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 259, Col: 97}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var64)
 				if templ_7745c5c3_Err != nil {
@@ -1203,7 +1205,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var65 string
 				templ_7745c5c3_Var65, templ_7745c5c3_Err = templruntime.NewAttributeExpression("crop-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 257, Col: 119}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 259, Col: 119}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var65)
 				if templ_7745c5c3_Err != nil {
@@ -1216,7 +1218,7 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var66 string
 				templ_7745c5c3_Var66, templ_7745c5c3_Err = templruntime.NewAttributeExpression("track-" + c.ID).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 260, Col: 44}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 262, Col: 44}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var66)
 				if templ_7745c5c3_Err != nil {
@@ -1229,101 +1231,137 @@ func editorSession(v EditorView) templ.Component {
 				var templ_7745c5c3_Var67 string
 				templ_7745c5c3_Var67, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Duration).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 260, Col: 68}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 262, Col: 68}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var67)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 103, "\" title=\"drag In and Out\"><div class=\"sel\"></div><span class=\"h h-in\" data-set=\"in\" tabindex=\"0\" aria-label=\"In point\"></span> <span class=\"h h-out\" data-set=\"out\" tabindex=\"0\" aria-label=\"Out point\"></span> <span class=\"ph\"></span></div><form method=\"post\" action=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 103, "\" title=\"drag In and Out\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				var templ_7745c5c3_Var68 string
-				templ_7745c5c3_Var68, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL(c.TrimURL)).ResolveURL(ctx)
-				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 266, Col: 58}
+				if c.WaveURL != "" {
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 104, "<img class=\"wave\" src=\"")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var68 string
+					templ_7745c5c3_Var68, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.WaveURL).ResolveURL(ctx)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 264, Col: 40}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var68)
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 105, "\" alt=\"\" id=\"")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var69 string
+					templ_7745c5c3_Var69, templ_7745c5c3_Err = templruntime.NewAttributeExpression("wave-" + c.ID).Resolve(ctx)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 264, Col: 69}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var69)
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 106, "\">")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
 				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var68)
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 104, "\" class=\"trim\"><input type=\"hidden\" name=\"csrf\" value=\"")
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				var templ_7745c5c3_Var69 string
-				templ_7745c5c3_Var69, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.CSRF).Resolve(ctx)
-				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 267, Col: 53}
-				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var69)
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 105, "\"> <label>In (s) <input type=\"number\" name=\"in\" min=\"0\" max=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 107, "<div class=\"sel\"></div><span class=\"h h-in\" data-set=\"in\" tabindex=\"0\" aria-label=\"In point\"></span> <span class=\"h h-out\" data-set=\"out\" tabindex=\"0\" aria-label=\"Out point\"></span> <span class=\"ph\"></span></div><form method=\"post\" action=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var70 string
-				templ_7745c5c3_Var70, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Duration).Resolve(ctx)
+				templ_7745c5c3_Var70, templ_7745c5c3_Err = templruntime.NewAttributeExpression(templ.SafeURL(c.TrimURL)).ResolveURL(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 268, Col: 75}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 271, Col: 58}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var70)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 106, "\" step=\"0.1\" value=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 108, "\" class=\"trim\"><input type=\"hidden\" name=\"csrf\" value=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var71 string
-				templ_7745c5c3_Var71, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.In).Resolve(ctx)
+				templ_7745c5c3_Var71, templ_7745c5c3_Err = templruntime.NewAttributeExpression(v.CSRF).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 268, Col: 101}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 272, Col: 53}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var71)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 107, "\"></label> <label>Out (s) <input type=\"number\" name=\"out\" min=\"0\" max=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 109, "\"> <label>In (s) <input type=\"number\" name=\"in\" min=\"0\" max=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var72 string
 				templ_7745c5c3_Var72, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Duration).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 269, Col: 77}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 273, Col: 75}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var72)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 108, "\" step=\"0.1\" value=\"")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 110, "\" step=\"0.1\" value=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var73 string
-				templ_7745c5c3_Var73, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Out).Resolve(ctx)
+				templ_7745c5c3_Var73, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.In).Resolve(ctx)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 269, Col: 104}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 273, Col: 101}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var73)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 109, "\"></label> <button type=\"button\" data-set=\"in\" class=\"secondary\">In = playhead (I)</button> <button type=\"button\" data-set=\"out\" class=\"secondary\">Out = playhead (O)</button> <button type=\"submit\" class=\"save\">Save trim</button> <button type=\"submit\" name=\"clear\" value=\"1\" class=\"link\">Clear trim</button></form>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 111, "\"></label> <label>Out (s) <input type=\"number\" name=\"out\" min=\"0\" max=\"")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				var templ_7745c5c3_Var74 string
+				templ_7745c5c3_Var74, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Duration).Resolve(ctx)
+				if templ_7745c5c3_Err != nil {
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 274, Col: 77}
+				}
+				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var74)
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 112, "\" step=\"0.1\" value=\"")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				var templ_7745c5c3_Var75 string
+				templ_7745c5c3_Var75, templ_7745c5c3_Err = templruntime.NewAttributeExpression(c.Out).Resolve(ctx)
+				if templ_7745c5c3_Err != nil {
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `templates/editor.templ`, Line: 274, Col: 104}
+				}
+				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ_7745c5c3_Var75)
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 113, "\"></label> <button type=\"button\" data-set=\"in\" class=\"secondary\">In = playhead (I)</button> <button type=\"button\" data-set=\"out\" class=\"secondary\">Out = playhead (O)</button> <button type=\"submit\" class=\"save\">Save trim</button> <button type=\"submit\" name=\"clear\" value=\"1\" class=\"link\">Clear trim</button></form>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 110, "</article>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 114, "</article>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 111, "<style>\n\t\t\t.timeline{position:relative;height:42px;margin:14px 0 6px;border-radius:8px;background:#1b1f2a;border:1px solid var(--line,#2a2f3a)}\n\t\t\t.timeline .span{position:absolute;top:6px;bottom:6px;border-radius:6px;background:rgba(124,58,237,.45)}\n\t\t\t.timeline .span:hover{background:rgba(124,58,237,.75)}\n\t\t\t.mark{display:inline-block;width:10px;height:10px;border-radius:50%;background:#aaa;vertical-align:middle}\n\t\t\t.timeline .mark{position:absolute;top:50%;margin:-7px 0 0 -7px;width:14px;height:14px;border:2px solid #0b0d12;cursor:pointer}\n\t\t\t.mark-open{background:#22c55e}.mark-sold_out{background:#ef4444}.mark-close{background:#f59e0b}.mark-clip{background:#38bdf8}.mark-surge{background:#e879f9}\n\t\t\t.legend{color:var(--muted,#9aa);font-size:.85rem}\n\t\t\t.legend .mark{margin-left:10px}\n\t\t\tkbd{border:1px solid #444;border-radius:4px;padding:0 4px;font-size:.8rem}\n\t\t\t.track{position:relative;height:30px;max-width:640px;margin:8px 0;border-radius:6px;background:#1b1f2a;touch-action:none;user-select:none}\n\t\t\t.track .sel{position:absolute;top:0;bottom:0;background:rgba(34,197,94,.35);border-radius:6px}\n\t\t\t.track .h{position:absolute;top:-3px;width:12px;height:36px;margin-left:-6px;border-radius:4px;cursor:ew-resize;background:#22c55e}\n\t\t\t.track .h-out{background:#ef4444}\n\t\t\t.track .ph{position:absolute;top:0;bottom:0;width:2px;background:#fff;pointer-events:none}\n\t\t\tbutton.primary{background:#7c3aed;color:#fff}\n\t\t\tbutton.secondary{background:#2a3040;color:#e5e7eb}\n\t\t\tbutton.save{background:#22c55e;color:#0b0d12}\n\t\t\tform.image-upload{display:flex;flex-wrap:wrap;align-items:center;gap:10px;margin:8px 0}\n\t\t\tform.image-upload .thumb{border-radius:6px;object-fit:cover}\n\t\t\tarticle.clip.active{outline:2px solid #7c3aed;outline-offset:4px;border-radius:8px}\n\t\t</style><script>\n\t\t\t(function () {\n\t\t\t\tvar active = null;\n\t\t\t\tfunction activate(a) {\n\t\t\t\t\tif (active) { active.classList.remove(\"active\"); }\n\t\t\t\t\tactive = a;\n\t\t\t\t\tif (a) { a.classList.add(\"active\"); }\n\t\t\t\t}\n\t\t\t\tvar tl = document.getElementById(\"timeline\");\n\t\t\t\tif (tl) {\n\t\t\t\t\tvar len = parseFloat(tl.dataset.len);\n\t\t\t\t\ttl.querySelectorAll(\".span\").forEach(function (s) {\n\t\t\t\t\t\ts.style.left = (100 * parseFloat(s.dataset.start) / len) + \"%\";\n\t\t\t\t\t\ts.style.width = Math.max(0.5, 100 * parseFloat(s.dataset.dur) / len) + \"%\";\n\t\t\t\t\t});\n\t\t\t\t\ttl.querySelectorAll(\".mark\").forEach(function (m) {\n\t\t\t\t\t\tm.style.left = (100 * parseFloat(m.dataset.at) / len) + \"%\";\n\t\t\t\t\t\tm.addEventListener(\"click\", function () {\n\t\t\t\t\t\t\tvar a = document.getElementById(\"clip-\" + m.dataset.clip);\n\t\t\t\t\t\t\tif (a) { activate(a); a.scrollIntoView({block: \"center\"}); }\n\t\t\t\t\t\t});\n\t\t\t\t\t});\n\t\t\t\t}\n\t\t\t\tdocument.querySelectorAll(\"article.clip\").forEach(function (a) {\n\t\t\t\t\tvar v = a.querySelector(\"video\"), f = a.querySelector(\"form.trim\"), t = a.querySelector(\".track\");\n\t\t\t\t\ta.addEventListener(\"pointerdown\", function () { activate(a); });\n\t\t\t\t\ta.addEventListener(\"focusin\", function () { activate(a); });\n\t\t\t\t\tif (!v || !f || !t) { return; }\n\t\t\t\t\tif (!active) { activate(a); }\n\t\t\t\t\tvar dur = parseFloat(t.dataset.dur), sel = t.querySelector(\".sel\"), ph = t.querySelector(\".ph\");\n\t\t\t\t\tvar hin = t.querySelector(\".h-in\"), hout = t.querySelector(\".h-out\");\n\t\t\t\t\tfunction pct(x) { return (100 * Math.min(Math.max(x, 0), dur) / dur) + \"%\"; }\n\t\t\t\t\tfunction draw() {\n\t\t\t\t\t\tvar i = parseFloat(f.elements[\"in\"].value) || 0, o = parseFloat(f.elements[\"out\"].value) || dur;\n\t\t\t\t\t\thin.style.left = pct(i); hout.style.left = pct(o);\n\t\t\t\t\t\tsel.style.left = pct(i); sel.style.width = (100 * Math.max(0, o - i) / dur) + \"%\";\n\t\t\t\t\t}\n\t\t\t\t\tfunction set(which, secs) {\n\t\t\t\t\t\tvar i = parseFloat(f.elements[\"in\"].value) || 0, o = parseFloat(f.elements[\"out\"].value) || dur;\n\t\t\t\t\t\tsecs = Math.min(Math.max(secs, 0), dur);\n\t\t\t\t\t\tif (which === \"in\") { secs = Math.min(secs, o - 0.1); } else { secs = Math.max(secs, i + 0.1); }\n\t\t\t\t\t\tf.elements[which].value = secs.toFixed(1);\n\t\t\t\t\t\tdraw();\n\t\t\t\t\t}\n\t\t\t\t\ta.setPoint = function (which) { set(which, v.currentTime); };\n\t\t\t\t\ta.togglePlay = function () { if (v.paused) { v.play(); } else { v.pause(); } };\n\t\t\t\t\tf.querySelectorAll(\"button[data-set]\").forEach(function (b) {\n\t\t\t\t\t\tb.addEventListener(\"click\", function () { a.setPoint(b.dataset.set); });\n\t\t\t\t\t});\n\t\t\t\t\tf.elements[\"in\"].addEventListener(\"input\", draw);\n\t\t\t\t\tf.elements[\"out\"].addEventListener(\"input\", draw);\n\t\t\t\t\t[hin, hout].forEach(function (h) {\n\t\t\t\t\t\th.addEventListener(\"pointerdown\", function (e) {\n\t\t\t\t\t\t\te.preventDefault();\n\t\t\t\t\t\t\th.setPointerCapture(e.pointerId);\n\t\t\t\t\t\t\tfunction move(ev) {\n\t\t\t\t\t\t\t\tvar r = t.getBoundingClientRect();\n\t\t\t\t\t\t\t\tvar secs = (ev.clientX - r.left) / r.width * dur;\n\t\t\t\t\t\t\t\tset(h.dataset.set, secs);\n\t\t\t\t\t\t\t\tv.currentTime = parseFloat(f.elements[h.dataset.set].value);\n\t\t\t\t\t\t\t}\n\t\t\t\t\t\t\tfunction up() { h.removeEventListener(\"pointermove\", move); h.removeEventListener(\"pointerup\", up); }\n\t\t\t\t\t\t\th.addEventListener(\"pointermove\", move);\n\t\t\t\t\t\t\th.addEventListener(\"pointerup\", up);\n\t\t\t\t\t\t});\n\t\t\t\t\t});\n\t\t\t\t\tv.addEventListener(\"timeupdate\", function () { ph.style.left = pct(v.currentTime); });\n\t\t\t\t\tdraw();\n\t\t\t\t});\n\t\t\t\tdocument.querySelectorAll(\"form.crop\").forEach(function (f) {\n\t\t\t\t\tvar box = f.parentElement.querySelector(\".cropbox\"), r = f.elements.x;\n\t\t\t\t\tfunction place() { box.style.left = (parseFloat(r.value) * (100 - 31.64)) + \"%\"; }\n\t\t\t\t\tr.addEventListener(\"input\", place);\n\t\t\t\t\tplace();\n\t\t\t\t});\n\t\t\t\tdocument.querySelectorAll(\"form.image-upload\").forEach(function (f) {\n\t\t\t\t\tvar id = f.dataset.drop, img = document.getElementById(\"image-\" + id), st = document.getElementById(\"image-status-\" + id);\n\t\t\t\t\tf.addEventListener(\"submit\", function (e) {\n\t\t\t\t\t\te.preventDefault();\n\t\t\t\t\t\tst.textContent = \"uploading…\";\n\t\t\t\t\t\tfetch(f.action, {method: \"POST\", body: new FormData(f), credentials: \"same-origin\"})\n\t\t\t\t\t\t\t.then(function (r) { return r.json().then(function (j) { if (!r.ok) { throw new Error(j.message || r.statusText); } return j; }); })\n\t\t\t\t\t\t\t.then(function (im) {\n\t\t\t\t\t\t\t\treturn fetch(\"/api/drops/\" + encodeURIComponent(id) + \"/image\", {method: \"PUT\", credentials: \"same-origin\",\n\t\t\t\t\t\t\t\t\theaders: {\"Content-Type\": \"application/json\"}, body: JSON.stringify({sha256: im.sha256})})\n\t\t\t\t\t\t\t\t\t.then(function (r) { return r.json().then(function (j) { if (!r.ok) { throw new Error(j.message || r.statusText); } return im; }); });\n\t\t\t\t\t\t\t})\n\t\t\t\t\t\t\t.then(function (im) {\n\t\t\t\t\t\t\t\timg.src = im.url; img.hidden = false;\n\t\t\t\t\t\t\t\tst.textContent = \"stored and signed: \" + im.sha256.slice(0, 12) + \"…\";\n\t\t\t\t\t\t\t})\n\t\t\t\t\t\t\t.catch(function (err) { st.textContent = err.message; });\n\t\t\t\t\t});\n\t\t\t\t});\n\t\t\t\tdocument.addEventListener(\"keydown\", function (e) {\n\t\t\t\t\tvar tag = (e.target.tagName || \"\").toLowerCase();\n\t\t\t\t\tif (!active || !active.setPoint || e.ctrlKey || e.metaKey || e.altKey || tag === \"input\" || tag === \"select\" || tag === \"textarea\") { return; }\n\t\t\t\t\tif (e.key === \"i\" || e.key === \"I\") { active.setPoint(\"in\"); e.preventDefault(); }\n\t\t\t\t\telse if (e.key === \"o\" || e.key === \"O\") { active.setPoint(\"out\"); e.preventDefault(); }\n\t\t\t\t\telse if (e.key === \" \") { active.togglePlay(); e.preventDefault(); }\n\t\t\t\t});\n\t\t\t})();\n\t\t</script></section>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 115, "<style>\n\t\t\t.timeline{position:relative;height:42px;margin:14px 0 6px;border-radius:8px;background:#1b1f2a;border:1px solid var(--line,#2a2f3a)}\n\t\t\t.timeline .span{position:absolute;top:6px;bottom:6px;border-radius:6px;background:rgba(124,58,237,.45)}\n\t\t\t.timeline .span:hover{background:rgba(124,58,237,.75)}\n\t\t\t.mark{display:inline-block;width:10px;height:10px;border-radius:50%;background:#aaa;vertical-align:middle}\n\t\t\t.timeline .mark{position:absolute;top:50%;margin:-7px 0 0 -7px;width:14px;height:14px;border:2px solid #0b0d12;cursor:pointer}\n\t\t\t.mark-open{background:#22c55e}.mark-sold_out{background:#ef4444}.mark-close{background:#f59e0b}.mark-clip{background:#38bdf8}.mark-surge{background:#e879f9}\n\t\t\t.legend{color:var(--muted,#9aa);font-size:.85rem}\n\t\t\t.legend .mark{margin-left:10px}\n\t\t\tkbd{border:1px solid #444;border-radius:4px;padding:0 4px;font-size:.8rem}\n\t\t\t.track{position:relative;height:48px;max-width:640px;margin:8px 0;border-radius:6px;background:#1b1f2a;touch-action:none;user-select:none}\n\t\t\t.track .sel{position:absolute;top:0;bottom:0;background:rgba(34,197,94,.3);border-radius:6px}\n\t\t\t.track .wave{position:absolute;inset:0;width:100%;height:100%;pointer-events:none;opacity:.9}\n\t\t\t.track .h{position:absolute;top:-3px;width:12px;height:54px;margin-left:-6px;border-radius:4px;cursor:ew-resize;background:#22c55e}\n\t\t\t.track .h-out{background:#ef4444}\n\t\t\t.track .ph{position:absolute;top:0;bottom:0;width:2px;background:#fff;pointer-events:none}\n\t\t\tbutton.primary{background:#7c3aed;color:#fff}\n\t\t\tbutton.secondary{background:#2a3040;color:#e5e7eb}\n\t\t\tbutton.save{background:#22c55e;color:#0b0d12}\n\t\t\tform.image-upload{display:flex;flex-wrap:wrap;align-items:center;gap:10px;margin:8px 0}\n\t\t\tform.image-upload .thumb{border-radius:6px;object-fit:cover}\n\t\t\tarticle.clip.active{outline:2px solid #7c3aed;outline-offset:4px;border-radius:8px}\n\t\t</style><script>\n\t\t\t(function () {\n\t\t\t\tvar active = null;\n\t\t\t\tfunction activate(a) {\n\t\t\t\t\tif (active) { active.classList.remove(\"active\"); }\n\t\t\t\t\tactive = a;\n\t\t\t\t\tif (a) { a.classList.add(\"active\"); }\n\t\t\t\t}\n\t\t\t\tvar tl = document.getElementById(\"timeline\");\n\t\t\t\tif (tl) {\n\t\t\t\t\tvar len = parseFloat(tl.dataset.len);\n\t\t\t\t\ttl.querySelectorAll(\".span\").forEach(function (s) {\n\t\t\t\t\t\ts.style.left = (100 * parseFloat(s.dataset.start) / len) + \"%\";\n\t\t\t\t\t\ts.style.width = Math.max(0.5, 100 * parseFloat(s.dataset.dur) / len) + \"%\";\n\t\t\t\t\t});\n\t\t\t\t\ttl.querySelectorAll(\".mark\").forEach(function (m) {\n\t\t\t\t\t\tm.style.left = (100 * parseFloat(m.dataset.at) / len) + \"%\";\n\t\t\t\t\t\tm.addEventListener(\"click\", function () {\n\t\t\t\t\t\t\tvar a = document.getElementById(\"clip-\" + m.dataset.clip);\n\t\t\t\t\t\t\tif (a) { activate(a); a.scrollIntoView({block: \"center\"}); }\n\t\t\t\t\t\t});\n\t\t\t\t\t});\n\t\t\t\t}\n\t\t\t\tdocument.querySelectorAll(\"article.clip\").forEach(function (a) {\n\t\t\t\t\tvar v = a.querySelector(\"video\"), f = a.querySelector(\"form.trim\"), t = a.querySelector(\".track\");\n\t\t\t\t\ta.addEventListener(\"pointerdown\", function () { activate(a); });\n\t\t\t\t\ta.addEventListener(\"focusin\", function () { activate(a); });\n\t\t\t\t\tif (!v || !f || !t) { return; }\n\t\t\t\t\tif (!active) { activate(a); }\n\t\t\t\t\tvar dur = parseFloat(t.dataset.dur), sel = t.querySelector(\".sel\"), ph = t.querySelector(\".ph\");\n\t\t\t\t\tvar hin = t.querySelector(\".h-in\"), hout = t.querySelector(\".h-out\");\n\t\t\t\t\tfunction pct(x) { return (100 * Math.min(Math.max(x, 0), dur) / dur) + \"%\"; }\n\t\t\t\t\tfunction draw() {\n\t\t\t\t\t\tvar i = parseFloat(f.elements[\"in\"].value) || 0, o = parseFloat(f.elements[\"out\"].value) || dur;\n\t\t\t\t\t\thin.style.left = pct(i); hout.style.left = pct(o);\n\t\t\t\t\t\tsel.style.left = pct(i); sel.style.width = (100 * Math.max(0, o - i) / dur) + \"%\";\n\t\t\t\t\t}\n\t\t\t\t\tfunction set(which, secs) {\n\t\t\t\t\t\tvar i = parseFloat(f.elements[\"in\"].value) || 0, o = parseFloat(f.elements[\"out\"].value) || dur;\n\t\t\t\t\t\tsecs = Math.min(Math.max(secs, 0), dur);\n\t\t\t\t\t\tif (which === \"in\") { secs = Math.min(secs, o - 0.1); } else { secs = Math.max(secs, i + 0.1); }\n\t\t\t\t\t\tf.elements[which].value = secs.toFixed(1);\n\t\t\t\t\t\tdraw();\n\t\t\t\t\t}\n\t\t\t\t\ta.setPoint = function (which) { set(which, v.currentTime); };\n\t\t\t\t\ta.togglePlay = function () { if (v.paused) { v.play(); } else { v.pause(); } };\n\t\t\t\t\tf.querySelectorAll(\"button[data-set]\").forEach(function (b) {\n\t\t\t\t\t\tb.addEventListener(\"click\", function () { a.setPoint(b.dataset.set); });\n\t\t\t\t\t});\n\t\t\t\t\tf.elements[\"in\"].addEventListener(\"input\", draw);\n\t\t\t\t\tf.elements[\"out\"].addEventListener(\"input\", draw);\n\t\t\t\t\t[hin, hout].forEach(function (h) {\n\t\t\t\t\t\th.addEventListener(\"pointerdown\", function (e) {\n\t\t\t\t\t\t\te.preventDefault();\n\t\t\t\t\t\t\th.setPointerCapture(e.pointerId);\n\t\t\t\t\t\t\tfunction move(ev) {\n\t\t\t\t\t\t\t\tvar r = t.getBoundingClientRect();\n\t\t\t\t\t\t\t\tvar secs = (ev.clientX - r.left) / r.width * dur;\n\t\t\t\t\t\t\t\tset(h.dataset.set, secs);\n\t\t\t\t\t\t\t\tv.currentTime = parseFloat(f.elements[h.dataset.set].value);\n\t\t\t\t\t\t\t}\n\t\t\t\t\t\t\tfunction up() { h.removeEventListener(\"pointermove\", move); h.removeEventListener(\"pointerup\", up); }\n\t\t\t\t\t\t\th.addEventListener(\"pointermove\", move);\n\t\t\t\t\t\t\th.addEventListener(\"pointerup\", up);\n\t\t\t\t\t\t});\n\t\t\t\t\t});\n\t\t\t\t\tv.addEventListener(\"timeupdate\", function () { ph.style.left = pct(v.currentTime); });\n\t\t\t\t\tdraw();\n\t\t\t\t});\n\t\t\t\tdocument.querySelectorAll(\"form.crop\").forEach(function (f) {\n\t\t\t\t\tvar box = f.parentElement.querySelector(\".cropbox\"), r = f.elements.x;\n\t\t\t\t\tfunction place() { box.style.left = (parseFloat(r.value) * (100 - 31.64)) + \"%\"; }\n\t\t\t\t\tr.addEventListener(\"input\", place);\n\t\t\t\t\tplace();\n\t\t\t\t});\n\t\t\t\tdocument.querySelectorAll(\"form.image-upload\").forEach(function (f) {\n\t\t\t\t\tvar id = f.dataset.drop, img = document.getElementById(\"image-\" + id), st = document.getElementById(\"image-status-\" + id);\n\t\t\t\t\tf.addEventListener(\"submit\", function (e) {\n\t\t\t\t\t\te.preventDefault();\n\t\t\t\t\t\tst.textContent = \"uploading…\";\n\t\t\t\t\t\tfetch(f.action, {method: \"POST\", body: new FormData(f), credentials: \"same-origin\"})\n\t\t\t\t\t\t\t.then(function (r) { return r.json().then(function (j) { if (!r.ok) { throw new Error(j.message || r.statusText); } return j; }); })\n\t\t\t\t\t\t\t.then(function (im) {\n\t\t\t\t\t\t\t\treturn fetch(\"/api/drops/\" + encodeURIComponent(id) + \"/image\", {method: \"PUT\", credentials: \"same-origin\",\n\t\t\t\t\t\t\t\t\theaders: {\"Content-Type\": \"application/json\"}, body: JSON.stringify({sha256: im.sha256})})\n\t\t\t\t\t\t\t\t\t.then(function (r) { return r.json().then(function (j) { if (!r.ok) { throw new Error(j.message || r.statusText); } return im; }); });\n\t\t\t\t\t\t\t})\n\t\t\t\t\t\t\t.then(function (im) {\n\t\t\t\t\t\t\t\timg.src = im.url; img.hidden = false;\n\t\t\t\t\t\t\t\tst.textContent = \"stored and signed: \" + im.sha256.slice(0, 12) + \"…\";\n\t\t\t\t\t\t\t})\n\t\t\t\t\t\t\t.catch(function (err) { st.textContent = err.message; });\n\t\t\t\t\t});\n\t\t\t\t});\n\t\t\t\tdocument.addEventListener(\"keydown\", function (e) {\n\t\t\t\t\tvar tag = (e.target.tagName || \"\").toLowerCase();\n\t\t\t\t\tif (!active || !active.setPoint || e.ctrlKey || e.metaKey || e.altKey || tag === \"input\" || tag === \"select\" || tag === \"textarea\") { return; }\n\t\t\t\t\tif (e.key === \"i\" || e.key === \"I\") { active.setPoint(\"in\"); e.preventDefault(); }\n\t\t\t\t\telse if (e.key === \"o\" || e.key === \"O\") { active.setPoint(\"out\"); e.preventDefault(); }\n\t\t\t\t\telse if (e.key === \" \") { active.togglePlay(); e.preventDefault(); }\n\t\t\t\t});\n\t\t\t})();\n\t\t</script></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

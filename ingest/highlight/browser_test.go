@@ -190,6 +190,7 @@ func checkEditorInBrowser(t *testing.T, h, images http.Handler, store highlight.
 	id := clips[0].ID
 	q := func(sel string) string { return `document.querySelector("#clip-` + id + ` ` + sel + `")` }
 	waitJS(t, ctx, "the clip to load", q("video")+`.readyState >= 1`)
+	waitJS(t, ctx, "the clip's waveform", `(() => { const w = `+q(".wave")+`; return w && w.complete && w.naturalWidth === 640; })()`)
 	// Touch the clip, then I and O at two playhead positions.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#clip-"+id+" h2"))); err != nil {
 		t.Fatal(err)

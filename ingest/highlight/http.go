@@ -48,6 +48,7 @@ const maxForm = 64 << 10
 //	POST /editor/login                     admin token → session cookie
 //	GET  /editor/sessions/{id}             a session's highlights: playback, trim, selection
 //	GET  /editor/clips/{id}.mp4            a clip, with Range support
+//	GET  /editor/clips/{id}.wave.png       its audio waveform (with ffmpeg)
 //	POST /editor/highlights/{id}/trim      in/out (seconds) or clear=1
 //	POST /editor/highlights/{id}/crop      x (0..1): where the 9:16 window sits
 //	POST /editor/sessions/{id}/export      the bundle (zip) of the ticked clips (h), with 9:16 versions of v
@@ -172,6 +173,9 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed(),
 			CropX: strconv.FormatFloat(x.CropX, 'f', 2, 64), CropURL: "/editor/highlights/" + x.ID + "/crop",
 			StartMS: x.Start.Milliseconds(), DurationMS: x.Duration.Milliseconds()}
+		if v.VerticalOn {
+			c.WaveURL = "/editor/clips/" + x.ID + ".wave.png"
+		}
 		for _, m := range x.Moments {
 			v.Timeline.Marks = append(v.Timeline.Marks, templates.EditorMark{Reason: m.Reason, Label: m.Label,
 				AtMS: m.At.Sub(s.StartedAt).Milliseconds(), ClipID: x.ID})
@@ -225,7 +229,12 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sign in at /editor first", http.StatusUnauthorized)
 		return
 	}
-	id, ok := strings.CutSuffix(r.PathValue("file"), ".mp4")
+	file := r.PathValue("file")
+	id, wave := strings.CutSuffix(file, ".wave.png")
+	ok := wave
+	if !wave {
+		id, ok = strings.CutSuffix(file, ".mp4")
+	}
 	if !ok {
 		http.Error(w, "that is not a valid id", http.StatusBadRequest)
 		return
@@ -243,6 +252,10 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "that is not a valid id", http.StatusBadRequest)
 		return
 	}
+	if wave {
+		h.waveform(w, r, x)
+		return
+	}
 	f, err := os.Open(filepath.Join(h.d.Dir, x.SessionID, x.ID+".mp4"))
 	if err != nil {
 		code, msg := h.status(fmt.Errorf("%w: file: %v", ErrNoHighlight, err))
@@ -253,6 +266,29 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "video/mp4")
 	w.Header().Set("Cache-Control", "private, max-age=3600")
 	http.ServeContent(w, r, x.ID+".mp4", x.CreatedAt, f)
+}
+
+// waveform serves the clip's audio as a picture, drawn by ffmpeg once and
+// kept beside the clip.
+func (h *handler) waveform(w http.ResponseWriter, r *http.Request, x Highlight) {
+	if h.d.Exporter == nil || h.d.Exporter.d.Vertical == nil {
+		http.Error(w, "waveforms need ffmpeg on the server", http.StatusNotFound)
+		return
+	}
+	path := filepath.Join(h.d.Dir, x.SessionID, x.ID+".wave.png")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		b, err = h.d.Exporter.d.Vertical.Waveform(r.Context(), filepath.Join(h.d.Dir, x.SessionID, x.ID+".mp4"), 640, 48)
+		if err != nil {
+			h.log.Warn("waveform", "highlight", x.ID, "err", err)
+			http.Error(w, "this clip has no audio to draw", http.StatusNotFound)
+			return
+		}
+		_ = os.WriteFile(path, b, 0o600) // a cache: drawn again if it cannot be kept
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	_, _ = w.Write(b)
 }
 
 // form checks the admin credential and, for the cookie, origin and CSRF

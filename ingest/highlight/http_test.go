@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -78,7 +79,16 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 		resp.Header.Get("Content-Type") != "video/mp4" || string(body[4:8]) != "ftyp" {
 		t.Errorf("range request: %d %q %d bytes", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
 	}
-	for _, bad := range []string{"/editor/clips/..%2F..%2Fledger.db", "/editor/clips/h0000000000000000.mp4", "/editor/sessions/nope-20200101T000000Z", "/editor/sessions/..%2F.."} {
+	// The clip's audio waveform, drawn by ffmpeg.
+	if resp, _ := do("GET", "/editor/clips/"+clipID+".wave.png", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("waveform without sign-in: %d", resp.StatusCode)
+	}
+	resp, body = do("GET", "/editor/clips/"+clipID+".wave.png", nil, bearer)
+	if img, err := png.Decode(bytes.NewReader(body)); resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" || err != nil ||
+		img.Bounds().Dx() != 640 {
+		t.Errorf("waveform: %d %s %v", resp.StatusCode, resp.Header.Get("Content-Type"), err)
+	}
+	for _, bad := range []string{"/editor/clips/..%2F..%2Fledger.db", "/editor/clips/" + clipID + ".wave.jpg", "/editor/clips/h0000000000000000.mp4", "/editor/sessions/nope-20200101T000000Z", "/editor/sessions/..%2F.."} {
 		if resp, _ := do("GET", bad, nil, bearer); resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 400 or 404", bad, resp.StatusCode)
 		}

@@ -199,6 +199,20 @@ func (v *Verticalizer) Still(ctx context.Context, src string, at time.Duration) 
 	return out.Bytes(), nil
 }
 
+// Waveform draws the audio of src as a PNG (width×height), for the
+// editor's timeline.
+func (v *Verticalizer) Waveform(ctx context.Context, src string, width, height int) ([]byte, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, v.FFmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", src,
+		"-filter_complex", fmt.Sprintf("[0:a:0]aformat=channel_layouts=mono,showwavespic=s=%dx%d:colors=0x38bdf8", width, height),
+		"-frames:v", "1", "-f", "image2", "-c:v", "png", "pipe:1")
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("ffmpeg waveform: %w: %s", err, strings.TrimSpace(lastLines(errb.String(), 5)))
+	}
+	return out.Bytes(), nil
+}
+
 // filterPath quotes a path for a single-quoted filtergraph value.
 func filterPath(p string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `'\''`, `:`, `\:`).Replace(p)
