@@ -37,6 +37,8 @@ require (
 
 require github.com/stripe/stripe-go/v82 v82.5.1
 
+require golang.org/x/image v0.44.0 // indirect
+
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect
 	github.com/BurntSushi/toml v1.4.1-0.20240526193622-a339e1f7089c // indirect

@@ -1,6 +1,7 @@
 package microdrop_test
 
 import (
+	"errors"
 	"go/build"
 	"os"
 	"path/filepath"
@@ -27,7 +28,8 @@ func modulePackages(t *testing.T, root string) map[string][]string {
 		}
 		bp, err := build.ImportDir(path, 0)
 		if err != nil {
-			if _, ok := err.(*build.NoGoError); ok {
+			var none *build.NoGoError
+			if errors.As(err, &none) {
 				return nil
 			}
 			return err

@@ -3,6 +3,7 @@ package templates
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Offer kinds.
@@ -24,8 +25,29 @@ type OfferView struct {
 	Clips []OfferClip
 	// Link is the creator-attributed buy link.
 	Link string
-	// Remaining units offered post-stream (the restock page).
+	// Remaining units of the limited run, offered post-stream.
 	Remaining int
+	// Creator brands the page.
+	Creator OfferCreator
+	// Image is the product image: a path relative to the page (in a
+	// bundle, ../images/<sha256>.jpg) or an absolute URL; "" for none.
+	Image string
+	// ShareImage is the absolute URL link previews show (Open Graph,
+	// Twitter card): the product image as the server serves it.
+	ShareImage string
+	// PageURL is the page's own absolute URL, where it has one.
+	PageURL string
+	// ToShop: Link goes to the creator's shop rather than microdrop's
+	// claim page.
+	ToShop bool
+}
+
+// OfferCreator is how the creator appears: name, accent colour (#rrggbb)
+// and avatar (relative path or URL; "" for initials).
+type OfferCreator struct {
+	Name   string
+	Color  string
+	Avatar string
 }
 
 // OfferDrop is the drop an offer sells, with how it went live.
@@ -50,6 +72,10 @@ type OfferClip struct {
 	// Moments are the moments the clip covers, oldest first.
 	Moments    []ClipMoment
 	DurationMS int64
+	// Src is the 16:9 clip, Poster its first-second frame (JPEG) and
+	// Vertical its 9:16 version, as paths relative to the page; "" when
+	// absent.
+	Src, Poster, Vertical string
 }
 
 // ClipMoment is one moment a clip covers: why it was captured and the
@@ -149,3 +175,98 @@ func momentsTitle(ms []ClipMoment) string {
 }
 
 func leftText(n int) string { return strconv.Itoa(n) + " left from the live drop." }
+
+// stockLine says how much of the limited run is left.
+func stockLine(v OfferView) string {
+	switch {
+	case v.Drop.Stock <= 0:
+		return ""
+	case v.Remaining <= 0:
+		return "Sold out live: all " + strconv.Itoa(v.Drop.Stock) + " claimed"
+	}
+	return strconv.Itoa(v.Remaining) + " of " + strconv.Itoa(v.Drop.Stock) + " left"
+}
+
+const defaultAccent = "#7c3aed"
+
+// accentCSS sets the page's accent; anything but #rrggbb falls back to
+// the default, so config text never reaches the stylesheet unchecked.
+func accentCSS(color string) string {
+	if !hexColor(color) {
+		color = defaultAccent
+	}
+	return ":root{--accent:" + color + "}"
+}
+
+func hexColor(s string) bool {
+	if len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// initials stand in for a missing avatar.
+func initials(name string) string {
+	for _, r := range name {
+		if r != ' ' && r != '@' && r != '_' {
+			return strings.ToUpper(string(r))
+		}
+	}
+	return "?"
+}
+
+func creatorName(v OfferView) string {
+	if v.Creator.Name != "" {
+		return v.Creator.Name
+	}
+	return v.Drop.Creator
+}
+
+// offerDescription is the one line a link preview shows.
+func offerDescription(v OfferView) string {
+	d := v.Drop
+	s := d.Title + " from the stream of " + creatorName(v) + ": "
+	if d.LivePriceMinor == 0 && d.PostStreamPriceMinor == 0 {
+		s += "free"
+	} else {
+		s += offerPrice(d.PostStreamPriceMinor, d.Currency) + " after the stream (" + offerPrice(d.LivePriceMinor, d.Currency) + " live)"
+	}
+	if l := stockLine(v); l != "" {
+		s += ". " + l
+	}
+	return s + "."
+}
+
+func buyText(v OfferView) string {
+	switch {
+	case v.Drop.LivePriceMinor == 0 && v.Drop.PostStreamPriceMinor == 0:
+		return "Claim it"
+	case v.ToShop:
+		return "Buy in the shop · " + offerPrice(v.Drop.PostStreamPriceMinor, v.Drop.Currency)
+	}
+	return "Get it · " + offerPrice(v.Drop.PostStreamPriceMinor, v.Drop.Currency)
+}
+
+func twitterCard(v OfferView) string {
+	if v.ShareImage != "" {
+		return "summary_large_image"
+	}
+	return "summary"
+}
+
+// heroClip is the clip the page plays: the first with a file.
+func heroClip(v OfferView) (OfferClip, bool) {
+	for _, c := range v.Clips {
+		if c.Src != "" {
+			return c, true
+		}
+	}
+	return OfferClip{}, false
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }

@@ -20,8 +20,13 @@ func sampleOffer(kind string) OfferView {
 		Drop: OfferDrop{ID: "d_7Kq2", Title: "Black hoodie <limited>", SKU: "HOODIE-BLK-L", LimitedRunID: "run-2026-07",
 			Creator: "creator42", Currency: "EUR", LivePriceMinor: 4500, PostStreamPriceMinor: 5400, Stock: 50, Wins: 50,
 			SellThroughMS: &sell},
-		Clips: []OfferClip{{Moments: []ClipMoment{{Reason: "open"}}, DurationMS: 60_040},
-			{Moments: []ClipMoment{{Reason: "clip", Label: "chat goes wild"}}, DurationMS: 12_000}},
+		Clips: []OfferClip{{Moments: []ClipMoment{{Reason: "open"}}, DurationMS: 60_040,
+			Src: "../clips/h0123456789abcdef.mp4", Poster: "../posters/h0123456789abcdef.jpg", Vertical: "../vertical/h0123456789abcdef.mp4"},
+			{Moments: []ClipMoment{{Reason: "clip", Label: "chat goes wild"}}, DurationMS: 12_000, Src: "../clips/h1123456789abcdef.mp4"}},
+		Creator:    OfferCreator{Name: "Creator 42", Color: "#ff3d7f", Avatar: "../images/avatar.png"},
+		Image:      "../images/" + strings.Repeat("1e", 32) + ".jpg",
+		ShareImage: "https://drops.example/images/" + strings.Repeat("1e", 32),
+		Remaining:  12,
 		Link: "https://shop.example/c/creator42/HOODIE-BLK-L?drop=d_7Kq2&run=run-2026-07&utm_campaign=" + kind +
 			"&utm_medium=post_stream&utm_source=microdrop",
 	}
@@ -102,6 +107,46 @@ func TestOfferFreeDropAndNoRun(t *testing.T) {
 				t.Errorf("%s: a free drop without a run id shows %q:\n%s", kind, bad, page)
 			}
 		}
+	}
+}
+
+// TestOfferPostable: the page carries what makes a posted link worth
+// clicking: the product image and the clip with its poster, the creator's
+// name, colour and avatar, how much of the run is left, and Open Graph and
+// Twitter card tags with the absolute image URL. A colour that is not
+// #rrggbb never reaches the stylesheet.
+func TestOfferPostable(t *testing.T) {
+	v := sampleOffer(OfferRestock)
+	var buf bytes.Buffer
+	if err := OfferPage(v).Render(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		`<img class="product" id="product-image" src="../images/` + strings.Repeat("1e", 32) + `.jpg"`,
+		`poster="../posters/h0123456789abcdef.jpg" src="../clips/h0123456789abcdef.mp4"`,
+		`<img class="avatar" id="avatar" src="../images/avatar.png"`, `<span id="creator-name">Creator 42</span>`,
+		`:root{--accent:#ff3d7f}`, `<p id="left">12 of 50 left</p>`, `<progress id="stock-bar" max="50" value="12">`,
+		`<meta property="og:image" content="https://drops.example/images/` + strings.Repeat("1e", 32) + `">`,
+		`<meta name="twitter:card" content="summary_large_image">`, `<meta property="og:title" content="Black hoodie &lt;limited&gt; · Last-chance restock">`,
+		`EUR 54.00 after the stream (EUR 45.00 live). 12 of 50 left.`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("offer page lacks %s", want)
+		}
+	}
+	v.Creator.Color = "red;}body{display:none"
+	v.ShareImage = ""
+	buf.Reset()
+	if err := OfferPage(v).Render(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	page = buf.String()
+	if strings.Contains(page, "display:none") || !strings.Contains(page, ":root{--accent:"+defaultAccent+"}") {
+		t.Errorf("a bad colour reached the stylesheet")
+	}
+	if strings.Contains(page, "og:image") || !strings.Contains(page, `content="summary"`) {
+		t.Errorf("a page without a share image claims one")
 	}
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	SignIn     SignInConfig             `yaml:"signin"`
 	Front      FrontConfig              `yaml:"front"`
 	Payments   PaymentsConfig           `yaml:"payments"`
+	// Creators brand offer pages and vertical clips, by creator id (a
+	// drop's creator_id, else its channel).
+	Creators map[string]CreatorConfig `yaml:"creators"`
 }
 
 // PaymentsConfig is for drops that take payment.
@@ -59,6 +62,20 @@ type StripeConfig struct {
 	WebhookSecret string `yaml:"webhook_secret" env:"WEBHOOK_SECRET"`
 	// APIBase overrides the Stripe API URL (tests point it at stripe-mock).
 	APIBase string `yaml:"api_base" env:"API_BASE"`
+}
+
+// CreatorConfig is how a creator appears on offer pages.
+type CreatorConfig struct {
+	// Name is shown instead of the id.
+	Name string `yaml:"name"`
+	// Color is the accent, #rrggbb.
+	Color string `yaml:"color"`
+	// Avatar is an image file (PNG, JPEG or WebP; it is validated,
+	// stripped of metadata and copied into bundles) or an https:// URL.
+	Avatar string `yaml:"avatar"`
+	// ShopURL, when set, is where offer pages send buyers (with the drop,
+	// SKU and run as query parameters); else microdrop's own claim page.
+	ShopURL string `yaml:"shop_url"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -376,6 +393,22 @@ func (c *Config) Validate() error {
 			bad("channels.%s.overlay_key: at least 12 characters", name)
 		}
 	}
+	for id, cr := range c.Creators {
+		if id == "" || strings.ContainsAny(id, " /\t\n") {
+			bad("creators: %q is not a creator id", id)
+		}
+		if cr.Color != "" && !isHexColor(cr.Color) {
+			bad("creators.%s.color: %q must be #rrggbb", id, cr.Color)
+		}
+		if cr.ShopURL != "" && !strings.HasPrefix(cr.ShopURL, "https://") && !strings.HasPrefix(cr.ShopURL, "http://") {
+			bad("creators.%s.shop_url: %q must start with https://", id, cr.ShopURL)
+		}
+		if a := cr.Avatar; a != "" && !strings.HasPrefix(a, "https://") && !strings.HasPrefix(a, "http://") {
+			if st, err := os.Stat(a); err != nil || !st.Mode().IsRegular() {
+				bad("creators.%s.avatar: %q is neither an image file nor an https:// URL", id, a)
+			}
+		}
+	}
 	switch c.Ingest.CueProfile {
 	case "audible", "ultrasonic":
 	default:
@@ -404,4 +437,16 @@ func (c *Config) Validate() error {
 		bad("highlights.buffer_mb: between 8 and 16384")
 	}
 	return errors.Join(errs...)
+}
+
+func isHexColor(s string) bool {
+	if len(s) != 7 || s[0] != '#' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }

@@ -37,6 +37,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	configPath := fs.String("config", "", "YAML config file serve runs with, for its public URL; also MICRODROP_CONFIG")
 	markup := fs.Int("markup", 20, "post-stream price above the live price, in percent")
 	list := fs.Bool("list", false, "list sessions and their highlights, then exit")
+	vertical := fs.String("vertical", "", "also render 9:16 clips (1080x1920, at most 60 s) with ffmpeg: \"all\" or comma-separated highlight ids")
+	overlay := fs.String("overlay", highlight.OverlayQR, "what vertical clips carry under the title and price: qr (the claim link) or bio (\"Link in bio\")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,42 +69,52 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	publicURL := *public
-	if publicURL == "" {
-		// The same URL serve puts in claim links: its config, then env.
-		cfg := DefaultConfig()
-		path := *configPath
-		if path == "" {
-			path = os.Getenv("MICRODROP_CONFIG")
-		}
-		if path != "" {
-			if err := cfg.LoadFile(path); err != nil {
-				return err
-			}
-		}
-		if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+	// The config serve runs with: its public URL (the same one serve puts
+	// in claim links) and its creators' branding.
+	cfg := DefaultConfig()
+	path := *configPath
+	if path == "" {
+		path = os.Getenv("MICRODROP_CONFIG")
+	}
+	if path != "" {
+		if err := cfg.LoadFile(path); err != nil {
 			return err
 		}
+	}
+	if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	publicURL := *public
+	if publicURL == "" {
 		publicURL = publicURLFor(cfg.PublicURL, cfg.HTTP)
 	}
 	if !strings.HasPrefix(publicURL, "http://") && !strings.HasPrefix(publicURL, "https://") {
 		return fmt.Errorf("--public-url: %q must start with http:// or https://", publicURL)
 	}
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{ledger}, Dir: filepath.Join(*data, "highlights"),
-		Salt: []byte(salt), PublicURL: publicURL, MarkupPercent: *markup})
+	if *overlay != highlight.OverlayQR && *overlay != highlight.OverlayBio {
+		return fmt.Errorf("--overlay: %q is neither qr nor bio", *overlay)
+	}
+	// Without ffmpeg the plan below says so, after checking the ids.
+	vert, _ := highlight.FindVerticalizer("")
+	signer, keys, err := imageSigner(*data)
 	if err != nil {
 		return err
 	}
-	var ids []string
-	for _, s := range strings.Split(*sel, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			ids = append(ids, s)
-		}
+	imgs := &highlight.Images{Dir: filepath.Join(*data, "images"), Store: store, Signer: signer}
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: store, Drops: ledgerDrops{ledger}, Dir: filepath.Join(*data, "highlights"),
+		Salt: []byte(salt), PublicURL: publicURL, MarkupPercent: *markup, Vertical: vert,
+		Images: imgs, Signer: signer, Keys: keys, Creators: creatorsOf(cfg)})
+	if err != nil {
+		return err
 	}
+	ids := splitIDs(*sel)
 	// Check everything before creating a file.
 	plan, err := x.Plan(ctx, *session, ids)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
+	}
+	if err := x.PlanVertical(&plan, splitIDs(*vertical), *overlay); err != nil {
+		return fmt.Errorf("export --vertical: %w", err)
 	}
 	dir := filepath.Dir(*out)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(*out)+".*.partial")
@@ -133,9 +145,26 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d clips, %d drops, %d offer pages, %d files in %s\n",
-		*out, len(m.Highlights), len(m.Drops), len(m.Offers), len(m.Files)+1, time.Since(start).Round(time.Millisecond))
+	verticals := 0
+	for _, c := range m.Highlights {
+		if c.Vertical != nil {
+			verticals++
+		}
+	}
+	// Files lists all but manifest.json and manifest.sig.
+	fmt.Fprintf(stdout, "wrote %s: %d clips, %d vertical clips, %d drops, %d offer pages, %d files in %s\n",
+		*out, len(m.Highlights), verticals, len(m.Drops), len(m.Offers), len(m.Files)+2, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func splitIDs(list string) []string {
+	var ids []string
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			ids = append(ids, s)
+		}
+	}
+	return ids
 }
 
 func listSessions(ctx context.Context, store highlight.Store, stdout io.Writer) error {

@@ -88,4 +88,20 @@ func TestExportListShowsTrim(t *testing.T) {
 			t.Errorf("--list lacks %q:\n%s", want, stdout.String())
 		}
 	}
+	// A vertical clip of a highlight outside the export, or with an
+	// overlay that does not exist, is refused before a file is made.
+	out := filepath.Join(dir, "bundle.zip")
+	for _, c := range []struct{ args, want string }{
+		{"--vertical h1111111111111111", "not a clip of this export"},
+		{"--vertical all --overlay sticker", "overlay"},
+	} {
+		args := append([]string{"export", "--data", dir, "--session", s.ID, "--out", out}, strings.Fields(c.args)...)
+		err := run(ctx, args, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("export %s: %v, want an error naming %q", c.args, err, c.want)
+		}
+		if _, serr := os.Stat(out); serr == nil {
+			t.Errorf("export %s left a bundle file", c.args)
+		}
+	}
 }

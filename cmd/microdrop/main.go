@@ -45,6 +45,8 @@ Usage:
   microdrop cue encode|detect      the audio cue codec
   microdrop export --session S --out bundle.zip
                                    export a post-stream highlight bundle
+  microdrop verify [--key FILE] bundle.zip|DIR
+                                   check a bundle's hashes and signatures offline
 
 Run "microdrop COMMAND --help" for a command's flags.
 `
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReceipt(ctx, args[1:], stdout, stderr)
 	case "export":
 		return runExport(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -102,7 +102,11 @@ type CaptureDeps struct {
 	Streams streamSource // usually the *Server
 	Store   CaptureStore
 	// Clips, when set, also makes a platform clip of each moment.
-	Clips  ClipMaker
+	Clips ClipMaker
+	// Stills decodes each drop's evidence still into a JPEG (the
+	// Verticalizer, when ffmpeg is there); nil keeps the keyframe as a
+	// one-frame MP4.
+	Stills stillDecoder
 	Now    func() time.Time
 	Config CaptureConfig
 }
@@ -110,17 +114,21 @@ type CaptureDeps struct {
 // Capturer keeps a rolling buffer per stream path and, on drop moments
 // from the bus, writes the window around each as an MP4 highlight.
 type Capturer struct {
-	log   *slog.Logger
-	bus   microdrop.Bus
-	src   streamSource
-	store CaptureStore
-	clips ClipMaker
-	now   func() time.Time
-	cfg   CaptureConfig
+	log    *slog.Logger
+	bus    microdrop.Bus
+	src    streamSource
+	store  CaptureStore
+	clips  ClipMaker
+	stills stillDecoder
+	now    func() time.Time
+	cfg    CaptureConfig
 
 	mu      sync.Mutex
 	paths   map[string]*pathBuffer
 	pending []*pendingClip
+	// waiting are drop opens whose still waits for the first keyframe
+	// after the open.
+	waiting []pendingStill
 	// saves are session changes the hook saw, stored in order by the run
 	// goroutine: the hook runs on a publisher's goroutine and must not
 	// wait for the database.
@@ -176,7 +184,7 @@ func NewCapturer(d CaptureDeps) (*Capturer, error) {
 	}
 	return &Capturer{
 		log: d.Logger.With("component", "highlights"), bus: d.Bus, src: d.Streams, store: d.Store,
-		clips: d.Clips, now: d.Now, cfg: cfg,
+		clips: d.Clips, stills: d.Stills, now: d.Now, cfg: cfg,
 		paths: make(map[string]*pathBuffer), surges: make(map[string]*surge), wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -375,6 +383,15 @@ func (c *Capturer) saveSessions(ctx context.Context) {
 	}
 }
 
+func (c *Capturer) awaitsStill(b *pathBuffer) bool {
+	for _, p := range c.waiting {
+		if p.buf == b {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Capturer) hasPending(b *pathBuffer) bool {
 	for _, p := range c.pending {
 		if p.buf == b {
@@ -389,6 +406,7 @@ func (c *Capturer) onEvent(ctx context.Context, e microdrop.Event) {
 	switch e.Kind {
 	case microdrop.DropOpened:
 		reason = ReasonOpen
+		c.awaitStill(e)
 	case microdrop.SoldOut:
 		reason = ReasonSoldOut
 		c.forgetSurge(e.DropID)
@@ -427,6 +445,25 @@ func (c *Capturer) onEvent(ctx context.Context, e microdrop.Event) {
 	}
 	if _, err := c.Mark(ctx, e.Channel, e.DropID, reason, label, by, at); err != nil {
 		c.log.Info("highlight not captured", "channel", e.Channel, "reason", reason, "err", err)
+	}
+}
+
+// awaitStill asks for the still of a drop's open on every stream of its
+// channel.
+func (c *Capturer) awaitStill(e microdrop.Event) {
+	if e.DropID == "" {
+		return
+	}
+	at := e.At
+	if at.IsZero() {
+		at = c.now()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.paths {
+		if b.session.Channel == e.Channel && b.stream != nil {
+			c.waiting = append(c.waiting, pendingStill{dropID: e.DropID, buf: b, at: at})
+		}
 	}
 }
 
@@ -588,11 +625,33 @@ func (c *Capturer) flush(final bool) time.Duration {
 		c.pending[i] = nil
 	}
 	c.pending = rest
+	type dueStill struct {
+		p pendingStill
+		u accessUnit
+	}
+	var stills []dueStill
+	wait := c.waiting[:0]
+	for _, p := range c.waiting {
+		u, ok := p.buf.ring.keyframeAt(p.at.Sub(p.buf.session.StartedAt))
+		switch {
+		case ok:
+			stills = append(stills, dueStill{p, u})
+		case final || now.Sub(p.at) >= c.cfg.Stall:
+			c.log.Warn("no keyframe after the drop's open; no still", "drop", p.dropID, "path", p.buf.path)
+		default:
+			wait = append(wait, p)
+			soon(c.cfg.Recheck)
+		}
+	}
+	for i := len(wait); i < len(c.waiting); i++ {
+		c.waiting[i] = pendingStill{}
+	}
+	c.waiting = wait
 	for path, b := range c.paths {
 		if b.stream != nil || b.gone.IsZero() {
 			continue
 		}
-		if c.hasPending(b) {
+		if c.hasPending(b) || c.awaitsStill(b) {
 			continue // its clip wakes us, and then frees it
 		}
 		if left := c.cfg.Buffer.MaxDuration - now.Sub(b.gone); left > 0 {
@@ -602,6 +661,17 @@ func (c *Capturer) flush(final bool) time.Duration {
 		delete(c.paths, path)
 	}
 	c.mu.Unlock()
+	for _, s := range stills {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.writeStill(context.Background(), s.p, s.u); err != nil {
+				c.log.Warn("drop still not written", "drop", s.p.dropID, "err", err)
+				return
+			}
+			c.log.Info("drop still written", "drop", s.p.dropID, "path", s.p.buf.path, "stream_time", s.u.dts)
+		}()
+	}
 	for _, p := range due {
 		start := p.buf.session.StartedAt
 		units := p.buf.ring.window(p.from.Sub(start), p.to.Sub(start))

@@ -4,12 +4,14 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"math"
@@ -135,9 +137,13 @@ func newRig(t *testing.T) *rig {
 	if err := r.srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.cap, err = highlight.NewCapturer(highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
+	deps := highlight.CaptureDeps{Logger: log, Bus: r.bus, Streams: r.srv, Store: r.store,
 		Config: highlight.CaptureConfig{Dir: r.clipDir, Pre: testPre, Post: testPost,
-			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}})
+			Buffer: highlight.RingConfig{MaxDuration: 30 * time.Second, MaxBytes: 64 << 20}, SurgePerSec: 2}}
+	if v, err := highlight.FindVerticalizer(""); err == nil {
+		deps.Stills = v // the still of each open is a JPEG
+	}
+	r.cap, err = highlight.NewCapturer(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +316,16 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		}
 	}
 	waitForKind(t, sub, microdrop.SoldOut)
+	// ingest mixes the drop's audio cue into the programme and its
+	// detector hears it there: the measured open-to-air delay.
+	waitFor(t, 20*time.Second, "the cue to be heard on air", func() bool {
+		cs, err := r.store.Cues(ctx, d.ID)
+		return err == nil && len(cs) > 0
+	})
+	waitFor(t, 20*time.Second, "the still of the open", func() bool {
+		ss, err := r.store.Stills(ctx, d.ID)
+		return err == nil && len(ss) == 1
+	})
 	// open, a surge (3 claims in a second > 2/s) and sold_out: one clip.
 	first := r.waitReady(session, 1)
 	// A !clip once that clip is written is a clip of its own.
@@ -368,9 +384,32 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
-		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/"})
+	// The product image, uploaded with EXIF, and the creator's avatar file.
+	signer := testSigner(t)
+	imgs := &highlight.Images{Dir: filepath.Join(r.dir, "images"), Store: r.store, Signer: signer}
+	product, err := imgs.Put(ctx, jpegWithEXIF(t, 800, 800))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.SetDropImage(ctx, d.ID, product.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	avatar := filepath.Join(r.dir, "avatar.png")
+	if err := os.WriteFile(avatar, pngBytes(t, productImage(96, 96)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x, err := highlight.NewExporter(highlight.ExportDeps{Store: r.store, Drops: ledgerDrops{r.ledger}, Dir: r.clipDir,
+		Salt: []byte("test-salt-0123456789"), PublicURL: "https://drops.example/", Vertical: requireVerticalizer(t),
+		Images: imgs, Signer: signer, Keys: highlight.PublicKeys{highlight.KeyID(signer.Public()): signer.Public()},
+		Creators: map[string]highlight.Creator{"creator42": {Name: "Creator 42", Color: "#ff3d7f", Avatar: avatar}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The drop's clip is reframed off centre in the editor.
+	if _, err := r.store.SetCrop(ctx, hs[0].ID, 1.5); !errors.Is(err, highlight.ErrBadTrim) {
+		t.Errorf("crop 1.5: %v, want ErrBadTrim", err)
+	}
+	if _, err := r.store.SetCrop(ctx, hs[0].ID, 0.3); err != nil {
 		t.Fatal(err)
 	}
 	// Unknown session, foreign id and path traversal are refused.
@@ -396,17 +435,31 @@ func TestCaptureExportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var steps []int
-	m, err := x.Export(ctx, session, nil, f, func(done, total int) { steps = append(steps, done) })
+	plan, err := x.Plan(ctx, session, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.PlanVertical(&plan, []string{"h0000000000000000"}, ""); !errors.Is(err, highlight.ErrBadSelection) || plan.Vertical != nil {
+		t.Errorf("vertical of a clip not in the export: %v, plan %v", err, plan.Vertical)
+	}
+	if err := x.PlanVertical(&plan, []string{highlight.AllClips}, highlight.OverlayQR); err != nil {
+		t.Fatal(err)
+	}
+	m, err := x.Write(ctx, plan, f, func(done, total int) { steps = append(steps, done) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) == 0 || steps[len(steps)-1] != 2+1+2 {
-		t.Errorf("progress steps %v, want to end at %d", steps, 2+1+2)
+	if len(steps) == 0 || steps[len(steps)-1] != 2+2+1+2 {
+		t.Errorf("progress steps %v, want to end at %d", steps, 2+2+1+2)
 	}
 	checkBundle(t, bundle, m, d, users, clip.ID, trimOut-trimIn)
+	checkOfferInBrowser(t, filepath.Join(filepath.Dir(bundle), "unzipped"), m.Offers[0].File)
+	admin := microdrop.NewAdmin(adminToken, false, nil)
+	checkEditorInBrowser(t, highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: admin, Dir: r.clipDir}),
+		highlight.NewImageHandler(highlight.ImageHandlerDeps{Images: imgs, Admin: admin}), r.store, session, hs)
 	checkEditorHTTP(t, r, x, session, clip.ID)
 }
 
@@ -482,7 +535,7 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		listed[mf.Path] = true
 	}
 	for name := range files {
-		if name != "manifest.json" && !listed[name] {
+		if name != "manifest.json" && name != highlight.ManifestSigFile && !listed[name] {
 			t.Errorf("%s is in the bundle but not in the manifest", name)
 		}
 	}
@@ -532,6 +585,28 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		if strings.Join(p.Streams, ",") != "h264,opus" {
 			t.Errorf("clip %s streams %v, want h264,opus", c.ID, p.Streams)
 		}
+		// Its 9:16 version: 1080x1920 H.264 + AAC as long as the clip
+		// (the trimmed span, re-encoded frame-exact), the drop's QR
+		// burned in.
+		v := c.Vertical
+		if v == nil {
+			t.Errorf("clip %s has no vertical version", c.ID)
+			continue
+		}
+		vp := probeVertical(t, filepath.Join(out, v.File))
+		if vp.Width != 1080 || vp.Height != 1920 || vp.Codecs != "h264,aac" ||
+			!within(vp.Duration, time.Duration(v.DurationMS)*time.Millisecond, 150*time.Millisecond) ||
+			!within(vp.Duration, min(p.Duration, highlight.MaxVertical), keyint+150*time.Millisecond) {
+			t.Errorf("vertical %s probes as %+v, manifest %+v, 16:9 clip %s", v.File, vp, v, p.Duration)
+		}
+		if c.ID != trimmedID { // the drop's own clip, reframed in the editor
+			if v.CropX != 0.3 || v.Overlay != highlight.OverlayQR || !strings.HasPrefix(v.Link, "https://drops.example/c/"+d.ID+"?") {
+				t.Errorf("vertical of the drop's clip: %+v", v)
+			}
+			if got, err := decodeQRFrame(t, filepath.Join(out, v.File), time.Second); err != nil || got != v.Link {
+				t.Errorf("the QR burned into %s decodes to %q (%v), want %q", v.File, got, err, v.Link)
+			}
+		}
 	}
 
 	// claims.csv: hashed ids only.
@@ -553,6 +628,98 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 		}
 	}
 
+	// Images: the product image (EXIF gone, signed) and the avatar.
+	if len(got.Images) != 2 || md.Image == "" {
+		t.Fatalf("manifest images %+v, drop image %q", got.Images, md.Image)
+	}
+	for _, im := range got.Images {
+		b := files[im.File]
+		if bytes.Contains(b, []byte(exifMarker)) {
+			t.Errorf("%s carries the upload's EXIF", im.File)
+		}
+		if !highlight.VerifyImage(highlight.PublicKeys(got.Keys), b, im.KeyID, im.Signature) {
+			t.Errorf("%s: signature does not verify with the manifest's keys", im.File)
+		}
+		if im.Role == highlight.ImageProduct && im.SHA256 != md.Image {
+			t.Errorf("product image %s is not the drop's %s", im.SHA256, md.Image)
+		}
+	}
+	for _, c := range got.Highlights {
+		if b := files[c.Poster]; c.Poster == "" || len(b) < 3 || b[0] != 0xFF || b[1] != 0xD8 {
+			t.Errorf("clip %s: poster %q is not a JPEG", c.ID, c.Poster)
+		}
+	}
+
+	// Evidence of the moment: the still of the first keyframe after the
+	// open, with the hash recorded then, and the cue heard on air.
+	if len(got.Stills) != 1 {
+		t.Fatalf("manifest stills: %+v", got.Stills)
+	}
+	st := got.Stills[0]
+	openST := d.OpensAt.Sub(got.Session.StartedAt)
+	if sum := sha256.Sum256(files[st.File]); st.DropID != d.ID || st.Type != "image/jpeg" || hex.EncodeToString(sum[:]) != st.SHA256 ||
+		time.Duration(st.StreamTimeMS)*time.Millisecond < openST-time.Millisecond || time.Duration(st.StreamTimeMS)*time.Millisecond > openST+keyint+200*time.Millisecond ||
+		!st.OpenedAt.Equal(d.OpensAt.UTC()) {
+		t.Errorf("still %+v for an open at stream time %s", st, openST)
+	}
+	if img, err := jpeg.Decode(bytes.NewReader(files[st.File])); err != nil || img.Bounds().Dx() != 320 || img.Bounds().Dy() != 240 {
+		t.Errorf("the still is not a 320x240 JPEG of the programme: %v", err)
+	}
+	if len(st.Cues) == 0 || st.Cues[0].Stream != "live" || st.Cues[0].DelayMS < 0 || st.Cues[0].HeardAt.Before(d.OpensAt) ||
+		md.CueToAirMS == nil || md.CuesAired != len(st.Cues) {
+		t.Errorf("the still's cues %+v, the drop's cue-to-air %v (%d aired)", st.Cues, md.CueToAirMS, md.CuesAired)
+	}
+
+	// The bundle verifies offline, as a zip and unpacked, with the pinned
+	// key; a swapped file, a foreign key and an edited manifest are caught.
+	signer := testSigner(t)
+	pinned := highlight.PublicKeys{highlight.KeyID(signer.Public()): signer.Public()}
+	if rep, err := highlight.VerifyBundle(zr, pinned); err != nil || rep.ManifestKey == "" || rep.Images != 2 || rep.Files != len(got.Files) {
+		t.Errorf("the bundle zip does not verify: %v %+v", err, rep)
+	}
+	if _, err := highlight.VerifyBundle(os.DirFS(out), pinned); err != nil {
+		t.Errorf("the unpacked bundle does not verify: %v", err)
+	}
+	var product, avatarFile string
+	for _, im := range got.Images {
+		if im.Role == highlight.ImageProduct {
+			product = im.File
+		} else {
+			avatarFile = im.File
+		}
+	}
+	swap := func(a, b string) {
+		pa, pb := filepath.Join(out, a), filepath.Join(out, b)
+		ba, _ := os.ReadFile(pa)
+		bb, _ := os.ReadFile(pb)
+		if err := os.WriteFile(pa, bb, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pb, ba, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(product, avatarFile)
+	rep, err := highlight.VerifyBundle(os.DirFS(out), pinned)
+	if !errors.Is(err, highlight.ErrBundleInvalid) || !strings.Contains(strings.Join(rep.Problems, "\n"), product) {
+		t.Errorf("a swapped product image verifies: %v %v", err, rep.Problems)
+	}
+	swap(product, avatarFile)
+	other, _ := highlight.NewKeySigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)))
+	if _, err := highlight.VerifyBundle(os.DirFS(out), highlight.PublicKeys{highlight.KeyID(other.Public()): other.Public()}); !errors.Is(err, highlight.ErrBundleInvalid) {
+		t.Errorf("a bundle verifies with a key that did not sign it: %v", err)
+	}
+	edited := bytes.Replace(raw, []byte(`"stock": 3`), []byte(`"stock": 300`), 1)
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := highlight.VerifyBundle(os.DirFS(out), pinned); !errors.Is(err, highlight.ErrBundleInvalid) {
+		t.Errorf("an edited manifest verifies: %v %+v", err, rep)
+	}
+	if err := os.WriteFile(filepath.Join(out, "manifest.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	// Offer pages: three kinds, each with SKU, run id, both prices and the
 	// creator in the link's path.
 	if len(got.Offers) != 3 {
@@ -561,7 +728,9 @@ func checkBundle(t *testing.T, bundle string, m highlight.Manifest, d *claims.Dr
 	for _, o := range got.Offers {
 		page := string(files[o.File])
 		for _, want := range []string{"HOODIE-BLK-L", "run-2026-07", "EUR 45.00", "EUR 54.00",
-			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`} {
+			`href="https://drops.example/c/` + d.ID + `?creator=creator42&amp;`,
+			`src="../images/` + md.Image + `.jpg"`, `<meta property="og:image" content="https://drops.example/images/` + md.Image + `">`,
+			`poster="../` + got.Highlights[0].Poster + `"`, `src="../` + got.Highlights[0].File + `"`, "Creator 42", "--accent:#ff3d7f"} {
 			if !strings.Contains(page, want) {
 				t.Errorf("offer %s lacks %q", o.File, want)
 			}

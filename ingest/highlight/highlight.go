@@ -137,6 +137,10 @@ type Highlight struct {
 	// both zero means the whole clip.
 	TrimIn  time.Duration `json:"trim_in"`
 	TrimOut time.Duration `json:"trim_out"`
+	// CropX is where the vertical 9:16 window sits across the frame: 0
+	// (left edge) to 1 (right edge); 0.5, the centre, unless the editor
+	// moved it.
+	CropX float64 `json:"crop_x"`
 	// Twitch clip, when a ClipMaker made one.
 	TwitchClipID  string    `json:"twitch_clip_id,omitempty"`
 	TwitchClipURL string    `json:"twitch_clip_url,omitempty"`
@@ -181,6 +185,8 @@ type CaptureStore interface {
 	SetTwitchClip(ctx context.Context, highlightID, clipID, url string) error
 	// SaveCue records a CueAired event.
 	SaveCue(ctx context.Context, c CueRecord) error
+	// SaveStill records a drop's evidence still.
+	SaveStill(ctx context.Context, s Still) error
 }
 
 // ClipMaker makes platform clips (Twitch) of a channel's live stream. Clip

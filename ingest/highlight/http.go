@@ -48,8 +48,10 @@ const maxForm = 64 << 10
 //	POST /editor/login                     admin token → session cookie
 //	GET  /editor/sessions/{id}             a session's highlights: playback, trim, selection
 //	GET  /editor/clips/{id}.mp4            a clip, with Range support
+//	GET  /editor/clips/{id}.wave.png       its audio waveform (with ffmpeg)
 //	POST /editor/highlights/{id}/trim      in/out (seconds) or clear=1
-//	POST /editor/sessions/{id}/export      the bundle (zip) of the ticked clips
+//	POST /editor/highlights/{id}/crop      x (0..1): where the 9:16 window sits
+//	POST /editor/sessions/{id}/export      the bundle (zip) of the ticked clips (h), with 9:16 versions of v
 //	GET  /editor/api/sessions/{id}         the session's highlights as JSON
 func NewHandler(d HandlerDeps) http.Handler {
 	if d.Logger == nil {
@@ -65,6 +67,7 @@ func NewHandler(d HandlerDeps) http.Handler {
 	mux.HandleFunc("GET /editor/sessions/{id}", h.session)
 	mux.HandleFunc("GET /editor/clips/{file}", h.clip)
 	mux.HandleFunc("POST /editor/highlights/{id}/trim", h.form(h.trim))
+	mux.HandleFunc("POST /editor/highlights/{id}/crop", h.form(h.crop))
 	mux.HandleFunc("POST /editor/sessions/{id}/export", h.form(h.export))
 	mux.HandleFunc("GET /editor/api/sessions/{id}", h.apiSession)
 	return mux
@@ -85,9 +88,9 @@ func render(w http.ResponseWriter, r *http.Request, status int, c templ.Componen
 // status maps errors once, at this edge; internal text never leaves.
 func (h *handler) status(err error) (int, string) {
 	switch {
-	case errors.Is(err, ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ErrBadTrim):
+	case errors.Is(err, ErrBadID), errors.Is(err, ErrBadSelection), errors.Is(err, ErrBadTrim), errors.Is(err, ErrNoFFmpeg):
 		var msg string
-		if errors.Is(err, ErrBadTrim) || errors.Is(err, ErrBadSelection) {
+		if errors.Is(err, ErrBadTrim) || errors.Is(err, ErrBadSelection) || errors.Is(err, ErrNoFFmpeg) {
 			msg = err.Error()
 		} else {
 			msg = "that is not a valid id"
@@ -156,18 +159,47 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 		return templates.EditorView{}, err
 	}
 	sv := sessionView(s)
-	v := templates.EditorView{LoggedIn: true, Session: &sv}
+	v := templates.EditorView{LoggedIn: true, Session: &sv,
+		VerticalOn: h.d.Exporter != nil && h.d.Exporter.d.Vertical != nil}
+	if end := s.EndedAt; !end.IsZero() {
+		v.Timeline.LengthMS = end.Sub(s.StartedAt).Milliseconds()
+	} else {
+		v.Timeline.LengthMS = h.d.Now().Sub(s.StartedAt).Milliseconds()
+	}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
 			Duration: secs(x.Duration), VideoURL: "/editor/clips/" + x.ID + ".mp4",
-			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed()}
+			TrimURL: "/editor/highlights/" + x.ID + "/trim", TwitchURL: x.TwitchClipURL, Trimmed: x.Trimmed(),
+			CropX: strconv.FormatFloat(x.CropX, 'f', 2, 64), CropURL: "/editor/highlights/" + x.ID + "/crop",
+			StartMS: x.Start.Milliseconds(), DurationMS: x.Duration.Milliseconds()}
+		if v.VerticalOn {
+			c.WaveURL = "/editor/clips/" + x.ID + ".wave.png"
+		}
+		for _, m := range x.Moments {
+			v.Timeline.Marks = append(v.Timeline.Marks, templates.EditorMark{Reason: m.Reason, Label: m.Label,
+				AtMS: m.At.Sub(s.StartedAt).Milliseconds(), ClipID: x.ID})
+		}
+		v.Timeline.LengthMS = max(v.Timeline.LengthMS, (x.Start + x.Duration).Milliseconds(), x.StreamTime.Milliseconds())
 		for _, m := range x.Moments {
 			c.Moments = append(c.Moments, templates.ClipMoment{Reason: m.Reason, Label: m.Label})
 		}
 		in, out := x.Span()
 		c.In, c.Out = secs(in), secs(out)
 		v.Clips = append(v.Clips, c)
+	}
+	if h.d.Exporter != nil {
+		ds, err := h.d.Exporter.sessionDrops(ctx, s, hs)
+		if err != nil {
+			return v, err
+		}
+		for _, d := range ds {
+			ed := templates.EditorDrop{ID: d.ID, Title: d.Title}
+			if sha, err := h.d.Store.DropImage(ctx, d.ID); err == nil && sha != "" {
+				ed.ImageURL = "/images/" + sha
+			}
+			v.Drops = append(v.Drops, ed)
+		}
 	}
 	return v, nil
 }
@@ -198,7 +230,12 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sign in at /editor first", http.StatusUnauthorized)
 		return
 	}
-	id, ok := strings.CutSuffix(r.PathValue("file"), ".mp4")
+	file := r.PathValue("file")
+	id, wave := strings.CutSuffix(file, ".wave.png")
+	ok := wave
+	if !wave {
+		id, ok = strings.CutSuffix(file, ".mp4")
+	}
 	if !ok {
 		http.Error(w, "that is not a valid id", http.StatusBadRequest)
 		return
@@ -216,6 +253,10 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "that is not a valid id", http.StatusBadRequest)
 		return
 	}
+	if wave {
+		h.waveform(w, r, x)
+		return
+	}
 	f, err := os.Open(filepath.Join(h.d.Dir, x.SessionID, x.ID+".mp4"))
 	if err != nil {
 		code, msg := h.status(fmt.Errorf("%w: file: %v", ErrNoHighlight, err))
@@ -226,6 +267,29 @@ func (h *handler) clip(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "video/mp4")
 	w.Header().Set("Cache-Control", "private, max-age=3600")
 	http.ServeContent(w, r, x.ID+".mp4", x.CreatedAt, f)
+}
+
+// waveform serves the clip's audio as a picture, drawn by ffmpeg once and
+// kept beside the clip.
+func (h *handler) waveform(w http.ResponseWriter, r *http.Request, x Highlight) {
+	if h.d.Exporter == nil || h.d.Exporter.d.Vertical == nil {
+		http.Error(w, "waveforms need ffmpeg on the server", http.StatusNotFound)
+		return
+	}
+	path := filepath.Join(h.d.Dir, x.SessionID, x.ID+".wave.png")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		b, err = h.d.Exporter.d.Vertical.Waveform(r.Context(), filepath.Join(h.d.Dir, x.SessionID, x.ID+".mp4"), 640, 48)
+		if err != nil {
+			h.log.Warn("waveform", "highlight", x.ID, "err", err)
+			http.Error(w, "this clip has no audio to draw", http.StatusNotFound)
+			return
+		}
+		_ = os.WriteFile(path, b, 0o600) // a cache: drawn again if it cannot be kept
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	_, _ = w.Write(b)
 }
 
 // form checks the admin credential and, for the cookie, origin and CSRF
@@ -291,6 +355,23 @@ func (h *handler) trim(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/editor/sessions/"+x.SessionID+"?notice="+url.QueryEscape("trim saved"), http.StatusSeeOther)
 }
 
+func (h *handler) crop(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	cx, err := strconv.ParseFloat(strings.TrimSpace(r.PostFormValue("x")), 64)
+	var x Highlight
+	if err != nil {
+		err = fmt.Errorf("%w: %q is not a crop position between 0 and 1", ErrBadTrim, r.PostFormValue("x"))
+	} else {
+		x, err = h.d.Store.SetCrop(r.Context(), id, cx)
+	}
+	if err != nil {
+		code, msg := h.status(err)
+		http.Error(w, msg, code)
+		return
+	}
+	http.Redirect(w, r, "/editor/sessions/"+x.SessionID+"?notice="+url.QueryEscape("crop saved"), http.StatusSeeOther)
+}
+
 func wantsJSON(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "application/json")
 }
@@ -302,6 +383,9 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	p, err := h.d.Exporter.Plan(r.Context(), id, r.PostForm["h"])
+	if err == nil {
+		err = h.d.Exporter.PlanVertical(&p, r.PostForm["v"], r.PostFormValue("overlay"))
+	}
 	if err != nil {
 		code, msg := h.status(err)
 		http.Error(w, msg, code)

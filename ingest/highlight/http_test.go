@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -78,7 +79,16 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 		resp.Header.Get("Content-Type") != "video/mp4" || string(body[4:8]) != "ftyp" {
 		t.Errorf("range request: %d %q %d bytes", resp.StatusCode, resp.Header.Get("Content-Range"), len(body))
 	}
-	for _, bad := range []string{"/editor/clips/..%2F..%2Fledger.db", "/editor/clips/h0000000000000000.mp4", "/editor/sessions/nope-20200101T000000Z", "/editor/sessions/..%2F.."} {
+	// The clip's audio waveform, drawn by ffmpeg.
+	if resp, _ := do("GET", "/editor/clips/"+clipID+".wave.png", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("waveform without sign-in: %d", resp.StatusCode)
+	}
+	resp, body = do("GET", "/editor/clips/"+clipID+".wave.png", nil, bearer)
+	if img, err := png.Decode(bytes.NewReader(body)); resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" || err != nil ||
+		img.Bounds().Dx() != 640 {
+		t.Errorf("waveform: %d %s %v", resp.StatusCode, resp.Header.Get("Content-Type"), err)
+	}
+	for _, bad := range []string{"/editor/clips/..%2F..%2Fledger.db", "/editor/clips/" + clipID + ".wave.jpg", "/editor/clips/h0000000000000000.mp4", "/editor/sessions/nope-20200101T000000Z", "/editor/sessions/..%2F.."} {
 		if resp, _ := do("GET", bad, nil, bearer); resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 400 or 404", bad, resp.StatusCode)
 		}
@@ -111,7 +121,26 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 		!bytes.Contains(body, []byte(`id="trimmed-`+clipID+`">trimmed to 0.5–3.0 s of `)) {
 		t.Errorf("session page after a trim: %d, the clip's header does not show the trim", resp.StatusCode)
 	}
-	resp, body = do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}}, bearer)
+	// The vertical crop: bad positions are 400 and change nothing.
+	for _, bad := range []string{"1.2", "-0.1", "left", "NaN"} {
+		if resp, _ := do("POST", "/editor/highlights/"+clipID+"/crop", url.Values{"x": {bad}}, bearer); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("crop %q: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	if h, _ := r.store.Highlight(context.Background(), clipID); h.CropX != 0.5 {
+		t.Errorf("refused crops moved the window to %v", h.CropX)
+	}
+	if resp, _ := do("POST", "/editor/highlights/"+clipID+"/crop", url.Values{"x": {"0.75"}, "csrf": {admin.CSRFToken(cookieReq)}}, withCookie); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("crop: %d", resp.StatusCode)
+	}
+	if resp, body := do("GET", "/editor/sessions/"+session, nil, withCookie); !bytes.Contains(body, []byte(`id="crop-`+clipID+`"`)) ||
+		!bytes.Contains(body, []byte(`value="0.75"`)) || !bytes.Contains(body, []byte(`id="vertical-`+clipID+`"`)) {
+		t.Errorf("session page after a crop: %d, no saved crop or 9:16 choice", resp.StatusCode)
+	}
+	if resp, _ := do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}, "v": {clipID}, "overlay": {"sticker"}}, bearer); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("export with an unknown overlay: %d, want 400", resp.StatusCode)
+	}
+	resp, body = do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {clipID}, "v": {clipID}, "overlay": {"bio"}}, bearer)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/zip" {
 		t.Fatalf("export: %d %s", resp.StatusCode, body)
 	}
@@ -123,7 +152,7 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 	for _, f := range zr.File {
 		names[f.Name] = true
 	}
-	if !names["clips/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+3 {
+	if !names["clips/"+clipID+".mp4"] || !names["vertical/"+clipID+".mp4"] || !names["manifest.json"] || !names["claims.csv"] || len(names) != 1+1+1+1+1+3+1+2+1+1 {
 		t.Errorf("exported bundle holds %v", names)
 	}
 	if resp, _ := do("POST", "/editor/sessions/"+session+"/export", url.Values{"h": {"../../x"}}, bearer); resp.StatusCode != http.StatusBadRequest {

@@ -1,7 +1,9 @@
 package highlight
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"net/url"
 	"strings"
 	"time"
@@ -12,7 +14,12 @@ import (
 //
 // Version 2: a clip lists the moments it covers (moments), and links name
 // the server whose claim page offers link to (public_url, was shop_url).
-const ManifestVersion = 2
+//
+// Version 3: a clip may carry a vertical 9:16 version (vertical) and a
+// poster frame (poster); product images and avatars (images) with their
+// Ed25519 signatures; a drop names its product image (image); keys holds
+// the public keys signatures verify with; manifest.sig signs the manifest.
+const ManifestVersion = 3
 
 // ManifestSchema is the JSON Schema (draft 2020-12) of manifest.json.
 //
@@ -32,6 +39,83 @@ type Manifest struct {
 	Files         []ManifestFile    `json:"files"`
 	Privacy       ManifestPrivacy   `json:"privacy"`
 	Links         ManifestLinkRules `json:"links"`
+	Images        []ManifestImage   `json:"images"`
+	// Stills are the evidence of each drop's moment on air.
+	Stills []ManifestStill `json:"stills,omitempty"`
+	// Keys are the Ed25519 public keys (by key id) that the bundle's
+	// signatures verify with. A verifier should pin the key id it trusts:
+	// whoever rewrites a bundle can also replace these.
+	Keys PublicKeys `json:"keys,omitempty"`
+}
+
+// Image roles in a bundle.
+const (
+	ImageProduct = "product"
+	ImageAvatar  = "avatar"
+)
+
+// ManifestImage is a validated image in images/ and microdrop's signature
+// of its SHA-256 (see SignImage).
+type ManifestImage struct {
+	Role      string `json:"role"`
+	DropID    string `json:"drop_id,omitempty"`
+	Creator   string `json:"creator,omitempty"`
+	File      string `json:"file"`
+	SHA256    string `json:"sha256"`
+	Type      string `json:"type"`
+	Width     int    `json:"width"`
+	Height    int    `json:"height"`
+	KeyID     string `json:"key_id,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
+}
+
+// ManifestStill is the evidence that a drop was on air: a still of the
+// programme at the first keyframe after the open, and the cues the
+// detector heard in the programme, with when.
+type ManifestStill struct {
+	DropID string `json:"drop_id"`
+	// File is stills/<drop>.jpg; SHA256 its hash, as recorded at the
+	// moment (the store keeps it since), equal to the file's.
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	// Type is image/jpeg (decoded by ffmpeg) or video/mp4 (the keyframe
+	// itself, one frame, when the server had no ffmpeg).
+	Type   string `json:"type"`
+	Stream string `json:"stream"`
+	// OpenedAt is the drop's open; FrameAt when the keyframe reached
+	// microdrop and StreamTimeMS its place on the session timeline.
+	OpenedAt     time.Time `json:"opened_at"`
+	FrameAt      time.Time `json:"frame_at"`
+	StreamTimeMS int64     `json:"stream_time_ms"`
+	// Cues are the CueAired events of the drop: the code heard on air,
+	// when, and the measured open-to-air delay.
+	Cues []ManifestCue `json:"cues"`
+}
+
+// ManifestCue is one aired cue.
+type ManifestCue struct {
+	Stream  string    `json:"stream"`
+	Code    uint32    `json:"code"`
+	HeardAt time.Time `json:"heard_at"`
+	DelayMS int64     `json:"delay_ms"`
+	SNRDB   float64   `json:"snr_db"`
+}
+
+// ManifestSigFile is the detached signature of manifest.json in a bundle.
+const ManifestSigFile = "manifest.sig"
+
+// ManifestSignature is manifest.sig: an Ed25519 signature of the exact
+// bytes of manifest.json (see manifestStatement).
+type ManifestSignature struct {
+	KeyID     string `json:"key_id"`
+	Signature []byte `json:"signature"`
+}
+
+// manifestStatement is what a manifest signature covers: a domain line,
+// then the manifest's SHA-256.
+func manifestStatement(manifest []byte) []byte {
+	sum := sha256.Sum256(manifest)
+	return []byte("microdrop bundle manifest v1\n" + hex.EncodeToString(sum[:]) + "\n")
 }
 
 // ManifestSession is the stream session the bundle covers.
@@ -79,6 +163,8 @@ type ManifestDrop struct {
 	CuesAired  int    `json:"cues_aired"`
 	SeedHash   string `json:"seed_hash"`
 	Seed       string `json:"seed,omitempty"`
+	// Image is the SHA-256 of the drop's product image in images/.
+	Image string `json:"image,omitempty"`
 }
 
 // ManifestClip is one highlight in the bundle.
@@ -101,6 +187,26 @@ type ManifestClip struct {
 	// Moments are every drop moment the clip covers, oldest first; the
 	// first is the clip's own (reason, drop_id, label, at).
 	Moments []ManifestMoment `json:"moments"`
+	// Poster is the clip's poster frame (posters/<id>.jpg), when ffmpeg
+	// made one.
+	Poster string `json:"poster,omitempty"`
+	// Vertical is the clip's 9:16 version, when one was asked for.
+	Vertical *ManifestVertical `json:"vertical,omitempty"`
+}
+
+// ManifestVertical is a 9:16 clip rendered from a highlight for Shorts,
+// Reels and TikTok.
+type ManifestVertical struct {
+	File       string `json:"file"`
+	Width      int    `json:"width"`
+	Height     int    `json:"height"`
+	DurationMS int64  `json:"duration_ms"`
+	// CropX is where the 9:16 window sat across the source (0 left, 1
+	// right); Overlay what is burned in ("qr" or "bio") and Link the
+	// claim link the QR carries.
+	CropX   float64 `json:"crop_x"`
+	Overlay string  `json:"overlay"`
+	Link    string  `json:"link,omitempty"`
 }
 
 // ManifestMoment is one drop moment in a clip.
@@ -136,6 +242,26 @@ type ManifestPrivacy struct {
 // on the microdrop server, PublicURL/c/{drop_id}.
 type ManifestLinkRules struct {
 	PublicURL string `json:"public_url"`
+}
+
+// ShopLink is the buy link into a creator's own shop: the shop URL with
+// the drop, SKU and run added as query parameters (it keeps its own).
+func ShopLink(shop, kind string, d ManifestDrop) string {
+	u, err := url.Parse(shop)
+	if err != nil {
+		return shop
+	}
+	q := u.Query()
+	q.Set("drop", d.ID)
+	q.Set("sku", d.SKU)
+	if d.LimitedRunID != "" {
+		q.Set("run", d.LimitedRunID)
+	}
+	q.Set("utm_source", "microdrop")
+	q.Set("utm_medium", "post_stream")
+	q.Set("utm_campaign", kind)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // OfferLink is the buy link of an offer: the drop's claim page on the

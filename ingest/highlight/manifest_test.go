@@ -78,6 +78,9 @@ func sampleManifest() highlight.Manifest {
 		Files:   []highlight.ManifestFile{{Path: "claims.csv", SHA256: strings.Repeat("0f", 32), Bytes: 1234}},
 		Privacy: highlight.ManifestPrivacy{UserIDs: "hashed"},
 		Links:   highlight.ManifestLinkRules{PublicURL: "https://drops.example"},
+		Images: []highlight.ManifestImage{{Role: highlight.ImageProduct, DropID: "d_7Kq2", File: "images/" + strings.Repeat("1e", 32) + ".jpg",
+			SHA256: strings.Repeat("1e", 32), Type: "image/jpeg", Width: 800, Height: 800, KeyID: "0123456789abcdef", Signature: make([]byte, 64)}},
+		Keys: highlight.PublicKeys{"0123456789abcdef": make([]byte, 32)},
 	}
 }
 

@@ -195,3 +195,16 @@ func (r *Ring) window(from, to time.Duration) []accessUnit {
 	}
 	return append([]accessUnit(nil), r.units[start:end]...)
 }
+
+// keyframeAt returns the first video keyframe at or after t on the session
+// timeline, and whether the ring holds one.
+func (r *Ring) keyframeAt(t time.Duration) (accessUnit, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range r.keys {
+		if u := r.units[k-r.dropped]; u.dts >= t {
+			return u, true
+		}
+	}
+	return accessUnit{}, false
+}

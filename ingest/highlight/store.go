@@ -28,6 +28,22 @@ type Store interface {
 	// duration, or both zero to clear. Anything else is ErrBadTrim
 	// and changes nothing.
 	SetTrim(ctx context.Context, id string, in, out time.Duration) (Highlight, error)
+	// SetCrop stores where the vertical 9:16 window sits across a ready
+	// highlight: 0 (left edge) to 1 (right edge), 0.5 the centre. Anything
+	// else is ErrBadTrim and changes nothing.
+	SetCrop(ctx context.Context, id string, x float64) (Highlight, error)
+	// SaveImage records a stored image and its signature (idempotent: the
+	// same bytes are the same row).
+	SaveImage(ctx context.Context, im ImageRecord) error
+	// Image returns a stored image's record (ErrNoImage when unknown).
+	Image(ctx context.Context, sha string) (ImageRecord, error)
+	// SetDropImage makes a stored image the product image of a drop.
+	SetDropImage(ctx context.Context, dropID, sha string) error
+	// DropImage is the product image of a drop, "" when it has none.
+	DropImage(ctx context.Context, dropID string) (string, error)
+	// Stills lists a drop's evidence stills (one per stream that carried
+	// it).
+	Stills(ctx context.Context, dropID string) ([]Still, error)
 	// Cues lists the aired cues of a drop, oldest first.
 	Cues(ctx context.Context, dropID string) ([]CueRecord, error)
 	Close() error
@@ -79,6 +95,36 @@ CREATE TABLE IF NOT EXISTS cues_aired (
 	at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_by_drop ON cues_aired (drop_id, at);
+CREATE TABLE IF NOT EXISTS highlight_crops (
+	highlight_id TEXT PRIMARY KEY,
+	crop_x REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+	sha256 TEXT PRIMARY KEY,
+	type TEXT NOT NULL,
+	width INTEGER NOT NULL,
+	height INTEGER NOT NULL,
+	bytes INTEGER NOT NULL,
+	key_id TEXT NOT NULL,
+	sig BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drop_images (
+	drop_id TEXT PRIMARY KEY,
+	sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drop_stills (
+	drop_id TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	path TEXT NOT NULL,
+	type TEXT NOT NULL,
+	sha256 TEXT NOT NULL,
+	bytes INTEGER NOT NULL,
+	opened_at INTEGER NOT NULL,
+	stream_time_ns INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,
+	PRIMARY KEY (drop_id, session_id)
+);
 CREATE TABLE IF NOT EXISTS highlight_meta (
 	key TEXT PRIMARY KEY,
 	value TEXT NOT NULL
@@ -208,7 +254,8 @@ func (s *SQLite) Session(ctx context.Context, id string) (Session, error) {
 }
 
 const highlightCols = `id, session_id, channel, path, drop_id, reason, label, by_login, state, error, at, stream_time_ns, start_ns,
-	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments`
+	duration_ns, asked_ns, file, bytes, sha256, trim_in_ns, trim_out_ns, twitch_clip_id, twitch_clip_url, created_at, moments,
+	COALESCE((SELECT crop_x FROM highlight_crops c WHERE c.highlight_id = highlights.id), 0.5)`
 
 type scanner interface{ Scan(...any) error }
 
@@ -217,7 +264,7 @@ func scanHighlight(r scanner) (Highlight, error) {
 	var at, st, start, dur, asked, tin, tout, created int64
 	var moments string
 	err := r.Scan(&h.ID, &h.SessionID, &h.Channel, &h.Path, &h.DropID, &h.Reason, &h.Label, &h.By, &h.State, &h.Error,
-		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments)
+		&at, &st, &start, &dur, &asked, &h.File, &h.Bytes, &h.SHA256, &tin, &tout, &h.TwitchClipID, &h.TwitchClipURL, &created, &moments, &h.CropX)
 	if err != nil {
 		return h, err
 	}
@@ -298,6 +345,72 @@ func (s *SQLite) SetTrim(ctx context.Context, id string, in, out time.Duration) 
 	return h, nil
 }
 
+// SetCrop checks and stores the vertical crop position.
+func (s *SQLite) SetCrop(ctx context.Context, id string, x float64) (Highlight, error) {
+	h, err := s.Highlight(ctx, id)
+	if err != nil {
+		return h, err
+	}
+	switch {
+	case h.State != HighlightReady:
+		return h, fmt.Errorf("%w: the clip is %s, not ready", ErrBadTrim, h.State)
+	case !(x >= 0 && x <= 1):
+		return h, fmt.Errorf("%w: crop position %v is outside 0..1", ErrBadTrim, x)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO highlight_crops (highlight_id, crop_x) VALUES (?, ?)
+		ON CONFLICT(highlight_id) DO UPDATE SET crop_x = excluded.crop_x`, id, x); err != nil {
+		return h, err
+	}
+	h.CropX = x
+	return h, nil
+}
+
+// SaveImage records an image.
+func (s *SQLite) SaveImage(ctx context.Context, im ImageRecord) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO images (sha256, type, width, height, bytes, key_id, sig, created_at) VALUES (?,?,?,?,?,?,?,?)
+		ON CONFLICT(sha256) DO NOTHING`, im.SHA256, im.Type, im.Width, im.Height, im.Bytes, im.KeyID, im.Signature, unixNS(im.CreatedAt))
+	return err
+}
+
+// Image returns an image record.
+func (s *SQLite) Image(ctx context.Context, sha string) (ImageRecord, error) {
+	if err := CheckImageHash(sha); err != nil {
+		return ImageRecord{}, err
+	}
+	var im ImageRecord
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT sha256, type, width, height, bytes, key_id, sig, created_at FROM images WHERE sha256 = ?`, sha).
+		Scan(&im.SHA256, &im.Type, &im.Width, &im.Height, &im.Bytes, &im.KeyID, &im.Signature, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return im, fmt.Errorf("%w: %s", ErrNoImage, sha)
+	}
+	im.CreatedAt = fromNS(created)
+	return im, err
+}
+
+// SetDropImage links a drop to a stored image.
+func (s *SQLite) SetDropImage(ctx context.Context, dropID, sha string) error {
+	if dropID == "" || len(dropID) > 128 {
+		return fmt.Errorf("%w: drop id %q", ErrBadID, dropID)
+	}
+	if _, err := s.Image(ctx, sha); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO drop_images (drop_id, sha256) VALUES (?, ?)
+		ON CONFLICT(drop_id) DO UPDATE SET sha256 = excluded.sha256`, dropID, sha)
+	return err
+}
+
+// DropImage is a drop's product image hash.
+func (s *SQLite) DropImage(ctx context.Context, dropID string) (string, error) {
+	var sha string
+	err := s.db.QueryRowContext(ctx, `SELECT sha256 FROM drop_images WHERE drop_id = ?`, dropID).Scan(&sha)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return sha, err
+}
+
 // CheckTrim validates trim points against a highlight.
 func CheckTrim(h Highlight, in, out time.Duration) error {
 	if in == 0 && out == 0 {
@@ -315,6 +428,36 @@ func CheckTrim(h Highlight, in, out time.Duration) error {
 		return fmt.Errorf("%w: out point %s must come after in point %s", ErrBadTrim, out, in)
 	}
 	return nil
+}
+
+// SaveStill records a still; the first recorded for a drop and session
+// stands (a replay of the open cannot replace the evidence).
+func (s *SQLite) SaveStill(ctx context.Context, x Still) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO drop_stills (drop_id, session_id, path, type, sha256, bytes, opened_at, stream_time_ns, received_at)
+		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(drop_id, session_id) DO NOTHING`,
+		x.DropID, x.SessionID, x.Path, x.Type, x.SHA256, x.Bytes, unixNS(x.OpenedAt), int64(x.StreamTime), unixNS(x.ReceivedAt))
+	return err
+}
+
+// Stills lists a drop's stills.
+func (s *SQLite) Stills(ctx context.Context, dropID string) ([]Still, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT drop_id, session_id, path, type, sha256, bytes, opened_at, stream_time_ns, received_at
+		FROM drop_stills WHERE drop_id = ? ORDER BY received_at`, dropID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Still
+	for rows.Next() {
+		var x Still
+		var opened, st, recv int64
+		if err := rows.Scan(&x.DropID, &x.SessionID, &x.Path, &x.Type, &x.SHA256, &x.Bytes, &opened, &st, &recv); err != nil {
+			return nil, err
+		}
+		x.OpenedAt, x.StreamTime, x.ReceivedAt = fromNS(opened), time.Duration(st), fromNS(recv)
+		out = append(out, x)
+	}
+	return out, rows.Err()
 }
 
 // Cues lists a drop's aired cues.
@@ -339,5 +482,5 @@ func (s *SQLite) Cues(ctx context.Context, dropID string) ([]CueRecord, error) {
 
 // isNotFound reports the store's not-found errors.
 func isNotFound(err error) bool {
-	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight)
+	return errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoHighlight) || errors.Is(err, ErrNoImage)
 }
