@@ -37,7 +37,11 @@ type env struct {
 	admin microdrop.Admin
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith builds the env after tweak has adjusted the dependencies
+// (a clock, a receipt signer).
+func newEnvWith(t *testing.T, tweak func(*claims.Deps, *overlay.Deps)) *env {
 	t.Helper()
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
@@ -51,8 +55,13 @@ func newEnv(t *testing.T) *env {
 	}
 	grace := 2 * time.Second
 	reg := prometheus.NewRegistry()
-	svc, err := claims.New(claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
-		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}})
+	cd := claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
+		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}}
+	var od overlay.Deps
+	if tweak != nil {
+		tweak(&cd, &od)
+	}
+	svc, err := claims.New(cd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +71,9 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { _ = svc.Close() })
 	admin := microdrop.NewAdmin(testAdminTok, false, nil)
-	srv, err := overlay.New(overlay.Deps{Claims: svc, Bus: bus, Admin: admin, PublicURL: ts.URL,
-		Keys: map[string]string{testChannel: testKey}, Ledger: ledger, DefaultGrace: grace, Gatherer: reg})
+	od.Claims, od.Bus, od.Admin, od.PublicURL = svc, bus, admin, ts.URL
+	od.Keys, od.Ledger, od.DefaultGrace, od.Gatherer = map[string]string{testChannel: testKey}, ledger, grace, reg
+	srv, err := overlay.New(od)
 	if err != nil {
 		t.Fatal(err)
 	}
