@@ -211,9 +211,15 @@ func TestClaimPageShowsPassedOnHolds(t *testing.T) {
 		t.Fatalf("dashboard: %d\n%s", code, body)
 	}
 
+	ws := e.dial(nil)
 	clock.Add(6 * time.Minute)
 	if err := e.svc.ExpireDue(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// The overlay says so on the drop's card.
+	f := next(t, ws, func(f overlay.Frame) bool { return f.Type == overlay.FrameEvent && f.Kind == "hold.expired" })
+	if f.Note != "A unit is back in play: the next viewer in line gets it" || f.Drop == nil || f.Drop.ID != dr.Drop.ID {
+		t.Fatalf("overlay frame for an expired hold: %+v", f)
 	}
 	if _, body := cat.get(page); !strings.Contains(body, `data-state="expired"`) || !strings.Contains(body, "passed on to the next viewer in line") || strings.Contains(body, `id="pay-wallet"`) {
 		t.Fatalf("cat's expired hold:\n%s", body)
