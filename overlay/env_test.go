@@ -37,11 +37,17 @@ type env struct {
 	admin microdrop.Admin
 }
 
-func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, envHooks{}) }
 
-// newEnvWith builds the env after tweak has adjusted the dependencies
-// (a clock, a receipt signer).
-func newEnvWith(t *testing.T, tweak func(*claims.Deps, *overlay.Deps)) *env {
+// envHooks adjust an env's dependencies: the claims service's before it is
+// built (a clock, a receipt signer), the overlay's with the service built
+// (a card checkout needs it).
+type envHooks struct {
+	claims  func(*claims.Deps)
+	overlay func(*claims.Service, *overlay.Deps)
+}
+
+func newEnvWith(t *testing.T, hooks envHooks) *env {
 	t.Helper()
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
@@ -57,9 +63,8 @@ func newEnvWith(t *testing.T, tweak func(*claims.Deps, *overlay.Deps)) *env {
 	reg := prometheus.NewRegistry()
 	cd := claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
 		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}}
-	var od overlay.Deps
-	if tweak != nil {
-		tweak(&cd, &od)
+	if hooks.claims != nil {
+		hooks.claims(&cd)
 	}
 	svc, err := claims.New(cd)
 	if err != nil {
@@ -71,6 +76,10 @@ func newEnvWith(t *testing.T, tweak func(*claims.Deps, *overlay.Deps)) *env {
 	}
 	t.Cleanup(func() { _ = svc.Close() })
 	admin := microdrop.NewAdmin(testAdminTok, false, nil)
+	var od overlay.Deps
+	if hooks.overlay != nil {
+		hooks.overlay(svc, &od)
+	}
 	od.Claims, od.Bus, od.Admin, od.PublicURL = svc, bus, admin, ts.URL
 	od.Keys, od.Ledger, od.DefaultGrace, od.Gatherer = map[string]string{testChannel: testKey}, ledger, grace, reg
 	srv, err := overlay.New(od)

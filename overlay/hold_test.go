@@ -31,14 +31,25 @@ func (c *testClock) Add(d time.Duration) {
 
 func newPaidEnv(t *testing.T) (*env, *testClock) {
 	t.Helper()
+	return newPaidEnvWith(t, nil)
+}
+
+// newPaidEnvWith is newPaidEnv with card checkouts from cards (none when nil).
+func newPaidEnvWith(t *testing.T, cards func(*claims.Service) claims.CardCheckout) (*env, *testClock) {
+	t.Helper()
 	clock := &testClock{t: time.Now()}
 	rs, err := claims.NewReceiptSigner([]byte("holder-secret-0123456789"), []byte("receipt-seed-0123456789abcdef012"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvWith(t, func(cd *claims.Deps, od *overlay.Deps) {
-		cd.Now, cd.Receipts = clock.Now, rs
-		od.Now = clock.Now
+	e := newEnvWith(t, envHooks{
+		claims: func(cd *claims.Deps) { cd.Now, cd.Receipts = clock.Now, rs },
+		overlay: func(svc *claims.Service, od *overlay.Deps) {
+			od.Now = clock.Now
+			if cards != nil {
+				od.Cards = cards(svc)
+			}
+		},
 	})
 	return e, clock
 }
