@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/overlay"
 )
@@ -261,4 +263,43 @@ func (e *env) dashboardPage() (int, string) {
 		e.t.Fatalf("dashboard login: %d\n%s", code, body)
 	}
 	return b.get(e.ts.URL + "/dashboard")
+}
+
+// In Chromium: claim a priced drop, see the hold's countdown follow the
+// server's clock (three hours off the browser's), pay from the wallet with
+// a click, and see the receipt and its QR code.
+func TestBrowserClaimPagePaysHold(t *testing.T) {
+	ctx := browser(t)
+	e, clock := newPaidEnv(t)
+	clock.Add(-3 * time.Hour)
+	dr := e.openDrop(`{"channel":"streamer","sku":"hoodie","title":"Hoodie","stock":1,"price_minor":4500,"currency":"EUR","duration":"60s","policy":"fcfs","pay":["wallet"],"pay_window":"10m"}`)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.ts.URL+"/c/"+dr.Drop.ID),
+		chromedp.WaitVisible(chromedp.ID("claim-submit")),
+		chromedp.Click(chromedp.ID("claim-submit")),
+		chromedp.WaitVisible(chromedp.ID("claim-hold")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the pay-by countdown", `/^(10:00|9:[0-5][0-9])$/.test(document.getElementById("hold-countdown").textContent)`)
+	hs, err := e.svc.Books().Holds(t.Context(), claims.HoldFilter{DropID: dr.Drop.ID})
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("holds: %v %v", hs, err)
+	}
+	if _, err := e.svc.TopUp(t.Context(), "b1", hs[0].UserID, "admin", 4500, "EUR", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The balance on the page is from before the top-up: reload first.
+	if err := chromedp.Do(ctx,
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.ID("pay-wallet")),
+		chromedp.Click(chromedp.ID("pay-wallet")),
+		chromedp.WaitVisible(chromedp.ID("receipt")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the receipt's QR code", `(function(){var i=document.querySelector('img[alt="receipt QR code"]');return !!i&&i.complete&&i.naturalWidth>0;})()`)
+	if got := eval[string](t, ctx, `document.getElementById("claim-hold").dataset.state`); got != "paid" {
+		t.Fatalf("hold state on the page: %q", got)
+	}
 }
