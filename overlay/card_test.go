@@ -1,77 +1,21 @@
 package overlay_test
 
 import (
-	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/stripe"
+	"github.com/microdrop/microdrop/claims/stripe/stripetest"
 )
-
-// startStripeMock runs Stripe's own mock server as a child on a free
-// port, in its own process group, stopped by pid when the test ends (as
-// claims/stripe's tests do). Skipped with an install hint unless CI=true.
-func startStripeMock(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("stripe-mock")
-	if err != nil {
-		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-		cand := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "stripe-mock")
-		if _, serr := os.Stat(cand); serr == nil {
-			bin, err = cand, nil
-		}
-	}
-	if err != nil {
-		msg := "stripe-mock is not installed: go install github.com/stripe/stripe-mock@v0.203.0"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "-http-addr", addr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return fmt.Sprintf("http://%s", addr)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stripe-mock did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // "Pay by card" sends the viewer to the Checkout Session the card class
 // opens for their own hold; back from it, the page says the payment is
 // being confirmed until the webhook marks the hold paid.
 func TestClaimPagePayByCard(t *testing.T) {
-	mock := startStripeMock(t)
+	mock := stripetest.StartMock(t)
 	e, _ := newPaidEnvWith(t, func(svc *claims.Service) claims.CardCheckout {
 		cards, err := stripe.New(svc, stripe.Config{SecretKey: "sk_test_123", WebhookSecret: "whsec_test_0123456789", APIBase: mock, PublicURL: "http://localhost:8080"})
 		if err != nil {
