@@ -52,6 +52,18 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 		if ps, err := s.claims.Status(r.Context(), d.ID, who.Viewer.UserID); err == nil && len(ps) > 0 {
 			v.Result = s.outcomeOf(ps[0].Outcome, ps[0].Token, ps[0].ExpiresAt, ps[0].Redeemed)
 		}
+		if h, ok := s.ownHold(r.Context(), d, who.Viewer.UserID); ok {
+			hv, err := s.holdView(r.Context(), d, h, r.URL.Query().Get("paid") == h.ID)
+			if err != nil {
+				s.log.Warn("claim page: hold", "hold", h.ID, "err", err)
+			} else {
+				v.Hold, v.Result = hv, nil
+			}
+		} else if d.Priced() && v.Result != nil && v.Result.Outcome == claims.OutcomeLost && s.unitsInPlay(r.Context(), d) {
+			// In the line for a unit a winner does not pay for.
+			v.Waiting = true
+			v.Result.Message = "Sold out for now: you are in line for a unit a winner does not pay for. This page shows it if one comes to you."
+		}
 	}
 	if note := d.View().WindowNote(); note != "" {
 		v.WindowNote = strings.ToUpper(note[:1]) + note[1:]
@@ -90,7 +102,7 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		render(w, r, http.StatusForbidden, templates.ClaimPage(v))
 		return
 	}
-	if v.Result != nil {
+	if v.Result != nil || v.Hold != nil || v.Waiting {
 		render(w, r, http.StatusOK, templates.ClaimPage(v)) // already holds one: show it again
 		return
 	}
@@ -104,6 +116,12 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	uid := who.Viewer.UserID
 	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{DropID: v.DropID, Viewer: who.Viewer, Code: v.Code})
+	if res.HoldID != "" || microdrop.ErrorReason(err) == claims.ReasonWaitlisted {
+		// A hold to pay, or a place in line: the page shows either as it
+		// is now, on this and every later load.
+		s.seeClaimPage(w, r, v.DropID)
+		return
+	}
 	if err != nil {
 		v.Error = microdrop.ErrorMessage(err)
 		status = microdrop.StatusOf(microdrop.ErrorCode(err))

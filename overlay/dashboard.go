@@ -118,7 +118,11 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 		v.Error = "could not list drops: " + microdrop.ErrorMessage(err)
 	}
 	for _, d := range ds {
-		v.Drops = append(v.Drops, dashDrop(s.publicURL, d))
+		dd := dashDrop(s.publicURL, d)
+		if d.Priced() {
+			dd.Holds = s.dashHolds(ctx, d)
+		}
+		v.Drops = append(v.Drops, dd)
 	}
 	if s.streams != nil {
 		v.Streams = s.streams()
@@ -321,4 +325,20 @@ func (s *Server) dashboardLive(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(l)
+}
+
+// dashHolds is a priced drop's holds for the streamer; nil when the books
+// cannot say (the table still lists the drop).
+func (s *Server) dashHolds(ctx context.Context, d *claims.Drop) *templates.DashboardHolds {
+	sum, err := s.claims.HoldSummary(ctx, d.ID)
+	if err != nil {
+		s.log.Warn("dashboard: hold summary", "drop", d.ID, "err", err)
+		return nil
+	}
+	h := &templates.DashboardHolds{Paid: sum.Paid, Passed: sum.Passed, Unsold: sum.Unsold,
+		Revenue: fmt.Sprintf("%d.%02d %s", sum.Revenue/100, sum.Revenue%100, sum.Currency)}
+	for _, a := range sum.Awaiting {
+		h.Awaiting = append(h.Awaiting, templates.DashboardDue{Who: a.UserID, PayBy: a.Deadline.Local().Format("15:04:05")})
+	}
+	return h
 }

@@ -1,11 +1,13 @@
 // Package overlay owns what the streamer and the viewers see in a browser:
 // the OBS browser-source overlay (/overlay/{channel}) and the WebSocket hub
 // that feeds it (/ws/overlay/{channel}), the admin dashboard (/dashboard),
-// the claim page a drop's QR code leads to (/c/{id}) and the pickup desk
-// (/redeem).
+// the claim page a drop's QR code leads to (/c/{id}), where a viewer also
+// pays for or releases their own hold on a priced drop, the public receipt
+// verify page (/receipt) and the pickup desk (/redeem).
 //
 // The hub subscribes to the event Bus once, for opens, extensions,
-// sell-outs, closes and claims, and fans events out per channel: a client
+// sell-outs, closes, claims and holds that expire or are released (a unit
+// back in play), and fans events out per channel: a client
 // gets a snapshot of the channel's state on connect, then the same frame
 // as every other client of its channel. The bus never drops the first
 // four for the hub; it may shed claims when the hub falls behind, and the
@@ -39,7 +41,8 @@
 // TestHubFramesStayWholeUnderCloseAndStop checks it byte by byte.
 //
 // The package reads claims (through claims.Service) and asks it to open,
-// close, extend, claim and redeem; it never writes the ledger itself, never
+// close, extend, claim, redeem, and pay for or release a viewer's own hold
+// (the viewer always from the session); it never writes the ledger itself, never
 // decides a claim, and never sends the overlay key or the admin token to a
 // page that did not present it.
 package overlay

@@ -37,7 +37,17 @@ type env struct {
 	admin microdrop.Admin
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, envHooks{}) }
+
+// envHooks adjust an env's dependencies: the claims service's before it is
+// built (a clock, a receipt signer), the overlay's with the service built
+// (a card checkout needs it).
+type envHooks struct {
+	claims  func(*claims.Deps)
+	overlay func(*claims.Service, *overlay.Deps)
+}
+
+func newEnvWith(t *testing.T, hooks envHooks) *env {
 	t.Helper()
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
@@ -51,8 +61,12 @@ func newEnv(t *testing.T) *env {
 	}
 	grace := 2 * time.Second
 	reg := prometheus.NewRegistry()
-	svc, err := claims.New(claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
-		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}})
+	cd := claims.Deps{Ledger: ledger, Bus: bus, Signer: signer, Metrics: claims.NewMetrics(reg),
+		Options: claims.Options{DefaultGrace: grace, DefaultPolicy: claims.FCFS, ClaimRate: 1000, ClaimBurst: 1000}}
+	if hooks.claims != nil {
+		hooks.claims(&cd)
+	}
+	svc, err := claims.New(cd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +76,13 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { _ = svc.Close() })
 	admin := microdrop.NewAdmin(testAdminTok, false, nil)
-	srv, err := overlay.New(overlay.Deps{Claims: svc, Bus: bus, Admin: admin, PublicURL: ts.URL,
-		Keys: map[string]string{testChannel: testKey}, Ledger: ledger, DefaultGrace: grace, Gatherer: reg})
+	var od overlay.Deps
+	if hooks.overlay != nil {
+		hooks.overlay(svc, &od)
+	}
+	od.Claims, od.Bus, od.Admin, od.PublicURL = svc, bus, admin, ts.URL
+	od.Keys, od.Ledger, od.DefaultGrace, od.Gatherer = map[string]string{testChannel: testKey}, ledger, grace, reg
+	srv, err := overlay.New(od)
 	if err != nil {
 		t.Fatal(err)
 	}

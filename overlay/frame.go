@@ -12,7 +12,7 @@ import (
 // Frame types on the overlay WebSocket.
 const (
 	FrameSnapshot = "snapshot" // the whole state; first frame of every connection
-	FrameEvent    = "event"    // an open, extension, sell-out or close: sent at once
+	FrameEvent    = "event"    // an open, extension, sell-out, close or a unit back in play: sent at once
 	FrameStock    = "stock"    // coalesced claims: stock and recent winners
 	FrameTime     = "time"     // answer to a client's clock probe
 )
@@ -33,6 +33,9 @@ type Frame struct {
 	ClaimURL string              `json:"claim_url,omitempty"`
 	QR       *QRBits             `json:"qr,omitempty"`
 	Winners  []Winner            `json:"winners,omitempty"`
+	// Note is a short-lived line for the card ("a unit is back in play"),
+	// on hold events only.
+	Note string `json:"note,omitempty"`
 	// Client echoes a clock probe's client time (type "time").
 	Client float64 `json:"client,omitempty"`
 }

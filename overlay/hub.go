@@ -135,7 +135,9 @@ func newHub(src dropSource, entries entrySource, channels []string, publicURL st
 func (h *Hub) start(ctx context.Context, bus microdrop.Bus) {
 	// Opens, extensions, sell-outs and closes are never dropped by the
 	// bus; claims may be, in a burst, which run resyncs from a snapshot.
-	h.sub = bus.Subscribe(h.opts.BusBuffer, microdrop.DropOpened, microdrop.DropExtended, microdrop.SoldOut, microdrop.DropClosed, microdrop.Claimed)
+	h.sub = bus.Subscribe(h.opts.BusBuffer, microdrop.DropOpened, microdrop.DropExtended, microdrop.SoldOut, microdrop.DropClosed, microdrop.Claimed,
+		// An unpaid or released hold puts its unit back in play.
+		microdrop.HoldExpired, microdrop.HoldReleased)
 	for _, t := range h.topics {
 		h.reload(ctx, t)
 	}
@@ -257,6 +259,10 @@ func (h *Hub) handle(e microdrop.Event) {
 	if t == nil {
 		return
 	}
+	if e.Kind == microdrop.HoldExpired || e.Kind == microdrop.HoldReleased {
+		h.backInPlay(t, e)
+		return
+	}
 	if e.Drop == nil {
 		// A claim event carries the stock after its win, not the drop.
 		t.mu.Lock()
@@ -311,6 +317,26 @@ func (h *Hub) handle(e microdrop.Event) {
 		t.dirty = false
 		h.broadcastLocked(t, t.frameLocked(FrameEvent, e.Kind, e.Seq, e.At, h.now(), true))
 	}
+}
+
+// backInPlay tells the stream that an unpaid or released unit of the drop
+// on its card passed to the next viewer in line: a short-lived line, sent
+// at once like the drop's own events.
+func (h *Hub) backInPlay(t *topic, e microdrop.Event) {
+	if e.Hold == nil || e.Hold.PassedTo == "" {
+		return // nobody was waiting: the unit stays unsold, nothing to tell
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.drop == nil || t.drop.ID != e.DropID {
+		return // not the drop on the card
+	}
+	note := "A unit is back in play: the next viewer in line gets it"
+	t.lastSeq, t.lastAt = e.Seq, e.At
+	f := Frame{Type: FrameEvent, Kind: e.Kind, Seq: e.Seq, Channel: t.channel, AtMS: unixMS(e.At), ServerMS: unixMS(h.now()),
+		Drop: t.drop, Winners: t.winners, ClaimURL: t.claimURL, QR: t.qr, Note: note}
+	b, _ := json.Marshal(f) // plain structs: cannot fail
+	h.broadcastLocked(t, b)
 }
 
 // addWinnerLocked lists c's viewer among the recent winners if c is a

@@ -67,6 +67,9 @@ type Deps struct {
 	// Viewers signs viewers in on the claim page and names them; local mode
 	// (identity per browser) when nil.
 	Viewers *viewer.Auth
+	// Cards, when set, opens card checkouts for the claim page's "Pay by
+	// card" (claims/stripe); without it the page offers no card payment.
+	Cards claims.CardCheckout
 }
 
 // Server serves the overlay, its WebSocket hub, the dashboard, the claim
@@ -87,6 +90,7 @@ type Server struct {
 	origins   []string
 	hub       *Hub
 	viewers   *viewer.Auth
+	cards     claims.CardCheckout
 	stats     *statsSampler
 	feed      *feed
 	mux       *http.ServeMux
@@ -98,7 +102,7 @@ type Server struct {
 }
 
 // Routes are the path prefixes the server answers; mount Handler on each.
-var routes = []string{"/overlay/", "/ws/overlay/", "/dashboard", "/dashboard/", "/c/", "/redeem"}
+var routes = []string{"/overlay/", "/ws/overlay/", "/dashboard", "/dashboard/", "/c/", "/redeem", "/receipt"}
 
 // Routes returns the path prefixes to mount Handler on.
 func Routes() []string { return slices.Clone(routes) }
@@ -159,7 +163,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
 		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
-		origins: d.AllowedOrigins, viewers: d.Viewers,
+		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards,
 		hub:    newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:  newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
 		feed:   newFeed(50),
@@ -222,6 +226,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /dashboard/drops/{id}/extend", s.adminForm(s.extendDrop))
 	s.mux.HandleFunc("GET /c/{id}", s.claimPage)
 	s.mux.HandleFunc("POST /c/{id}", s.claimSubmit)
+	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/pay", s.holdPay)
+	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/release", s.holdRelease)
+	s.mux.HandleFunc("GET /c/{id}/holds/{hold}/receipt.svg", s.holdReceiptQR)
+	s.mux.HandleFunc("GET /receipt", s.receiptPage)
 	s.mux.HandleFunc("GET /redeem", s.redeemPage)
 	s.mux.HandleFunc("POST /redeem", s.adminForm(s.redeemSubmit))
 	for _, p := range routes {

@@ -12,6 +12,7 @@ import (
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/sqlite"
 	"github.com/microdrop/microdrop/claims/stripe"
+	"github.com/microdrop/microdrop/claims/stripe/stripetest"
 )
 
 // A paid drop end to end: claims become holds; one is paid from the
@@ -21,7 +22,7 @@ import (
 // desk; the drop's audit replays the pass and the books balance.
 func TestPaidDropEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	mock := startStripeMock(t)
+	mock := stripetest.StartMock(t)
 	ck := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	signer, _ := claims.NewTokenSigner([]byte("current-key-0123456789"))
 	receipts, err := claims.NewReceiptSigner([]byte("holder-secret-0123456789"), bytes.Repeat([]byte{3}, 32))

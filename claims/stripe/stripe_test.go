@@ -18,6 +18,7 @@ import (
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/sqlite"
 	"github.com/microdrop/microdrop/claims/stripe"
+	"github.com/microdrop/microdrop/claims/stripe/stripetest"
 )
 
 const whsec = "whsec_test_0123456789"
@@ -44,7 +45,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	mock := startStripeMock(t)
+	mock := stripetest.StartMock(t)
 	l := sqlite.MustOpen(t)
 	// Webhook signatures are checked against the wall clock, so the
 	// service's clock starts at it and moves only when the test says.
@@ -226,7 +227,7 @@ func TestCardPayments(t *testing.T) {
 // so Stripe delivers it again; after a restart the retry is credited.
 func TestWebhookAnsweredOnlyAfterCommit(t *testing.T) {
 	ctx := context.Background()
-	mock := startStripeMock(t)
+	mock := stripetest.StartMock(t)
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	ck := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	signer, _ := claims.NewTokenSigner([]byte("current-key-0123456789"))

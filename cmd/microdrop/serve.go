@@ -58,6 +58,7 @@ type Main struct {
 
 	server  *http.Server
 	api     *claims.Handler
+	cards   claims.CardCheckout // nil: card payments are off
 	closers []namedCloser
 	clips   highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
@@ -244,6 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		m.api.WithCards(cards)
+		m.cards = cards
 		// Stripe calls this; the signature, not the admin token, vouches.
 		m.Mux.Handle("POST /webhooks/stripe", cards)
 		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",

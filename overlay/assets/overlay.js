@@ -18,13 +18,13 @@
   var el = {
     card: $("card"), badge: $("badge"), price: $("price"), title: $("title"), qr: $("qr"),
     countdown: $("countdown"), phase: $("phase"), fill: $("stock-fill"), stockText: $("stock-text"),
-    hint: $("claim-hint"), winners: $("winners"), result: $("result"), conn: $("conn")
+    hint: $("claim-hint"), winners: $("winners"), result: $("result"), back: $("back"), conn: $("conn")
   };
 
   // Public for tests and for anyone debugging in OBS's "Interact" window.
   var st = window.microdropOverlay = {
     drop: null, claimURL: "", qr: null, winners: [], offset: 0, rtt: Infinity,
-    connected: false, snapshots: 0, frames: 0, cuesPlayed: 0, lastCue: 0, hideAt: 0
+    connected: false, snapshots: 0, frames: 0, cuesPlayed: 0, lastCue: 0, hideAt: 0, backUntil: 0
   };
 
   function serverNow() { return Date.now() + st.offset; }
@@ -133,6 +133,7 @@
     var closes = Date.parse(d.closes_at), opens = Date.parse(d.opens_at);
     var final = d.state === "sold_out" || d.state === "closed";
     var left;
+    if (st.backUntil && now >= st.backUntil) { st.backUntil = 0; el.back.textContent = ""; }
     if (final) {
       el.countdown.textContent = "00:00";
       el.phase.textContent = d.state === "sold_out" ? "sold out" : "closed";
@@ -164,6 +165,7 @@
       st.hideAt = 0;
       if (st.drop && !final) show(); else hide();
     } else if (f.type === "event") {
+      if (f.note) { el.back.textContent = f.note; st.backUntil = serverNow() + 8000; }
       if (f.kind === "drop.opened") { st.hideAt = 0; show(); playCue(st.drop.cue_code); }
       else if (final) { show(); st.hideAt = serverNow() + 8000; }
       else show();

@@ -1,4 +1,6 @@
-package stripe_test
+// Package stripetest runs Stripe's own mock server (stripe-mock) for the
+// tests of every package that takes cards.
+package stripetest
 
 import (
 	"fmt"
@@ -6,20 +8,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// startStripeMock runs Stripe's own mock server as a child on a free
-// port, in its own process group, stopped by pid when the test ends.
-// Without it the test is skipped with an install hint, unless CI=true.
-func startStripeMock(t *testing.T) string {
-	t.Helper()
+// StartMock runs stripe-mock as a child on a free port, in its own
+// process group, stopped by pid when the test ends, and returns its base
+// URL. Without it the test is skipped with an install hint, unless
+// CI=true.
+func StartMock(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("stripe-mock")
 	if err != nil {
 		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-		cand := filepath.Join(string(trim(gopath)), "bin", "stripe-mock")
+		cand := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "stripe-mock")
 		if _, serr := os.Stat(cand); serr == nil {
 			bin, err = cand, nil
 		}
@@ -27,23 +31,23 @@ func startStripeMock(t *testing.T) string {
 	if err != nil {
 		msg := "stripe-mock is not installed: go install github.com/stripe/stripe-mock@v0.203.0"
 		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
+			tb.Fatal(msg)
 		}
-		t.Skip(msg)
+		tb.Skip(msg)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(bin, "-http-addr", addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
@@ -55,15 +59,8 @@ func startStripeMock(t *testing.T) string {
 			return fmt.Sprintf("http://%s", addr)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("stripe-mock did not listen on %s: %v", addr, err)
+			tb.Fatalf("stripe-mock did not listen on %s: %v", addr, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func trim(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
