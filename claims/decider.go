@@ -18,6 +18,8 @@ type claimReq struct {
 	at    time.Time
 	seq   int64
 	cap   int
+	// cueStep is the step of the code heard, on a listen drop.
+	cueStep int64
 }
 
 type claimReply struct {
@@ -31,6 +33,7 @@ func getClaimReq() *claimReq { return claimReqPool.Get().(*claimReq) }
 
 func putClaimReq(c *claimReq) {
 	c.req = ClaimRequest{}
+	c.cueStep = 0
 	claimReqPool.Put(c)
 }
 
@@ -88,6 +91,8 @@ type decider struct {
 	pending []*claimReq  // bucketed: in arrival order
 	waiting atomic.Int64 // len(pending), for readers outside the decider
 	entries []Entry      // raffle: entries awaiting the draw
+	cueStep int64        // listen drop: the last step whose code was announced
+	codes   stepCodes    // listen drop: codes of recent steps
 }
 
 func newDecider(s *Service, d *Drop, entries []Entry) *decider {
@@ -220,6 +225,7 @@ func (dc *decider) run() {
 			}
 			continue
 		}
+		dc.stepCue(dc.s.now())
 		timer.Reset(dc.wait(dc.s.now(), tick))
 		select {
 		case <-dc.quit:
@@ -463,7 +469,13 @@ func (dc *decider) check(cr *claimReq) error {
 	case SoldOut:
 		return reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 	}
-	if d.ClaimCode != "" && NormalizeCode(cr.req.Code) != d.ClaimCode {
+	if d.Listening() {
+		step, err := d.heardStep(cr.req.Code, cr.at, dc.codeAt)
+		if err != nil {
+			return err
+		}
+		cr.cueStep = step
+	} else if d.ClaimCode != "" && NormalizeCode(cr.req.Code) != d.ClaimCode {
 		if cr.req.Code == "" {
 			return reject(microdrop.EINVALID, ReasonWrongCode, "this drop needs the code shown on stream: !claim CODE")
 		}
@@ -555,7 +567,7 @@ func (dc *decider) decide(batch []*claimReq, now time.Time) {
 			dc.waiting.Store(int64(len(dc.pending)))
 			dc.queued[cr.req.UserID]++
 		case Raffle:
-			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1,
+			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1, CueStep: cr.cueStep,
 				Outcome: OutcomeEntered, ArrivedAt: now.UTC(), DecidedAt: now.UTC()}
 			dc.units[cr.req.UserID]++
 			dc.entries = append(dc.entries, e)
@@ -582,7 +594,7 @@ func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	dc.d.Remaining--
 	dc.units[cr.req.UserID]++
 	unit := dc.units[cr.req.UserID]
-	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap,
+	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap, CueStep: cr.cueStep,
 		Outcome: OutcomeWon, ArrivedAt: cr.at.UTC(), Bucket: dc.bucketOf(cr.at), DecidedAt: now.UTC(),
 		Token: dc.s.signer.New(), ExpiresAt: now.Add(dc.s.opts.TokenTTL).UTC()}
 	job.wins++
@@ -619,7 +631,7 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 				dc.award(cr, now, job)
 				continue
 			}
-			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
+			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
 				Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: b, DecidedAt: now.UTC()}
 			job.insert = append(job.insert, e)
 			job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,

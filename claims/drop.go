@@ -79,12 +79,15 @@ type Drop struct {
 	BucketWidth  time.Duration `json:"bucket_width"`
 	ClaimCode    string        `json:"claim_code,omitempty"`
 	CueCode      uint32        `json:"cue_code"`
-	Seed         []byte        `json:"-"` // secret until the drop is final
-	SeedHash     string        `json:"seed_hash"`
-	State        State         `json:"state"`
-	ClosedAt     time.Time     `json:"closed_at,omitzero"`
-	CloseReason  string        `json:"close_reason,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
+	// ListenStep is how long each rotating code of a listen drop lasts;
+	// 0 for a drop that is not claimed by listening (listen.go).
+	ListenStep  time.Duration `json:"listen_step,omitempty"`
+	Seed        []byte        `json:"-"` // secret until the drop is final
+	SeedHash    string        `json:"seed_hash"`
+	State       State         `json:"state"`
+	ClosedAt    time.Time     `json:"closed_at,omitzero"`
+	CloseReason string        `json:"close_reason,omitempty"`
+	CreatedAt   time.Time     `json:"created_at"`
 }
 
 // Clone returns a deep copy, so callers never share a decider's drop.
@@ -145,6 +148,7 @@ func (d *Drop) View() *microdrop.DropView {
 		CodeRequired: d.ClaimCode != "", ClaimCode: d.ClaimCode, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		SeedHash: d.SeedHash, Winners: d.Stock - d.Remaining,
 	}
+	v.ListenStepMS = d.ListenStep.Milliseconds()
 	if d.State.Final() {
 		v.Seed = hex.EncodeToString(d.Seed)
 	}

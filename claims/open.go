@@ -28,7 +28,11 @@ type OpenRequest struct {
 	Policy       Policy    `json:"policy"`
 	BucketWidth  Duration  `json:"bucket_width"`
 	ClaimCode    string    `json:"claim_code"`
-	By           string    `json:"-"`
+	// Listen makes a drop claimed with rotating codes heard in the audio
+	// cue, each lasting ListenStep (DefaultListenStep when zero).
+	Listen     bool     `json:"listen,omitempty"`
+	ListenStep Duration `json:"listen_step,omitempty"`
+	By         string   `json:"-"`
 }
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
@@ -160,6 +164,9 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	}
 	if opens.After(now) {
 		d.State = Scheduled
+	}
+	if err := validateListen(r, d); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
