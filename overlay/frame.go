@@ -33,6 +33,8 @@ type Frame struct {
 	ClaimURL string              `json:"claim_url,omitempty"`
 	QR       *QRBits             `json:"qr,omitempty"`
 	Winners  []Winner            `json:"winners,omitempty"`
+	// Step is a listen drop's next rotating code (kind cue.step), to play now.
+	Step *microdrop.CueStepView `json:"step,omitempty"`
 	// Client echoes a clock probe's client time (type "time").
 	Client float64 `json:"client,omitempty"`
 }

@@ -369,6 +369,10 @@ func (h *Hub) handle(e microdrop.Event) {
 	if t == nil {
 		return
 	}
+	if e.Kind == microdrop.CueStep {
+		h.cueStep(t, e)
+		return
+	}
 	if e.Drop == nil {
 		// A claim event without the drop's view: count the winner now and
 		// read the stock from the claims service when the frame goes out.
