@@ -332,3 +332,34 @@ process.stdout.write(JSON.stringify(out));
 		}
 	}
 }
+
+// BenchmarkRoomWithoutCues counts false detections in programme audio with
+// no cue in it, through the same room and phone path, with both profiles
+// listening as on the claim page. It is a measurement, not a test: run once,
+//
+//	go test ./ingest/cue -run '^$' -bench RoomWithoutCues -benchtime 1x
+//
+// for an hour of programme (MICRODROP_ROOM_MINUTES shortens it).
+func BenchmarkRoomWithoutCues(b *testing.B) {
+	needTool(b, "ffmpeg")
+	minutes := 60
+	if m, err := strconv.Atoi(os.Getenv("MICRODROP_ROOM_MINUTES")); err == nil && m > 0 {
+		minutes = m
+	}
+	const chunk = 100 // vectors (3 s each) per ffmpeg run: 5 minutes
+	total := minutes * 20
+	for range b.N {
+		d := NewDetector(roomRate)
+		var got []Detection
+		for first := 0; first < total; first += chunk {
+			y, _ := roomVectors(b, 10_000+first, min(chunk, total-first), false)
+			got = append(got, d.Write(y)...)
+		}
+		got = append(got, d.Flush()...)
+		for _, g := range got {
+			b.Logf("false detection: %08x %s at %s, %.1f dB", g.Code, g.Profile, g.Start, g.SNRDB)
+		}
+		b.ReportMetric(float64(len(got)), "false")
+		b.ReportMetric(float64(minutes), "minutes")
+	}
+}
