@@ -55,6 +55,7 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 	v.Stock, v.Remaining = d.Stock, d.Remaining
 	v.ClosesAtMS = strconv.FormatFloat(unixMS(d.ClosesAt)-unixMS(now), 'f', 0, 64)
 	v.CodeRequired = d.ClaimCode != ""
+	v.Listen = d.Listening()
 	return v, http.StatusOK
 }
 
