@@ -470,7 +470,7 @@ func (dc *decider) check(cr *claimReq) error {
 		return reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 	}
 	if d.Listening() {
-		step, err := d.heardStep(cr.req.Code, cr.at, dc.codeAt)
+		step, err := dc.heard(cr)
 		if err != nil {
 			return err
 		}

@@ -206,7 +206,7 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 	if h.admin.Check(r) == nil {
 		v.Subscriber, v.AccountCreated = b.Subscriber, b.AccountCreated
 	}
-	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code})
+	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code, RemoteIP: RemoteIP(r)})
 	if err != nil {
 		h.fail(w, r, err)
 		return

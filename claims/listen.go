@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -192,4 +195,51 @@ func (dc *decider) codeAt(n int64) uint32 {
 		c.m[n] = v
 	}
 	return v
+}
+
+// Wrong codes on listen drops, per remote address: a burst of
+// guessBurst, then guessRate a second. A household or a venue behind one
+// address sends right codes and is never held back; a guesser is, however
+// many accounts it uses.
+const (
+	guessRate  = 1
+	guessBurst = 10
+)
+
+func newGuessLimiter() *userLimiter { return newUserLimiter(guessRate, guessBurst, 1<<16) }
+
+// exhausted reports whether key's bucket has no attempt left at now,
+// without taking one.
+func (l *userLimiter) exhausted(channel, key string, now time.Time) bool {
+	k := channel + "\x00" + key
+	sh := &l.shards[maphash.String(l.seed, k)%uint64(len(l.shards))]
+	sh.mu.Lock()
+	lim, ok := sh.cache.Get(k)
+	sh.mu.Unlock()
+	return ok && lim.TokensAt(now) < 1
+}
+
+// heard checks a listen claim's code: an address that has spent its wrong
+// codes is refused before its code is looked at, and every wrong or late
+// code spends one.
+func (dc *decider) heard(cr *claimReq) (int64, error) {
+	ip := cr.req.RemoteIP
+	if ip != "" && dc.s.guesses.exhausted(dc.channel, ip, cr.at) {
+		return 0, reject(microdrop.ERATELIMIT, ReasonRateLimited, "too many wrong codes from your network: listen again in a few seconds")
+	}
+	step, err := dc.d.heardStep(cr.req.Code, cr.at, dc.codeAt)
+	if err != nil && ip != "" {
+		dc.s.guesses.allow(dc.channel, ip, cr.at)
+	}
+	return step, err
+}
+
+// RemoteIP is the address of a web claim's connection. Forwarded headers
+// are not trusted: anyone can write them.
+func RemoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -2,6 +2,7 @@ package claims_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,3 +171,39 @@ const (
 	specStep1 = "028771A4"
 	specStep2 = "32AAFAFD"
 )
+
+// Guessers behind one address are held to its wrong-code budget whatever
+// accounts they use; viewers elsewhere are not affected, and the budget
+// refills.
+func TestListenWrongCodesAreLimitedPerAddress(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	d := openListen(t, f, 1000, 2*time.Second)
+	guess := func(user, ip, code string) error {
+		_, err := f.svc.Claim(context.Background(), claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: user}, Code: code, RemoteIP: ip})
+		return err
+	}
+	wrong, limited := 0, 0
+	for i := range 1000 {
+		code := claims.FormatCueCode(d.CueCodeAt(1) ^ uint32(i+1))
+		switch microdrop.ErrorReason(guess("bot"+strconv.Itoa(i), "203.0.113.7", code)) {
+		case claims.ReasonWrongCode:
+			wrong++
+		case claims.ReasonRateLimited:
+			limited++
+		}
+	}
+	if wrong != 10 || limited != 990 {
+		t.Fatalf("1000 guesses from one address: %d checked, %d limited; want 10 and 990", wrong, limited)
+	}
+	right := claims.FormatCueCode(d.CueCodeAt(1))
+	if err := guess("neighbour", "198.51.100.2", right); err != nil {
+		t.Fatalf("a viewer on another address: %v", err)
+	}
+	if err := guess("chatfan", "", right); err != nil {
+		t.Fatalf("a claim from chat (no address): %v", err)
+	}
+	f.clock.Advance(time.Second)
+	if err := guess("housemate", "203.0.113.7", right); err != nil {
+		t.Fatalf("the right code from the guessers' address a second later: %v", err)
+	}
+}

@@ -94,7 +94,7 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		name = string(rs[:MaxNameRunes])
 	}
 	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{
-		DropID: v.DropID, Viewer: claims.Viewer{UserID: uid, Login: name}, Code: v.Code,
+		DropID: v.DropID, Viewer: claims.Viewer{UserID: uid, Login: name}, Code: v.Code, RemoteIP: claims.RemoteIP(r),
 	})
 	if err != nil {
 		v.Error = microdrop.ErrorMessage(err)
