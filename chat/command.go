@@ -68,13 +68,14 @@ type Command struct {
 	Currency   string // empty: the claims default
 	Policy     claims.Policy
 	Code       string // claim code the drop requires; also !claim CODE
+	Listen     bool   // the word "listen": claimed with codes heard in the audio cue
 
 	Label string // !clip
 }
 
 // Usage lines, quoted in help replies.
 const (
-	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [fcfs|bucketed|raffle] [code], e.g. !drop hoodie 50 90s"
+	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [fcfs|bucketed|raffle] [code|listen], e.g. !drop hoodie 50 90s"
 	usageDropExtend = "!drop extend <duration>, e.g. !drop extend 30s"
 	usageCommands   = "commands: !claim [code], !stock, !clip [label], !mytoken; mods: !drop open|close|extend"
 )
@@ -213,6 +214,10 @@ func parseOpen(f []string) (Command, error) {
 			// "fcfs fcfs" is a slip, not the claim code FCFS: a drop nobody
 			// can claim without typing a policy name helps no one.
 			return Command{}, bad(CmdDrop, fmt.Sprintf("the policy is given twice (%q); a claim code cannot be fcfs, bucketed or raffle", clip(w)))
+		case next <= wantCode && strings.EqualFold(w, "listen") && !c.Listen:
+			// A listen drop's codes rotate in the cue; "listen" is never
+			// taken as a typed claim code.
+			c.Listen = true
 		case next <= wantCode:
 			if !isCode(w) {
 				return Command{}, bad(CmdDrop, fmt.Sprintf("%q is not a price, a policy (fcfs, bucketed, raffle) or a claim code (3-16 letters or digits)", clip(w)))
