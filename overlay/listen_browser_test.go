@@ -21,7 +21,7 @@ import (
 
 // listenBrowser starts Chromium as a phone whose microphone hears wav (on a
 // loop): the flags of browser() plus Chromium's fake capture devices.
-func listenBrowser(t *testing.T, wav string) context.Context {
+func listenBrowser(t *testing.T, wav string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -39,9 +39,12 @@ func listenBrowser(t *testing.T, wav string) context.Context {
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-file-for-fake-audio-capture", wav),
 	)
+	if len(extra) == 0 {
+		opts = append(opts, chromedp.Flag("use-fake-ui-for-media-stream", true))
+	}
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelA() })
@@ -218,6 +221,20 @@ func TestListenToClaimInChromium(t *testing.T) {
 		}
 		log.check(t, d.ID)
 		closeDrop(t, e, d.ID)
+	})
+	t.Run("TellsWhenTheMicrophoneIsRefused", func(t *testing.T) {
+		e := newEnv(t)
+		dr := e.openDrop(`{"channel":"streamer","sku":"pin","stock":5,"duration":"5m","listen":true,"policy":"fcfs"}`)
+		ctx := listenBrowser(t, programmeWAV(t), chromedp.Flag("deny-permission-prompts", true))
+		log := openClaimPage(t, ctx, e, dr.Drop.ID, "Shy Fan")
+		waitFor(t, ctx, "the refusal hint", `document.getElementById("claim-listen-box").dataset.refused === "1"`)
+		if txt := eval[string](t, ctx, `document.getElementById("listen-status").textContent`); !strings.Contains(txt, "microphone was refused") {
+			t.Fatalf("status %q", txt)
+		}
+		if posts := log.check(t, dr.Drop.ID); posts != 0 {
+			t.Fatalf("%d requests with a body after the microphone was refused", posts)
+		}
+		closeDrop(t, e, dr.Drop.ID)
 	})
 	t.Run("NoCueClaimsNothing", func(t *testing.T) {
 		e := newEnv(t)
