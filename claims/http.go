@@ -99,6 +99,9 @@ func (h *Handler) dropResponse(admin bool, d *Drop) DropResponse {
 func apiView(d *Drop) *microdrop.DropView {
 	v := d.View()
 	v.ClaimCode = ""
+	if d.Listening() {
+		v.CueCode = 0 // step 1's code: it must be heard, not read
+	}
 	return v
 }
 

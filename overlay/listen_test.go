@@ -21,10 +21,14 @@ func TestOverlayGetsEachListenStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dr.Drop.CueCode != d.CueCodeAt(1) {
-		t.Fatalf("drop.opened carries cue %08x, step 1 is %08x", dr.Drop.CueCode, d.CueCodeAt(1))
+	if dr.Drop.CueCode != 0 {
+		t.Fatalf("the API shows step 1's code %08x: it must be heard, not read", dr.Drop.CueCode)
 	}
-	f := next(t, c, func(f overlay.Frame) bool { return f.Kind == microdrop.CueStep })
+	f := next(t, c, func(f overlay.Frame) bool { return f.Kind == microdrop.DropOpened })
+	if f.Drop == nil || f.Drop.CueCode != d.CueCodeAt(1) {
+		t.Fatalf("drop.opened to the overlay carries cue %+v, step 1 is %08x", f.Drop, d.CueCodeAt(1))
+	}
+	f = next(t, c, func(f overlay.Frame) bool { return f.Kind == microdrop.CueStep })
 	if f.Step == nil || f.Step.Step != 2 || f.Step.Code != d.CueCodeAt(2) || f.Step.StepMS != 2000 {
 		t.Fatalf("cue.step frame %+v", f.Step)
 	}
