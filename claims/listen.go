@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -242,4 +243,23 @@ func RemoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// HeardSteps summarises a listen drop's entries by the step of the code
+// each was claimed with, for the audit: "step 1: 3, step 2: 5".
+func HeardSteps(es []Entry) string {
+	count := map[int64]int{}
+	var steps []int64
+	for _, e := range es {
+		if count[e.CueStep] == 0 {
+			steps = append(steps, e.CueStep)
+		}
+		count[e.CueStep]++
+	}
+	slices.Sort(steps)
+	parts := make([]string, 0, len(steps))
+	for _, n := range steps {
+		parts = append(parts, fmt.Sprintf("step %d: %d", n, count[n]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -88,6 +88,9 @@ func TestListenDropAcceptsCurrentAndGraceSteps(t *testing.T) {
 	if steps["alice"] != 1 || steps["bob"] != 1 || steps["viewerba"] != 4 || len(es) != 52 {
 		t.Fatalf("entry steps %v (%d entries)", steps, len(es))
 	}
+	if got := claims.HeardSteps(es); got != "step 1: 2, step 4: 50" {
+		t.Fatalf("audit summary %q", got)
+	}
 }
 
 func TestListenCodesOutsideTheDropAreRefused(t *testing.T) {
