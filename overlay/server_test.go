@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/makiuchi-d/gozxing"
@@ -313,7 +314,30 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	}
 	resp.Body.Close()
 	ds, err := e.svc.Recent(t.Context(), "", 10)
-	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 {
+	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 || ds[0].Listening() {
 		t.Fatalf("the good form should open one drop: %v %v", ds, err)
+	}
+	if _, err := e.svc.CloseDrop(t.Context(), ds[0].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, live := e.svc.Live(testChannel); !live {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("drop still live")
+		}
+	}
+	listen := url.Values{"listen": {"on"}}
+	for k, vs := range good {
+		listen[k] = vs
+	}
+	resp, err = c.PostForm(e.ts.URL+"/dashboard/drops", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d, ok := e.svc.Live(testChannel); !ok || !d.Listening() || d.ListenStep != claims.DefaultListenStep {
+		t.Fatalf("the listen box should open a listen drop: %+v %v", d, ok)
 	}
 }
