@@ -21,6 +21,12 @@
 //     Health reports the service degraded, and a drop whose final state did
 //     not reach the ledger is rebuilt from the ledger and finished again.
 //
+// A listen drop (listen.go) is claimed with a code heard in the audio cue
+// rather than typed: each step of its window has its own code, derived
+// from the drop's secret as ingest/cue/SPEC.md section 10 says, announced
+// to the overlay and the relay by a cue.step event and accepted for its
+// step plus the drop's grace. The secret never leaves the service.
+//
 // Adapters live in subpackages named after their dependency: claims/sqlite
 // (the embedded default), claims/postgres (shared by replicas, with leases),
 // claims/nats (the bus between replicas); all ledgers pass the contract
