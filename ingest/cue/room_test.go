@@ -182,16 +182,15 @@ func TestRoomDetection(t *testing.T) {
 	if false_ != 0 {
 		t.Errorf("%d wrong or extra detections", false_)
 	}
-	// The goal is 99% per cue; this run measures 98.5% (197/200: the misses
-	// are loud music chords over the cue). A viewer listening through two
-	// steps misses both cues far less often. The floor catches regressions.
-	if rate < 0.97 {
-		t.Errorf("detection rate %.1f%% through the room, want at least 97%%", 100*rate)
+	// The goal is 99% per cue; this set measures 99.5% (199/200; the miss
+	// is a data symbol lost under a loud music chord, which the CRC refuses).
+	if rate < 0.99 {
+		t.Errorf("detection rate %.1f%% through the room, want at least 99%%", 100*rate)
 	}
 }
 
-// The committed vectors: 16 the Go detector hears, the first 2 it misses
-// ("hard-"), and 4 without a cue, each a phone's recording (44.1 kHz,
+// The committed vectors: 16 the Go detector hears, the first 2 it missed
+// when they were made ("hard-"; both detectors still miss them), and 4 without a cue, each a phone's recording (44.1 kHz,
 // 16-bit) cut to 1.6 s around the cue. Both detectors must agree on all of
 // them. MICRODROP_UPDATE_ROOM=1 rewrites them (needs ffmpeg).
 const committedWithCue, committedHard, committedWithout = 16, 2, 4

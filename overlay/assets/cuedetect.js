@@ -11,7 +11,7 @@
   var NUM_TONES = 16, BLOCKS_PER_SECOND = 200, BLOCKS_PER_SYMBOL = 12;
   var PREAMBLE = [0, 15, 5, 10], PREAMBLE_SYMBOLS = 4, FRAME_SYMBOLS = 16;
   var FRAME_BLOCKS = FRAME_SYMBOLS * BLOCKS_PER_SYMBOL, RING = 256, LOOKAHEAD = 4;
-  var MIN_PREAMBLE_SHARE = 0.3, MIN_SNR_DB = 8.0, MAX_NYQUIST_SHARE = 0.95;
+  var MIN_PREAMBLE_SHARE = 0.3, MAX_PREAMBLE_MISSES = 1, MIN_SNR_DB = 8.0, MAX_NYQUIST_SHARE = 0.95;
   var WHITE_HI = 0x9e3779b9, WHITE_LO = 0x7f4a;
 
   function toneHz(profile, k) {
@@ -175,12 +175,13 @@
   }
 
   function evaluate(rx, start) {
-    var share = 0, j, o, am;
+    var share = 0, misses = 0, j, o, am;
     for (j = 0; j < PREAMBLE_SYMBOLS; j++) {
       o = win(rx, start, j);
       am = argmax(rx.energy, o);
-      if (am[0] !== PREAMBLE[j] || am[1] === 0) return null;
-      share += rx.energy[o + am[0]] / am[1];
+      if (am[1] === 0) return null;
+      if (am[0] !== PREAMBLE[j] && ++misses > MAX_PREAMBLE_MISSES) return null;
+      share += rx.energy[o + PREAMBLE[j]] / am[1];
     }
     if (share / PREAMBLE_SYMBOLS < MIN_PREAMBLE_SHARE) return null;
     var syms = PREAMBLE.slice(), on = 0, off = 0;
