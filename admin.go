@@ -1,10 +1,7 @@
 package microdrop
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"mime"
 	"net/http"
 	"net/url"
@@ -13,29 +10,48 @@ import (
 )
 
 // Admin checks the admin credential: a bearer token for scripts and the
-// API, or a session cookie set by the dashboard's login form. The cookie
-// holds an HMAC of the token, never the token itself.
+// API, or a dashboard session started by the login form. The session lives
+// server-side (Sessions): its cookie is a random id, it expires, logout
+// revokes it, and it has its own CSRF token.
 type Admin struct {
 	Token string
 	// Secure marks cookies Secure (set when served over HTTPS).
 	Secure bool
+	// Sessions holds dashboard sessions; without it only the bearer token
+	// works.
+	Sessions *Sessions
+}
+
+// AdminSessionTTL is how long a dashboard login lasts.
+const AdminSessionTTL = 12 * time.Hour
+
+// NewAdmin returns the admin check with its own session store.
+func NewAdmin(token string, secure bool, now func() time.Time) Admin {
+	return Admin{Token: token, Secure: secure, Sessions: NewSessions(now)}
 }
 
 // CookieName is the dashboard session cookie.
 const CookieName = "microdrop_admin"
-
-func (a Admin) cookieValue() string {
-	m := hmac.New(sha256.New, []byte(a.Token))
-	m.Write([]byte("microdrop admin session v1"))
-	return hex.EncodeToString(m.Sum(nil))
-}
 
 // CheckToken compares a presented token in constant time.
 func (a Admin) CheckToken(tok string) bool {
 	return a.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.Token)) == 1
 }
 
-// Allowed reports whether r carries the admin bearer token or session cookie.
+// session returns the live dashboard session r carries.
+func (a Admin) session(r *http.Request) (Session, bool) {
+	if a.Sessions == nil || a.Token == "" {
+		return Session{}, false
+	}
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		return Session{}, false
+	}
+	return a.Sessions.Get(c.Value, SessionAdmin)
+}
+
+// Allowed reports whether r carries the admin bearer token or a live
+// dashboard session.
 func (a Admin) Allowed(r *http.Request) bool {
 	if a.Token == "" {
 		return false
@@ -43,10 +59,8 @@ func (a Admin) Allowed(r *http.Request) bool {
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 		return a.CheckToken(strings.TrimPrefix(h, "Bearer "))
 	}
-	if c, err := r.Cookie(CookieName); err == nil {
-		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(a.cookieValue())) == 1
-	}
-	return false
+	_, ok := a.session(r)
+	return ok
 }
 
 // CookieAuth reports whether the request is authenticated by the session
@@ -55,18 +69,24 @@ func (a Admin) CookieAuth(r *http.Request) bool {
 	return r.Header.Get("Authorization") == "" && a.Allowed(r)
 }
 
-// SetCookie starts a dashboard session. SameSite=Strict keeps other sites'
-// forms from riding on it.
+// SetCookie starts a new dashboard session. SameSite=Strict (stricter than
+// the viewers' Lax: the admin never arrives by a link from elsewhere) keeps
+// other sites' forms from riding on it.
 func (a Admin) SetCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: a.cookieValue(), Path: "/", HttpOnly: true, Secure: a.Secure,
-		SameSite: http.SameSiteStrictMode, Expires: time.Now().Add(12 * time.Hour),
-	})
+	if a.Sessions == nil {
+		return
+	}
+	s := a.Sessions.Create(Session{Kind: SessionAdmin, Subject: "admin"}, AdminSessionTTL)
+	http.SetCookie(w, SessionCookie(CookieName, s.ID, s.Expires, a.Secure, http.SameSiteStrictMode))
 }
 
-// ClearCookie ends a dashboard session.
-func (a Admin) ClearCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: a.Secure, SameSite: http.SameSiteStrictMode})
+// Logout revokes the request's dashboard session and clears its cookie: a
+// copy of the cookie kept elsewhere stops working too.
+func (a Admin) Logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(CookieName); err == nil && a.Sessions != nil {
+		a.Sessions.Revoke(c.Value)
+	}
+	http.SetCookie(w, SessionCookie(CookieName, "", time.Time{}, a.Secure, http.SameSiteStrictMode))
 }
 
 // SameOrigin refuses a cookie-authenticated request sent from another site.
@@ -95,7 +115,7 @@ func (a Admin) Check(r *http.Request) error {
 	if !SameOrigin(r) {
 		return Errorf(EFORBIDDEN, "cross-site request refused")
 	}
-	if isForm(r) && !a.CheckCSRF(r.PostFormValue("csrf")) {
+	if isForm(r) && !a.CheckCSRF(r, r.PostFormValue("csrf")) {
 		return Errorf(EFORBIDDEN, "this form is stale or came from another site; reload the page and try again")
 	}
 	return nil
@@ -106,14 +126,15 @@ func isForm(r *http.Request) bool {
 	return mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data"
 }
 
-// CSRFToken is the token forms carry when authenticated by cookie.
-func (a Admin) CSRFToken() string {
-	m := hmac.New(sha256.New, []byte(a.Token))
-	m.Write([]byte("microdrop csrf v1"))
-	return hex.EncodeToString(m.Sum(nil))[:32]
+// CSRFToken is the token forms carry in the request's dashboard session
+// ("" without one).
+func (a Admin) CSRFToken(r *http.Request) string {
+	s, _ := a.session(r)
+	return s.CSRF
 }
 
-// CheckCSRF verifies a form's CSRF token.
-func (a Admin) CheckCSRF(tok string) bool {
-	return subtle.ConstantTimeCompare([]byte(tok), []byte(a.CSRFToken())) == 1
+// CheckCSRF verifies a form's CSRF token against the request's session.
+func (a Admin) CheckCSRF(r *http.Request, tok string) bool {
+	s, ok := a.session(r)
+	return ok && s.CheckCSRF(tok)
 }

@@ -1,6 +1,8 @@
 package microdrop
 
 import (
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -16,7 +18,13 @@ const (
 	DropClosed      Kind = "drop.closed"
 	Redeemed        Kind = "token.redeemed"
 	HighlightMarked Kind = "highlight.marked"
-	CueAired        Kind = "cue.aired"
+	// Holds of priced drops. HoldPassed tells the next viewer in the drop's
+	// fair order that an unpaid unit is now theirs to pay.
+	HoldPaid     Kind = "hold.paid"
+	HoldExpired  Kind = "hold.expired"
+	HoldReleased Kind = "hold.released"
+	HoldPassed   Kind = "hold.passed"
+	CueAired     Kind = "cue.aired"
 	// CueStep announces a listen drop's next rotating code, for the overlay
 	// and the relay to play now.
 	CueStep Kind = "cue.step"
@@ -39,22 +47,43 @@ type Event struct {
 	Highlight *HighlightView `json:"highlight,omitempty"`
 	Cue       *CueView       `json:"cue,omitempty"`
 	Step      *CueStepView   `json:"step,omitempty"`
+	Hold      *HoldView      `json:"hold,omitempty"`
+}
+
+// HoldView is a hold as subscribers see it: who holds the unit and until
+// when, never a receipt.
+type HoldView struct {
+	ID          string    `json:"id"`
+	UserID      string    `json:"user_id"`
+	Login       string    `json:"login,omitempty"`
+	Unit        int       `json:"unit"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	State       string    `json:"state"`
+	Deadline    time.Time `json:"deadline"`
+	PassedFrom  string    `json:"passed_from,omitempty"`
+	PassedTo    string    `json:"passed_to,omitempty"`
 }
 
 // DropView is what a subscriber may know of a drop: nothing secret (the
 // fairness seed appears only once revealed at close).
 type DropView struct {
-	ID           string    `json:"id"`
-	Channel      string    `json:"channel"`
-	SKU          string    `json:"sku"`
-	Title        string    `json:"title"`
-	Stock        int       `json:"stock"`
-	Remaining    int       `json:"remaining"`
-	PriceMinor   int64     `json:"price_minor"`
-	Currency     string    `json:"currency"`
-	OpensAt      time.Time `json:"opens_at"`
-	ClosesAt     time.Time `json:"closes_at"`
-	GraceMS      int64     `json:"grace_ms"`
+	ID         string    `json:"id"`
+	Channel    string    `json:"channel"`
+	SKU        string    `json:"sku"`
+	Title      string    `json:"title"`
+	Stock      int       `json:"stock"`
+	Remaining  int       `json:"remaining"`
+	PriceMinor int64     `json:"price_minor"`
+	Currency   string    `json:"currency"`
+	OpensAt    time.Time `json:"opens_at"`
+	ClosesAt   time.Time `json:"closes_at"`
+	GraceMS    int64     `json:"grace_ms"`
+	// BudgetMS and WindowEndsAt are set for the window policy: every claim
+	// before WindowEndsAt (the open plus the latency budget) has the same
+	// chance, and the draw is made then.
+	BudgetMS     int64     `json:"budget_ms,omitempty"`
+	WindowEndsAt time.Time `json:"window_ends_at,omitzero"`
 	Policy       string    `json:"policy"`
 	State        string    `json:"state"`
 	CueCode      uint32    `json:"cue_code"`
@@ -68,6 +97,25 @@ type DropView struct {
 	// ListenStepMS is set on a listen drop: claims carry a code heard in the
 	// cue, which rotates every ListenStepMS.
 	ListenStepMS int64 `json:"listen_step_ms,omitempty"`
+	// PayMethods and PayWindowMS: on a drop that takes payment, how a win
+	// is paid and how long a winner has.
+	PayMethods  []string `json:"pay_methods,omitempty"`
+	PayWindowMS int64    `json:"pay_window_ms,omitempty"`
+}
+
+// WindowNote says, in a viewer's words, what the window policy promises,
+// e.g. "everyone who claims in the first 6 s has the same chance — results
+// at 0:06" (the time counted from the open). Empty for other policies.
+func (v *DropView) WindowNote() string {
+	if v == nil || v.BudgetMS <= 0 {
+		return ""
+	}
+	first := strconv.FormatInt(v.BudgetMS/1000, 10)
+	if v.BudgetMS%1000 != 0 {
+		first = strconv.FormatFloat(float64(v.BudgetMS)/1000, 'f', 1, 64)
+	}
+	at := (v.BudgetMS + 999) / 1000
+	return fmt.Sprintf("everyone who claims in the first %s s has the same chance — results at %d:%02d", first, at/60, at%60)
 }
 
 // ClaimView is a decided claim as subscribers see it: the platform user id and

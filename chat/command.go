@@ -67,15 +67,17 @@ type Command struct {
 	PriceMinor int64
 	Currency   string // empty: the claims default
 	Policy     claims.Policy
-	Code       string // claim code the drop requires; also !claim CODE
-	Listen     bool   // the word "listen": claimed with codes heard in the audio cue
+	// Budget overrides a window drop's latency budget (window=8s).
+	Budget *time.Duration
+	Code   string // claim code the drop requires; also !claim CODE
+	Listen bool   // the word "listen": claimed with codes heard in the audio cue
 
 	Label string // !clip
 }
 
 // Usage lines, quoted in help replies.
 const (
-	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [fcfs|bucketed|raffle] [code|listen], e.g. !drop hoodie 50 90s"
+	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [window|window=8s|fcfs|bucketed|raffle] [code|listen], e.g. !drop hoodie 50 90s"
 	usageDropExtend = "!drop extend <duration>, e.g. !drop extend 30s"
 	usageCommands   = "commands: !claim [code], !stock, !clip [label], !mytoken; mods: !drop open|close|extend"
 )
@@ -207,6 +209,14 @@ func parseOpen(f []string) (Command, error) {
 			}
 			c.PriceMinor, c.Currency = minor, cur
 			next = wantPolicy
+		case next <= wantPolicy && strings.HasPrefix(strings.ToLower(w), "window="):
+			// A moderator's own budget: every claim in the first 8s is simultaneous.
+			b, err := claims.ParseDuration(strings.ToLower(w[len("window="):]))
+			if err != nil || b > claims.MaxBudget {
+				return Command{}, bad(CmdDrop, fmt.Sprintf("%q: the window's budget is a duration up to %s, like window=8s", clip(w), claims.MaxBudget))
+			}
+			c.Policy, c.Budget = claims.Window, &b
+			next = wantCode
 		case next <= wantPolicy && claims.Policy(strings.ToLower(w)).Valid():
 			c.Policy = claims.Policy(strings.ToLower(w))
 			next = wantCode
@@ -220,7 +230,7 @@ func parseOpen(f []string) (Command, error) {
 			c.Listen = true
 		case next <= wantCode:
 			if !isCode(w) {
-				return Command{}, bad(CmdDrop, fmt.Sprintf("%q is not a price, a policy (fcfs, bucketed, raffle) or a claim code (3-16 letters or digits)", clip(w)))
+				return Command{}, bad(CmdDrop, fmt.Sprintf("%q is not a price, a policy (window, window=8s, fcfs, bucketed, raffle) or a claim code (3-16 letters or digits)", clip(w)))
 			}
 			c.Code = claims.NormalizeCode(w)
 			next = done

@@ -175,3 +175,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseWindowBudget(t *testing.T) {
+	got, err := Parse("!", "!drop hoodie 50 90s $25 window=8s MOON42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Policy != claims.Window || got.Budget == nil || *got.Budget != 8*time.Second || got.PriceMinor != 2500 || got.Code != "MOON42" {
+		t.Fatalf("Parse: %+v", got)
+	}
+	if got, err := Parse("!", "!drop hoodie 50 90s window"); err != nil || got.Policy != claims.Window || got.Budget != nil {
+		t.Fatalf("plain window: %+v %v", got, err)
+	}
+	for _, text := range []string{"!drop hoodie 50 90s window=3m", "!drop hoodie 50 90s window=soon"} {
+		if _, err := Parse("!", text); !errors.Is(err, ErrBadArguments) || !strings.Contains(err.Error(), "window=8s") {
+			t.Errorf("Parse(%q): %v, want a bad-arguments error showing window=8s", text, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +165,12 @@ func (r *Router) IsClaim(text string) bool {
 // ordinary chat, ignored and rate-limited commands). Every reply is safe to
 // show in chat. Bad input changes nothing.
 func (r *Router) Handle(ctx context.Context, m Message) []Reply {
+	// Platforms vouch for who spoke, not for what their names contain:
+	// control, bidi and invisible characters are stripped here, once for
+	// every platform, so they never reach a reply or the overlay.
+	m.Login = microdrop.DisplayText(m.Login, 64)
+	m.DisplayName = microdrop.DisplayText(m.DisplayName, 64)
+	m.Text = microdrop.DisplayText(m.Text, 0)
 	cmd, err := Parse(r.prefix, m.Text)
 	if errors.Is(err, ErrNotCommand) {
 		return nil
@@ -224,10 +231,15 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 	by := m.Login
 	switch c.Action {
 	case ActionOpen:
-		d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{
+		req := claims.OpenRequest{
 			Channel: m.Channel, SKU: c.SKU, Stock: c.Stock, Duration: claims.Duration(c.Duration),
 			PriceMinor: c.PriceMinor, Currency: c.Currency, Policy: c.Policy, ClaimCode: c.Code, Listen: c.Listen, By: by,
-		})
+		}
+		if c.Budget != nil {
+			b := claims.Duration(*c.Budget)
+			req.Budget = &b
+		}
+		d, err := r.claims.OpenDrop(ctx, req)
 		if err != nil {
 			return []Reply{r.failed(m, "couldn't open the drop", err)}
 		}
@@ -240,6 +252,9 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 		}
 		if d.Policy == claims.Raffle {
 			how += " to enter the raffle, drawn at close"
+		}
+		if note := d.View().WindowNote(); note != "" {
+			how += "; " + note
 		}
 		return []Reply{{Channel: m.Channel, Text: fmt.Sprintf("%s drop is open: %d available for %s — %s",
 			d.Title, d.Stock, roundDur(d.ClosesAt.Sub(d.OpensAt)), how)}}
@@ -309,6 +324,12 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 		switch reason {
 		case claims.ReasonLostDraw:
 			msg = "not this time — others in your moment got the last ones"
+			if d := r.recent(ctx, m.Channel); d != nil && d.Policy == claims.Window {
+				msg = "not this time — everyone who claimed in the first " +
+					strconv.FormatFloat(d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64) + " s had the same chance, and the draw went to others"
+			}
+		case claims.ReasonWaitlisted:
+			msg = "sold out for now — you're in line if a winner doesn't pay in time"
 		case claims.ReasonSoldOut:
 			if d := r.recent(ctx, m.Channel); d != nil {
 				msg = "sorry, " + d.Title + " sold out"
@@ -337,6 +358,11 @@ func (r *Router) claim(ctx context.Context, m Message, c Command) []Reply {
 	}
 	switch res.Outcome {
 	case claims.OutcomeWon:
+		if res.HoldID != "" {
+			// A paid drop: the win is a hold, paid on the claim page.
+			mins := int((res.PayBy.Sub(r.now()) + time.Minute - 1) / time.Minute)
+			return []Reply{r.grouped(m, "won-hold:"+res.DropID, fmt.Sprintf("won %s — pay within %d min on the claim page", title, mins))}
+		}
 		if ws := m.whisperState(); ws != WhisperAvailable {
 			// No whisper, so no code in chat either (not even masked): the
 			// claim page shows it to the signed-in winner.
@@ -467,4 +493,18 @@ func roundDur(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// HoldNotice tells the viewer a passed-on unit now waits for in chat: the
+// unit another viewer did not pay for is theirs to pay on the claim page.
+func (r *Router) HoldNotice(ctx context.Context, e microdrop.Event) []Reply {
+	if e.Kind != microdrop.HoldPassed || e.Hold == nil || e.Hold.Login == "" {
+		return nil
+	}
+	title := e.DropID
+	if d, err := r.claims.Drop(ctx, e.DropID); err == nil {
+		title = d.Title
+	}
+	mins := max(int((e.Hold.Deadline.Sub(r.now())+time.Minute-1)/time.Minute), 1)
+	return []Reply{{Channel: e.Channel, Text: fmt.Sprintf("@%s a %s came back to you — pay within %d min on the claim page", e.Hold.Login, title, mins)}}
 }

@@ -464,3 +464,87 @@ func TestRouterOpensListenDrop(t *testing.T) {
 		t.Fatalf("wrong code from chat: %s", texts(got))
 	}
 }
+
+// The open announcement of a window drop says plainly what viewers get.
+func TestRouterAnnouncesTheWindow(t *testing.T) {
+	r, _, _ := newRouter(t, Deps{})
+	got := r.Handle(context.Background(), mod("!drop hoodie 2 90s window=6s"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "everyone who claims in the first 6 s has the same chance — results at 0:06") {
+		t.Fatalf("open: %s", texts(got))
+	}
+	d, ok := r.claims.Live("chan")
+	if !ok || d.Policy != claims.Window || d.Budget != 6*time.Second || d.BudgetBasis != "set by mod" {
+		t.Fatalf("live drop: %+v", d)
+	}
+}
+
+// A viewer who loses a window's draw is told that everyone in the window
+// had the same chance.
+func TestRouterWindowLoserIsToldTheWindow(t *testing.T) {
+	ctx := context.Background()
+	r, clk, _ := newRouter(t, Deps{})
+	r.Handle(ctx, mod("!drop hoodie 1 90s window=2s"))
+	replies := make(chan string, 4)
+	for i := 1; i <= 2; i++ {
+		for range 2 { // one of each pair is a duplicate, answered at once
+			go func() { replies <- texts(r.Handle(ctx, viewer(i, "!claim"))) }()
+		}
+	}
+	for range 2 {
+		if got := <-replies; !strings.Contains(got, "already claimed") {
+			t.Fatalf("inside the window, before the draw: %s", got)
+		}
+	}
+	clk.Add(2 * time.Second)
+	got := []string{<-replies, <-replies}
+	won, lost := 0, 0
+	for _, g := range got {
+		switch {
+		case strings.Contains(g, "won hoodie"):
+			won++
+		case strings.Contains(g, "not this time — everyone who claimed in the first 2 s had the same chance"):
+			lost++
+		}
+	}
+	if won != 1 || lost != 1 {
+		t.Fatalf("after the window: %q", got)
+	}
+}
+
+// On a drop that takes payment a win is a hold: chat says where and how
+// long to pay, and a claim past the stock is told it waits in line.
+func TestRouterPaidDropWin(t *testing.T) {
+	ctx := context.Background()
+	r, _, bus := newRouter(t, Deps{})
+	d, err := r.claims.OpenDrop(ctx, claims.OpenRequest{Channel: "chan", SKU: "hoodie", Stock: 1, PriceMinor: 4500, Currency: "EUR",
+		Duration: claims.Duration(time.Minute), Policy: claims.FCFS, Pay: []string{"wallet"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Handle(ctx, viewer(1, "!claim"))
+	if len(got) != 1 || got[0].Private || !strings.Contains(got[0].Text, "won hoodie — pay within 10 min on the claim page") {
+		t.Fatalf("win of a paid drop: %s", texts(got))
+	}
+	got = r.Handle(ctx, viewer(2, "!claim"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "you're in line if a winner doesn't pay") {
+		t.Fatalf("claim past the stock: %s", texts(got))
+	}
+	// viewer1 gives it up: viewer2, next in line, is told in chat.
+	sub := bus.Subscribe(64)
+	defer sub.Close()
+	hold := claims.HoldID(d.ID, 1)
+	if _, err := r.claims.ReleaseHold(ctx, hold, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e := <-sub.C()
+		if e.Kind != microdrop.HoldPassed {
+			continue
+		}
+		got = r.HoldNotice(ctx, e)
+		if len(got) != 1 || got[0].Channel != "chan" || got[0].Text != "@viewer2 a hoodie came back to you — pay within 10 min on the claim page" {
+			t.Fatalf("hold notice: %s", texts(got))
+		}
+		return
+	}
+}

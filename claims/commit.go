@@ -14,6 +14,7 @@ type commitJob struct {
 	wins    int
 	insert  []Entry
 	update  []Entry
+	holds   []Hold
 	state   *DropState
 	replies []pendingReply
 	events  []microdrop.Event
@@ -76,7 +77,11 @@ func (dc *decider) shutdown() {
 	for _, cr := range dc.pending {
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: busy})
 	}
+	for _, wc := range dc.window {
+		job.replies = append(job.replies, pendingReply{cr: wc.cr, entry: -1, err: busy})
+	}
 	dc.pending = nil
+	dc.window = nil
 	rest := dc.refuseQueued(func() error { return busy })
 	job.replies = append(job.replies, rest.replies...)
 	dc.queue(job)
@@ -143,6 +148,7 @@ func (dc *decider) commit(jobs []*commitJob) {
 		b.Wins += j.wins
 		b.Insert = append(b.Insert, j.insert...)
 		b.Update = append(b.Update, j.update...)
+		b.Holds = append(b.Holds, j.holds...)
 		if j.state != nil {
 			b.State = j.state
 		}
@@ -178,6 +184,9 @@ func (dc *decider) commit(jobs []*commitJob) {
 		case dc.resync <- struct{}{}:
 		default:
 		}
+	}
+	if err == nil && len(b.Holds) > 0 {
+		dc.s.holds.track(b.Holds...)
 	}
 	failed := reject(microdrop.EINTERNAL, ReasonUnavailable, "your claim could not be recorded; try again")
 	if errors.Is(err, context.DeadlineExceeded) {

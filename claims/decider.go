@@ -2,9 +2,11 @@ package claims
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,11 +90,24 @@ type decider struct {
 	units   map[string]int // units won (raffle: entries) per user
 	queued  map[string]int // bucketed: claims waiting for their bucket per user
 	seq     int64
-	pending []*claimReq  // bucketed: in arrival order
-	waiting atomic.Int64 // len(pending), for readers outside the decider
-	entries []Entry      // raffle: entries awaiting the draw
-	cueStep int64        // listen drop: the last step whose code was announced
-	codes   stepCodes    // listen drop: codes of recent steps
+	pending []*claimReq   // bucketed, and window drops' buckets after the window: in arrival order
+	window  []windowClaim // window: claims inside the window, awaiting its draw
+	waiting atomic.Int64  // len(pending)+len(window), for readers outside the decider
+	entries []Entry       // raffle: entries awaiting the draw
+	cueStep int64         // listen drop: the last step whose code was announced
+	codes   stepCodes     // listen drop: codes of recent steps
+}
+
+// windowClaim is a claim waiting for its window's draw, ranked when it
+// arrived so the draw itself only sorts.
+type windowClaim struct {
+	k0 uint64 // the key's first 64 bits, to compare fast
+	r  rank
+	cr *claimReq
+}
+
+func newWindowClaim(r rank, cr *claimReq) windowClaim {
+	return windowClaim{k0: binary.BigEndian.Uint64(r.key[:8]), r: r, cr: cr}
 }
 
 func newDecider(s *Service, d *Drop, entries []Entry) *decider {
@@ -123,6 +138,12 @@ func (dc *decider) load(entries []Entry) {
 		switch e.Outcome {
 		case OutcomeWon:
 			dc.units[e.UserID]++
+		case OutcomeLost, OutcomePassed:
+			// On a priced drop a loser waits in line and one who let a
+			// unit pass has had their chance: neither claims again.
+			if dc.d.Priced() {
+				dc.units[e.UserID]++
+			}
 		case OutcomeEntered:
 			dc.units[e.UserID]++
 			dc.entries = append(dc.entries, e)
@@ -316,6 +337,7 @@ func (dc *decider) recover() bool {
 		}
 		dc.d = d
 		dc.pending = nil
+		dc.window = nil
 		dc.waiting.Store(0)
 		clear(dc.queued)
 		dc.load(es)
@@ -351,6 +373,9 @@ func (dc *decider) wait(now time.Time, max time.Duration) time.Duration {
 	case Grace:
 		consider(dc.d.EndsAt())
 	}
+	if len(dc.window) > 0 {
+		consider(dc.d.WindowEndsAt())
+	}
 	if len(dc.pending) > 0 {
 		consider(dc.bucketEnd(dc.bucketOf(dc.pending[0].at)))
 	}
@@ -361,16 +386,11 @@ func (dc *decider) wait(now time.Time, max time.Duration) time.Duration {
 	return w
 }
 
-func (dc *decider) bucketOf(t time.Time) int64 {
-	if dc.d.Policy != Bucketed {
-		return 0
-	}
-	return int64(t.Sub(dc.d.OpensAt) / dc.d.BucketWidth)
-}
+func (dc *decider) bucketOf(t time.Time) int64 { return dc.d.bucketOf(t) }
 
-func (dc *decider) bucketEnd(b int64) time.Time {
-	return dc.d.OpensAt.Add(time.Duration(b+1) * dc.d.BucketWidth)
-}
+func (dc *decider) bucketEnd(b int64) time.Time { return dc.d.bucketEnd(b) }
+
+func (dc *decider) setWaiting() { dc.waiting.Store(int64(len(dc.pending) + len(dc.window))) }
 
 // advance moves the drop through time: opening, closing the window,
 // deciding buckets that have ended, and finishing at close plus grace. It
@@ -383,6 +403,12 @@ func (dc *decider) advance(now time.Time) bool {
 		dc.d.State = Open
 		dc.publishSnap()
 		dc.queue(&commitJob{state: dc.stateOf(), events: []microdrop.Event{dc.event(microdrop.DropOpened, now)}})
+	}
+	if len(dc.window) > 0 && !now.Before(dc.d.WindowEndsAt()) {
+		dc.decideWindow(now)
+		if dc.d.State.Final() {
+			return true
+		}
 	}
 	if len(dc.pending) > 0 {
 		dc.decideBuckets(now, false)
@@ -418,6 +444,12 @@ func (dc *decider) finish(now time.Time, reason string) {
 	if dc.d.State.Final() {
 		return
 	}
+	if len(dc.window) > 0 {
+		dc.decideWindow(now)
+		if dc.d.State.Final() {
+			return
+		}
+	}
 	if len(dc.pending) > 0 {
 		dc.decideBuckets(now, true)
 		if dc.d.State.Final() {
@@ -452,7 +484,11 @@ func (dc *decider) soldOut(now time.Time, job *commitJob) {
 	for _, cr := range dc.pending {
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: -1, err: reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")})
 	}
+	for _, wc := range dc.window {
+		job.replies = append(job.replies, pendingReply{cr: wc.cr, entry: -1, err: reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")})
+	}
 	dc.pending = dc.pending[:0]
+	dc.window = nil
 	dc.waiting.Store(0)
 	clear(dc.queued)
 }
@@ -543,6 +579,10 @@ func (d *Drop) nextOpenStage(at time.Time) time.Time {
 
 // decide takes a batch in arrival order.
 func (dc *decider) decide(batch []*claimReq, now time.Time) {
+	if len(dc.window) > 0 && !now.Before(dc.d.WindowEndsAt()) {
+		// The window's draw comes before any claim that follows it.
+		dc.decideWindow(now)
+	}
 	job := &commitJob{}
 	for _, cr := range batch {
 		cr.at = now
@@ -558,14 +598,34 @@ func (dc *decider) decide(batch []*claimReq, now time.Time) {
 		cr.seq = dc.seq
 		switch dc.d.Policy {
 		case FCFS:
+			if dc.d.Remaining == 0 { // only a priced drop is still open here
+				dc.waitlist(cr, now, 0, job)
+				continue
+			}
 			dc.award(cr, now, job)
-			if dc.d.Remaining == 0 {
+			if dc.d.Remaining == 0 && !dc.d.Priced() {
 				dc.soldOut(now, job)
 			}
 		case Bucketed:
 			dc.pending = append(dc.pending, cr)
-			dc.waiting.Store(int64(len(dc.pending)))
+			dc.setWaiting()
 			dc.queued[cr.req.UserID]++
+		case Window:
+			switch b := dc.bucketOf(now); {
+			case b == 0:
+				dc.window = append(dc.window, newWindowClaim(dc.d.rankOf(0, cr.req.UserID, cr.seq), cr))
+				dc.setWaiting()
+				dc.queued[cr.req.UserID]++
+			case dc.d.BucketWidth > 0:
+				dc.pending = append(dc.pending, cr)
+				dc.setWaiting()
+				dc.queued[cr.req.UserID]++
+			default:
+				dc.award(cr, now, job)
+				if dc.d.Remaining == 0 {
+					dc.soldOut(now, job)
+				}
+			}
 		case Raffle:
 			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1, CueStep: cr.cueStep,
 				Outcome: OutcomeEntered, ArrivedAt: now.UTC(), DecidedAt: now.UTC()}
@@ -589,6 +649,24 @@ func (dc *decider) finalReject() error {
 	return reject(microdrop.ECONFLICT, ReasonClosed, "this drop has closed")
 }
 
+// waitlist records a claim on a priced drop that found no stock: it waits
+// in the drop's fair order for a unit somebody does not pay for.
+func (dc *decider) waitlist(cr *claimReq, now time.Time, bucket int64, job *commitJob) {
+	dc.units[cr.req.UserID]++
+	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
+		Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: bucket, DecidedAt: now.UTC()}
+	job.insert = append(job.insert, e)
+	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,
+		err: reject(microdrop.ESOLDOUT, ReasonWaitlisted, "sold out for now: you are in line for a unit a winner does not pay for")})
+}
+
+// holdOf is the hold of a win on a priced drop.
+func (dc *decider) holdOf(e *Entry, now time.Time) Hold {
+	return Hold{ID: HoldID(dc.d.ID, e.Seq), DropID: dc.d.ID, Seq: e.Seq, UserID: e.UserID, Unit: e.Unit,
+		AmountMinor: dc.d.PriceMinor, Currency: dc.d.Currency, State: HoldAwaiting, CreatedAt: now.UTC(),
+		Deadline: now.Add(dc.d.PayWindow).UTC()}
+}
+
 // award gives cr one unit. The caller has checked stock and cap.
 func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	dc.d.Remaining--
@@ -597,10 +675,20 @@ func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap, CueStep: cr.cueStep,
 		Outcome: OutcomeWon, ArrivedAt: cr.at.UTC(), Bucket: dc.bucketOf(cr.at), DecidedAt: now.UTC(),
 		Token: dc.s.signer.New(), ExpiresAt: now.Add(dc.s.opts.TokenTTL).UTC()}
+	res := ClaimResult{DropID: dc.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Remaining: dc.d.Remaining}
+	if dc.d.Priced() {
+		// The receipt, once paid, is the pickup proof: no token to an
+		// unpaid hold.
+		e.Token, e.ExpiresAt = "", time.Time{}
+		h := dc.holdOf(&e, now)
+		job.holds = append(job.holds, h)
+		res.HoldID, res.PayBy = h.ID, h.Deadline
+	} else {
+		res.Token, res.ExpiresAt = e.Token, e.ExpiresAt
+	}
 	job.wins++
 	job.insert = append(job.insert, e)
-	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: ClaimResult{
-		DropID: dc.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Token: e.Token, ExpiresAt: e.ExpiresAt, Remaining: dc.d.Remaining}})
+	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: res})
 	job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: unit, Remaining: dc.d.Remaining}})
 }
@@ -631,6 +719,10 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 				dc.award(cr, now, job)
 				continue
 			}
+			if dc.d.Priced() {
+				dc.waitlist(cr, now, b, job)
+				continue
+			}
 			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
 				Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: b, DecidedAt: now.UTC()}
 			job.insert = append(job.insert, e)
@@ -638,8 +730,8 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 				err: reject(microdrop.ESOLDOUT, ReasonLostDraw, "sold out: this moment had more claims than stock and the draw went to others")})
 		}
 		dc.pending = dc.pending[n:]
-		dc.waiting.Store(int64(len(dc.pending)))
-		if dc.d.Remaining == 0 {
+		dc.setWaiting()
+		if dc.d.Remaining == 0 && !dc.d.Priced() {
 			dc.soldOut(now, job)
 		}
 	}
@@ -650,6 +742,108 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 		dc.publishSnap()
 		dc.queue(job)
 	}
+}
+
+// decideWindow makes the window's draw: every claim that arrived inside it
+// in the seeded order (ranked on arrival, so this only sorts), stock to the
+// first ones, within their caps (checked on arrival, counting the claims
+// still waiting). Entries are written in arrival order, which keeps the
+// ledger's inserts append-only.
+func (dc *decider) decideWindow(now time.Time) {
+	w := dc.window
+	dc.window = nil
+	wins := make([]bool, len(w))
+	for _, i := range lowestRanked(w, dc.d.Remaining) {
+		wins[i] = true
+	}
+	// Only window claims are queued while the window is open (claims
+	// after it arrive after this draw).
+	clear(dc.queued)
+	job := &commitJob{insert: make([]Entry, 0, len(w)), replies: make([]pendingReply, 0, len(w))}
+	var lost error
+	for i, wc := range w {
+		cr := wc.cr
+		if wins[i] {
+			dc.award(cr, now, job)
+			continue
+		}
+		if lost == nil {
+			// One value for every loser: a window can hold 100,000 of them.
+			lost = reject(microdrop.ESOLDOUT, ReasonLostDraw, fmt.Sprintf(
+				"sold out: everyone who claimed in the first %s s had the same chance, and the draw went to others",
+				strconv.FormatFloat(dc.d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64)))
+		}
+		job.insert = append(job.insert, Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
+			Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: 0, DecidedAt: now.UTC()})
+		job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, err: lost})
+	}
+	dc.setWaiting()
+	if dc.d.Remaining == 0 {
+		dc.soldOut(now, job)
+	}
+	dc.publishSnap()
+	dc.queue(job)
+}
+
+// lowestRanked returns the indexes of the k first claims of the window in
+// its order. Only the winners need finding: a bounded max-heap of k keeps
+// them, and with random keys almost every claim is turned away by one
+// comparison with the heap's top, so a window of 100,000 for a stock of
+// 1,000 costs well under a sort.
+func lowestRanked(w []windowClaim, k int) []int32 {
+	if k >= len(w) {
+		all := make([]int32, len(w))
+		for i := range all {
+			all[i] = int32(i)
+		}
+		return all
+	}
+	if k <= 0 {
+		return nil
+	}
+	less := func(a, b int32) bool {
+		if w[a].k0 != w[b].k0 {
+			return w[a].k0 < w[b].k0
+		}
+		return compareRank(w[a].r, w[b].r) < 0
+	}
+	h := make([]int32, 0, k) // max-heap: h[0] ranks last of the k kept
+	down := func(i int) {
+		for {
+			l, big := 2*i+1, i
+			if l < len(h) && less(h[big], h[l]) {
+				big = l
+			}
+			if r := l + 1; r < len(h) && less(h[big], h[r]) {
+				big = r
+			}
+			if big == i {
+				return
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
+		}
+	}
+	for i := range w {
+		c := int32(i)
+		if len(h) < k {
+			h = append(h, c)
+			for j := len(h) - 1; j > 0; {
+				p := (j - 1) / 2
+				if !less(h[p], h[j]) {
+					break
+				}
+				h[p], h[j] = h[j], h[p]
+				j = p
+			}
+			continue
+		}
+		if less(c, h[0]) {
+			h[0] = c
+			down(0)
+		}
+	}
+	return h
 }
 
 // draw picks raffle winners: entries ordered by shuffleKey, one unit each.
@@ -665,8 +859,12 @@ func (dc *decider) draw(now time.Time, job *commitJob) {
 			dc.d.Remaining--
 			e.Outcome = OutcomeWon
 			e.Unit = 1
-			e.Token = dc.s.signer.New()
-			e.ExpiresAt = now.Add(dc.s.opts.TokenTTL).UTC()
+			if dc.d.Priced() {
+				job.holds = append(job.holds, dc.holdOf(&e, now))
+			} else {
+				e.Token = dc.s.signer.New()
+				e.ExpiresAt = now.Add(dc.s.opts.TokenTTL).UTC()
+			}
 			job.wins++
 			job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 				Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: 1, Remaining: dc.d.Remaining}})

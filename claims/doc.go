@@ -1,8 +1,9 @@
 // Package claims decides drops: it owns drops and their windows, stock,
-// per-user and progressive caps, the fairness policies (fcfs, bucketed,
-// raffle) with their commit-reveal seed, pickup tokens and their
-// redemption, the Ledger interface that records all of it, and the JSON API
-// under /api/.
+// per-user and progressive caps, the fairness policies (window, the
+// default, with its latency budget; fcfs, bucketed, raffle) with their
+// commit-reveal seed and the one fair order they define (FairOrder), pickup
+// tokens and their redemption, the Ledger interface that records all of it,
+// and the JSON API under /api/.
 //
 // How a drop is decided:
 //
@@ -27,10 +28,19 @@
 // to the overlay and the relay by a cue.step event and accepted for its
 // step plus the drop's grace. The secret never leaves the service.
 //
+// Paid drops (drops with a price and pay methods): a win is a Hold with a
+// deadline, recorded in the same commit as the win (holds.go). The hold
+// timer on the injected clock expires unpaid holds and passes each unit to
+// the next entry in the drop's fair order (fairOrder and line in
+// fairness.go, keyed on the policy); the ledger guards every pass and every
+// payment, so a payment racing an expiry leaves one outcome. Money is the
+// double-entry Books (money.go) in the same ledger; receipts are signed
+// with Ed25519 (receipt.go). Card payments come through claims/stripe.
+//
 // Adapters live in subpackages named after their dependency: claims/sqlite
 // (the embedded default), claims/postgres (shared by replicas, with leases),
-// claims/nats (the bus between replicas); all ledgers pass the contract
-// suite in claims/ledgertest.
+// claims/nats (the bus between replicas), claims/stripe (card payments);
+// all ledgers pass the contract suite in claims/ledgertest, books included.
 //
 // It must never import chat, overlay or ingest (the core knows no edge),
 // never acknowledge a claim or publish its event before the ledger has

@@ -21,10 +21,15 @@ const (
 	Bucketed Policy = "bucketed"
 	// Raffle takes entries until close plus grace and draws at close.
 	Raffle Policy = "raffle"
+	// Window treats every claim inside the drop's latency budget (from the
+	// open to the open plus Budget) as simultaneous: one seeded order for
+	// the whole window, decided when it ends. After it the queue goes on in
+	// arrival order, or in buckets of BucketWidth when one is set.
+	Window Policy = "window"
 )
 
 // Valid reports whether p is a known policy.
-func (p Policy) Valid() bool { return p == FCFS || p == Bucketed || p == Raffle }
+func (p Policy) Valid() bool { return p == FCFS || p == Bucketed || p == Raffle || p == Window }
 
 // State is where a drop is in its life.
 type State string
@@ -60,14 +65,20 @@ type Stage struct {
 
 // Drop is one limited release.
 type Drop struct {
-	ID           string        `json:"id"`
-	Channel      string        `json:"channel"`
-	SKU          string        `json:"sku"`
-	Title        string        `json:"title"`
-	Stock        int           `json:"stock"`
-	Remaining    int           `json:"remaining"`
-	PriceMinor   int64         `json:"price_minor"`
-	Currency     string        `json:"currency"`
+	ID         string `json:"id"`
+	Channel    string `json:"channel"`
+	SKU        string `json:"sku"`
+	Title      string `json:"title"`
+	Stock      int    `json:"stock"`
+	Remaining  int    `json:"remaining"`
+	PriceMinor int64  `json:"price_minor"`
+	Currency   string `json:"currency"`
+	// PayWindow is how long a winner of a priced drop has to pay.
+	PayWindow time.Duration `json:"pay_window"`
+	// PayMethods are the confirmation classes a hold may be paid by
+	// (PayWallet, PayCard). A drop with a price and none shows its price
+	// and collects it elsewhere, as before holds existed.
+	PayMethods   []string      `json:"pay_methods,omitempty"`
 	OpensAt      time.Time     `json:"opens_at"`
 	ClosesAt     time.Time     `json:"closes_at"`
 	Grace        time.Duration `json:"grace"`
@@ -77,8 +88,13 @@ type Drop struct {
 	CreatorID    string        `json:"creator_id,omitempty"`
 	Policy       Policy        `json:"policy"`
 	BucketWidth  time.Duration `json:"bucket_width"`
-	ClaimCode    string        `json:"claim_code,omitempty"`
-	CueCode      uint32        `json:"cue_code"`
+	// Budget is the latency budget of a window drop: claims from the open
+	// to the open plus Budget are simultaneous. BudgetBasis says how it was
+	// reached (measured delay, platform spread, reaction; or who set it).
+	Budget      time.Duration `json:"budget"`
+	BudgetBasis string        `json:"budget_basis,omitempty"`
+	ClaimCode   string        `json:"claim_code,omitempty"`
+	CueCode     uint32        `json:"cue_code"`
 	// ListenStep is how long each rotating code of a listen drop lasts;
 	// 0 for a drop that is not claimed by listening (listen.go).
 	ListenStep  time.Duration `json:"listen_step,omitempty"`
@@ -95,11 +111,71 @@ func (d *Drop) Clone() *Drop {
 	c := *d
 	c.Stages = append([]Stage(nil), d.Stages...)
 	c.Seed = append([]byte(nil), d.Seed...)
+	c.PayMethods = append([]string(nil), d.PayMethods...)
 	return &c
+}
+
+// Confirmation classes a drop can accept.
+const (
+	PayWallet = "wallet" // instant: a debit of the viewer's wallet, final in one ledger transaction
+	PayCard   = "card"   // card: Stripe Checkout, paid on a verified webhook
+)
+
+// Priced reports whether a win is a hold to be paid here.
+func (d *Drop) Priced() bool { return d.PriceMinor > 0 && len(d.PayMethods) > 0 }
+
+// Accepts reports whether a hold of d may be paid by method.
+func (d *Drop) Accepts(method string) bool {
+	for _, m := range d.PayMethods {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // EndsAt is the last moment a claim is accepted: close plus grace.
 func (d *Drop) EndsAt() time.Time { return d.ClosesAt.Add(d.Grace) }
+
+// WindowEndsAt is when a window drop's simultaneous window ends and its
+// draw is made (zero for other policies).
+func (d *Drop) WindowEndsAt() time.Time {
+	if d.Policy != Window {
+		return time.Time{}
+	}
+	return d.OpensAt.Add(d.Budget)
+}
+
+// bucketOf is the bucket a claim arriving at t belongs to. Window drops:
+// 0 is the window; after it 1, or 1+n for the nth bucket after the window
+// when BucketWidth is set.
+func (d *Drop) bucketOf(t time.Time) int64 {
+	switch d.Policy {
+	case Bucketed:
+		return int64(t.Sub(d.OpensAt) / d.BucketWidth)
+	case Window:
+		end := d.WindowEndsAt()
+		if t.Before(end) {
+			return 0
+		}
+		if d.BucketWidth <= 0 {
+			return 1
+		}
+		return 1 + int64(t.Sub(end)/d.BucketWidth)
+	}
+	return 0
+}
+
+// bucketEnd is when bucket b has ended and can be decided.
+func (d *Drop) bucketEnd(b int64) time.Time {
+	if d.Policy == Window {
+		if b == 0 || d.BucketWidth <= 0 {
+			return d.WindowEndsAt()
+		}
+		return d.WindowEndsAt().Add(time.Duration(b) * d.BucketWidth)
+	}
+	return d.OpensAt.Add(time.Duration(b+1) * d.BucketWidth)
+}
 
 // StateAt is the drop's state at t, from its times (a final state stays).
 func (d *Drop) StateAt(t time.Time) State {
@@ -149,6 +225,13 @@ func (d *Drop) View() *microdrop.DropView {
 		SeedHash: d.SeedHash, Winners: d.Stock - d.Remaining,
 	}
 	v.ListenStepMS = d.ListenStep.Milliseconds()
+	if d.Policy == Window {
+		v.BudgetMS = d.Budget.Milliseconds()
+		v.WindowEndsAt = d.WindowEndsAt()
+	}
+	if d.Priced() {
+		v.PayMethods, v.PayWindowMS = append([]string(nil), d.PayMethods...), d.PayWindow.Milliseconds()
+	}
 	if d.State.Final() {
 		v.Seed = hex.EncodeToString(d.Seed)
 	}
@@ -187,6 +270,11 @@ const (
 	MaxCap      = 100
 	MaxDuration = 24 * time.Hour
 	MaxGrace    = 2 * time.Minute
+	MaxBudget   = 2 * time.Minute
+
+	DefaultPayWindow = 10 * time.Minute
+	MinPayWindow     = time.Minute
+	MaxPayWindow     = time.Hour
 )
 
 // NormalizeChannel lowercases a channel login.

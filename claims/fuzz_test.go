@@ -2,6 +2,7 @@ package claims
 
 import (
 	"bytes"
+	"crypto/rand"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ func FuzzDecodeOpenRequest(f *testing.F) {
 	f.Add([]byte(`{"channel":"streamer","sku":"hoodie","stock":50,"duration":"90s","policy":"bucketed"}`))
 	f.Add([]byte(`{"stages":[{"offset":"0s","cap":1,"eligible":{"subscribers":true}}]}`))
 	f.Add([]byte(`{"grace":"-5s"}`))
+	f.Add([]byte(`{"channel":"streamer","sku":"hoodie","stock":50,"duration":"90s","policy":"window","budget":"6s"}`))
+	f.Add([]byte(`{"channel":"streamer","sku":"hoodie","stock":50,"duration":"90s","policy":"fcfs","budget":"3m"}`))
 	f.Add([]byte(`{"stock":1e400}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -27,8 +30,9 @@ func FuzzDecodeOpenRequest(f *testing.F) {
 		}
 		// A decoded request is validated, never trusted: validation must
 		// not panic and must give a clear error or a drop.
-		s := &Service{opts: Options{}, now: fixedNow}
+		s := &Service{opts: Options{}, now: fixedNow, rand: rand.Reader}
 		s.opts.fill()
+		s.budgets = newBudgets(s.opts.Budget)
 		if d, err := s.validateOpen(&req, fixedNow()); err == nil && (d.Stock < 1 || d.Cap < 1 || d.ClosesAt.Before(d.OpensAt)) {
 			t.Fatalf("validation let through %+v", d)
 		} else if err != nil && microdrop.ErrorCode(err) != microdrop.EINVALID {

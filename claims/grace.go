@@ -26,7 +26,7 @@ func (s *Service) FollowCueDelays(ctx context.Context, bus microdrop.Bus, margin
 		return // closed: nothing would stop it
 	default:
 	}
-	sub := bus.Subscribe(1024)
+	sub := bus.Subscribe(1024, microdrop.CueAired) // never dropped
 	ctx, cancel := context.WithCancel(ctx)
 	s.wg.Add(1)
 	go func() {

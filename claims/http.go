@@ -24,6 +24,8 @@ type Handler struct {
 	publicURL string
 	log       *slog.Logger
 	mux       *http.ServeMux
+	identity  Identity     // who web claims are for (identity.go)
+	cards     CardCheckout // nil: card payments off
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the
@@ -46,6 +48,7 @@ func NewHandler(svc *Service, admin adminCheck, publicURL string, log *slog.Logg
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.png", h.tokenQR)
 	h.mux.HandleFunc("GET /api/tokens/{token}/qr.svg", h.tokenQR)
 	h.mux.HandleFunc("GET /api/stats", h.adminOnly(h.stats))
+	h.holdRoutes()
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, microdrop.Errorf(microdrop.ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
 	})
@@ -205,9 +208,13 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, err)
 		return
 	}
-	v := Viewer{UserID: b.UserID, Login: b.Login}
-	if h.admin.Check(r) == nil {
-		v.Subscriber, v.AccountCreated = b.Subscriber, b.AccountCreated
+	v, err := h.claimant(r, b)
+	if err != nil {
+		if microdrop.ErrorCode(err) == microdrop.EUNAUTHORIZED {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="microdrop"`)
+		}
+		microdrop.WriteError(w, err)
+		return
 	}
 	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code, RemoteIP: RemoteIP(r)})
 	if err != nil {
@@ -241,10 +248,17 @@ type EntryView struct {
 	Token string `json:"token,omitempty"`
 }
 
+// entries: GET /api/drops/{id}/entries?offset=&limit= pages through the
+// drop's entries (at most MaxPageSize a page; next_offset while more remain).
 func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 	d, err := h.svc.Drop(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
+		return
+	}
+	offset, limit, err := pageOf(r)
+	if err != nil {
+		microdrop.WriteError(w, err)
 		return
 	}
 	es, err := h.svc.ledger.Entries(r.Context(), d.ID)
@@ -252,22 +266,38 @@ func (h *Handler) entries(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]EntryView, len(es))
-	for i, e := range es {
-		out[i] = EntryView{Entry: e, Token: e.Token}
+	lo, hi, next := window(len(es), offset, limit)
+	out := make([]EntryView, 0, hi-lo)
+	for _, e := range es[lo:hi] {
+		out = append(out, EntryView{Entry: e, Token: e.Token})
 	}
-	microdrop.WriteJSON(w, http.StatusOK, map[string]any{"drop": apiView(d), "entries": out})
+	page := map[string]any{"drop": apiView(d), "entries": out, "total": len(es)}
+	if next >= 0 {
+		page["next_offset"] = next
+	}
+	microdrop.WriteJSON(w, http.StatusOK, page)
 }
 
 // RedeemBody is the body of POST /api/redeem.
 type RedeemBody struct {
-	Token string `json:"token"`
+	Token string `json:"token,omitempty"`
+	// Receipt redeems a paid unit of a drop that takes payment.
+	Receipt string `json:"receipt,omitempty"`
 }
 
 func (h *Handler) redeem(w http.ResponseWriter, r *http.Request) {
 	var b RedeemBody
 	if err := microdrop.DecodeJSON(w, r, &b); err != nil {
 		microdrop.WriteError(w, err)
+		return
+	}
+	if b.Receipt != "" {
+		rec, err := h.svc.RedeemReceipt(r.Context(), b.Receipt)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		microdrop.WriteJSON(w, http.StatusOK, map[string]any{"receipt": rec})
 		return
 	}
 	red, err := h.svc.Redeem(r.Context(), b.Token)

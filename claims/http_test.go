@@ -3,6 +3,7 @@ package claims_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -94,8 +95,13 @@ func TestAPI(t *testing.T) {
 	if st, body := c.do("GET", "/api/drops/zzzz", "", ""); st != 404 || body["code"] != "not_found" {
 		t.Fatalf("get unknown: %d %v", st, body)
 	}
+	// A bare user_id from nobody in particular is refused: only the admin
+	// bridge names users.
+	if st, body := c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"alice","login":"alice","code":"moon"}`); st != 401 || body["code"] != "unauthorized" {
+		t.Fatalf("anonymous claim: %d %v", st, body)
+	}
 	claim := func(user, code string) (int, map[string]any) {
-		return c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"`+user+`","login":"`+user+`","code":"`+code+`"}`)
+		return c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"`+user+`","login":"`+user+`","code":"`+code+`"}`)
 	}
 	if st, body := claim("alice", "nope"); st != 400 || body["reason"] != "wrong_code" {
 		t.Fatalf("wrong code: %d %v", st, body)
@@ -107,7 +113,7 @@ func TestAPI(t *testing.T) {
 	if st, body := claim("alice", "moon"); st != 409 || body["reason"] != "duplicate" {
 		t.Fatalf("duplicate: %d %v", st, body)
 	}
-	if st, body := c.do("POST", "/api/drops/"+id+"/claims", "", `{"user_id":"has space"}`); st != 400 || body["code"] != "invalid" {
+	if st, body := c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"has space"}`); st != 400 || body["code"] != "invalid" {
 		t.Fatalf("bad user id: %d %v", st, body)
 	}
 	claim("bob", "moon")
@@ -231,5 +237,73 @@ func TestAPIHidesClaimCodeFromThePublic(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no DropOpened event")
 		}
+	}
+}
+
+func TestEntriesPaged(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	_, body := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":10,"duration":"90s","policy":"fcfs"}`)
+	id := body["drop"].(map[string]any)["id"].(string)
+	for i := 0; i < 7; i++ {
+		if st, b := c.do("POST", "/api/drops/"+id+"/claims", adminToken, fmt.Sprintf(`{"user_id":"u%d"}`, i)); st != 200 {
+			t.Fatalf("claim: %d %v", st, b)
+		}
+	}
+	seen := 0
+	for offset := 0; ; {
+		st, page := c.do("GET", fmt.Sprintf("/api/drops/%s/entries?limit=3&offset=%d", id, offset), adminToken, "")
+		if st != 200 || page["total"] != float64(7) {
+			t.Fatalf("page at %d: %d %v", offset, st, page)
+		}
+		n := len(page["entries"].([]any))
+		if n > 3 {
+			t.Fatalf("page of %d, limit 3", n)
+		}
+		seen += n
+		next, ok := page["next_offset"].(float64)
+		if !ok {
+			break
+		}
+		offset = int(next)
+	}
+	if seen != 7 {
+		t.Fatalf("paged through %d of 7 entries", seen)
+	}
+	for _, q := range []string{"limit=0", "limit=5001", "limit=x", "offset=-1"} {
+		if st, _ := c.do("GET", "/api/drops/"+id+"/entries?"+q, adminToken, ""); st != 400 {
+			t.Fatalf("%s: %d, want 400", q, st)
+		}
+	}
+}
+
+// TestSubSecondDurationsRefused: the API says 1s-24h and means it.
+func TestSubSecondDurationsRefused(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	srv := httptest.NewServer(claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil))
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	for _, d := range []string{"1ns", "500ms", "999ms"} {
+		if st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"`+d+`"}`); st != 400 {
+			t.Fatalf("duration %s: %d %v", d, st, b)
+		}
+	}
+	for _, title := range []string{`"bad\u0000"`, `"\u202eevil"`, `"a\u200bb"`, `"\u001b[2J"`} {
+		if st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"1m","title":`+title+`}`); st != 400 || !strings.Contains(b["message"].(string), "title") {
+			t.Fatalf("title %s: %d %v", title, st, b)
+		}
+	}
+	st, b := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"cap","stock":1,"duration":"1s"}`)
+	if st != 201 {
+		t.Fatalf("1s: %d %v", st, b)
+	}
+	id := b["drop"].(map[string]any)["id"].(string)
+	if st, b := c.do("POST", "/api/drops/"+id+"/extend", adminToken, `{"by":"500ms"}`); st != 400 {
+		t.Fatalf("extend by 500ms: %d %v", st, b)
+	}
+	if st, b := c.do("POST", "/api/drops/"+id+"/claims", adminToken, `{"user_id":"u1","login":"ann\u202e"}`); st != 400 || !strings.Contains(b["message"].(string), "login") {
+		t.Fatalf("bridge login with RLO: %d %v", st, b)
 	}
 }

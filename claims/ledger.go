@@ -11,6 +11,9 @@ const (
 	OutcomeWon     = "won"
 	OutcomeLost    = "lost"    // bucketed: in a bucket that had more claims than stock
 	OutcomeEntered = "entered" // raffle: waiting for the draw
+	// OutcomePassed is a priced win whose hold expired or was released:
+	// its unit went to the next entry in the drop's fair order.
+	OutcomePassed = "passed"
 )
 
 // Entry is one recorded claim. Entries are written only by a drop's decider
@@ -45,6 +48,8 @@ type Batch struct {
 	// Update changes outcome, unit, token and expiry of entries already
 	// recorded (the raffle draw).
 	Update []Entry
+	// Holds are the holds of this batch's wins on a priced drop.
+	Holds []Hold
 	// State, when set, saves the drop's life-cycle fields in the same
 	// transaction.
 	State *DropState

@@ -23,6 +23,10 @@ type Metrics struct {
 	commitSlow   prometheus.Counter
 	finalRetries prometheus.Counter
 	redemptions  *prometheus.CounterVec
+	holdsPaid    prometheus.Counter
+	holdsPassed  prometheus.Counter
+	// paymentsFlagged counts card payments not credited (late, mismatch).
+	paymentsFlagged *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg (nil: not registered).
@@ -58,9 +62,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		redemptions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "microdrop_redemptions_total", Help: "Pickup token redemptions by result.",
 		}, []string{"result"}),
+		holdsPaid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microdrop_holds_paid_total", Help: "Holds of priced drops paid.",
+		}),
+		holdsPassed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microdrop_holds_passed_total", Help: "Unpaid units passed to the next viewer in a drop's fair order.",
+		}),
+		paymentsFlagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microdrop_payments_flagged_total", Help: "Card payments not credited to a hold, by reason (late, mismatch), owed back.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.commitSlow, m.finalRetries, m.redemptions)
+		reg.MustRegister(m.claims, m.rejections, m.decision, m.batchSize, m.commitTime, m.commitFails, m.commitSlow, m.finalRetries, m.redemptions, m.holdsPaid, m.holdsPassed, m.paymentsFlagged)
 	}
 	return m
 }

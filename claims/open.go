@@ -3,9 +3,9 @@ package claims
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/microdrop/microdrop"
 )
@@ -27,12 +27,21 @@ type OpenRequest struct {
 	CreatorID    string    `json:"creator_id"`
 	Policy       Policy    `json:"policy"`
 	BucketWidth  Duration  `json:"bucket_width"`
-	ClaimCode    string    `json:"claim_code"`
+	// Budget overrides the latency budget of a window drop (the window in
+	// which every claim has the same chance); nil: measured (see Budget).
+	Budget    *Duration `json:"budget,omitempty"`
+	ClaimCode string    `json:"claim_code"`
 	// Listen makes a drop claimed with rotating codes heard in the audio
 	// cue, each lasting ListenStep (DefaultListenStep when zero).
 	Listen     bool     `json:"listen,omitempty"`
 	ListenStep Duration `json:"listen_step,omitempty"`
-	By         string   `json:"-"`
+	// PayWindow is how long a winner of a priced drop has to pay: 10 min
+	// when zero, 1-60 min. Free drops have none.
+	PayWindow Duration `json:"pay_window"`
+	// Pay lists the confirmation classes a win may be paid by: "wallet",
+	// "card". With a price and at least one, each win is a hold.
+	Pay []string `json:"pay,omitempty"`
+	By  string   `json:"-"`
 }
 
 func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
@@ -49,8 +58,8 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if r.Title == "" {
 		r.Title = r.SKU
 	}
-	if utf8.RuneCountInString(r.Title) > 120 || !utf8.ValidString(r.Title) {
-		return bad("title must be at most 120 characters")
+	if err := microdrop.CheckText("title", r.Title, 120); err != nil {
+		return nil, err
 	}
 	if r.Stock < 1 || r.Stock > MaxStock {
 		return bad("stock must be between 1 and %d", MaxStock)
@@ -65,11 +74,61 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if !currencyPattern.MatchString(r.Currency) {
 		return bad("currency must be an ISO 4217 code like USD or EUR")
 	}
+	payWindow := time.Duration(0)
+	seen := map[string]bool{}
+	for _, m := range r.Pay {
+		if (m != PayWallet && m != PayCard) || seen[m] {
+			return bad("pay lists each of wallet and card at most once")
+		}
+		seen[m] = true
+	}
+	if len(r.Pay) > 0 && r.PriceMinor == 0 {
+		return bad("a free drop takes no payment: set price_minor or leave pay out")
+	}
+	if len(r.Pay) > 0 && s.books == nil {
+		return bad("this ledger keeps no books: paid drops are off")
+	}
+	if len(r.Pay) > 0 {
+		payWindow = time.Duration(r.PayWindow)
+		if payWindow == 0 {
+			payWindow = DefaultPayWindow
+		}
+		if payWindow < MinPayWindow || payWindow > MaxPayWindow {
+			return bad("pay_window must be between %s and %s", MinPayWindow, MaxPayWindow)
+		}
+	}
 	dur := time.Duration(r.Duration)
-	if dur <= 0 || dur > MaxDuration {
+	if dur < MinDuration || dur > MaxDuration {
 		return bad("duration must be between 1s and %s", MaxDuration)
 	}
 	grace := s.opts.DefaultGrace
+	if r.Policy == "" {
+		r.Policy = s.opts.DefaultPolicy
+	}
+	if !r.Policy.Valid() {
+		return bad("policy must be window, fcfs, bucketed or raffle")
+	}
+	var budget time.Duration
+	var basis string
+	if r.Policy == Window {
+		if r.Budget != nil {
+			budget = time.Duration(*r.Budget)
+			if budget > MaxBudget {
+				return bad("budget must be between 0s and %s", MaxBudget)
+			}
+			basis = "set for this drop"
+			if r.By != "" {
+				basis = "set by " + r.By
+			}
+		} else {
+			budget, basis = s.budgets.budget(r.Channel)
+		}
+		// Viewers who see the open late see the close as late: they keep
+		// the same allowance at the end, unless the drop says otherwise.
+		grace = min(max(grace, budget), MaxGrace)
+	} else if r.Budget != nil {
+		return bad("budget applies to the window policy only")
+	}
 	if r.Grace != nil {
 		grace = time.Duration(*r.Grace)
 	}
@@ -114,17 +173,13 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	if r.CreatorID != "" && !idPattern.MatchString(r.CreatorID) {
 		return bad("creator_id may use letters, digits, '_' and '-'")
 	}
-	if r.Policy == "" {
-		r.Policy = s.opts.DefaultPolicy
-	}
-	if !r.Policy.Valid() {
-		return bad("policy must be fcfs, bucketed or raffle")
-	}
 	width := time.Duration(r.BucketWidth)
-	if width == 0 {
+	if width == 0 && r.Policy != Window {
+		// A window drop goes on in arrival order after its window unless
+		// it asks for buckets.
 		width = s.opts.DefaultBucketWidth
 	}
-	if width < 10*time.Millisecond || width > 10*time.Second {
+	if width != 0 && (width < 10*time.Millisecond || width > 10*time.Second) {
 		return bad("bucket_width must be between 10ms and 10s")
 	}
 	if r.ClaimCode != "" {
@@ -144,21 +199,22 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 		return bad("opens_at is more than 7 days away")
 	}
 	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
+	if _, err := io.ReadFull(s.rand, seed); err != nil {
 		return nil, err
 	}
 	var cb [4]byte
 	for binary.BigEndian.Uint32(cb[:]) == 0 {
-		if _, err := rand.Read(cb[:]); err != nil {
+		if _, err := io.ReadFull(s.rand, cb[:]); err != nil {
 			return nil, err
 		}
 	}
 	d := &Drop{
 		ID: newDropID(), Channel: r.Channel, SKU: r.SKU, Title: r.Title,
-		Stock: r.Stock, Remaining: r.Stock, PriceMinor: r.PriceMinor, Currency: r.Currency,
-		OpensAt: opens.UTC(), ClosesAt: opens.Add(dur).UTC(), Grace: grace, Cap: r.Cap,
+		Stock: r.Stock, Remaining: r.Stock, PriceMinor: r.PriceMinor, Currency: r.Currency, PayWindow: payWindow,
+		PayMethods: append([]string(nil), r.Pay...),
+		OpensAt:    opens.UTC(), ClosesAt: opens.Add(dur).UTC(), Grace: grace, Cap: r.Cap,
 		Stages: r.Stages, LimitedRunID: r.LimitedRunID, CreatorID: r.CreatorID,
-		Policy: r.Policy, BucketWidth: width, ClaimCode: r.ClaimCode,
+		Policy: r.Policy, BucketWidth: width, Budget: budget, BudgetBasis: basis, ClaimCode: r.ClaimCode,
 		CueCode: binary.BigEndian.Uint32(cb[:]), Seed: seed, SeedHash: SeedHashOf(seed),
 		State: Open, CreatedAt: now.UTC(),
 	}

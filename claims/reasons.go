@@ -10,6 +10,7 @@ import (
 const (
 	ReasonSoldOut     = "sold_out"
 	ReasonLostDraw    = "lost_draw"
+	ReasonWaitlisted  = "waitlisted" // priced drops: next in line if a winner does not pay
 	ReasonDuplicate   = "duplicate"
 	ReasonOverCap     = "over_cap"
 	ReasonNotEligible = "not_eligible"

@@ -2,8 +2,10 @@ package claims
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,11 +19,13 @@ import (
 type Options struct {
 	DefaultGrace       time.Duration // grace when a drop does not say; 0 means none
 	DefaultBucketWidth time.Duration // 250 ms when zero
-	DefaultPolicy      Policy        // bucketed when empty
-	TokenTTL           time.Duration // 30 days when zero
-	ClaimRate          float64       // claim attempts per second per user; 2 when zero
-	ClaimBurst         int           // 3 when zero
-	MaxBatch           int           // claims decided per round; 4096 when zero
+	DefaultPolicy      Policy        // window when empty
+	// Budget sizes the latency budget of window drops.
+	Budget     BudgetOptions
+	TokenTTL   time.Duration // 30 days when zero
+	ClaimRate  float64       // claim attempts per second per user; 2 when zero
+	ClaimBurst int           // 3 when zero
+	MaxBatch   int           // claims decided per round; 4096 when zero
 	// CommitTimeout bounds one round's ledger commit, counted from its
 	// decision: a stalled ledger fails the round's claims after it. 5 s
 	// when zero.
@@ -30,6 +34,8 @@ type Options struct {
 	// failed to commit is rebuilt from the ledger and finished again; it
 	// doubles up to 10 s. 100 ms when zero.
 	FinalRetryBackoff time.Duration
+	// FeeBasisPoints is the platform's fee on each paid hold, in 1/100 %.
+	FeeBasisPoints int
 }
 
 func (o *Options) fill() {
@@ -37,8 +43,9 @@ func (o *Options) fill() {
 		o.DefaultBucketWidth = 250 * time.Millisecond
 	}
 	if o.DefaultPolicy == "" {
-		o.DefaultPolicy = Bucketed
+		o.DefaultPolicy = Window
 	}
+	o.Budget.fill()
 	if o.TokenTTL == 0 {
 		o.TokenTTL = 30 * 24 * time.Hour
 	}
@@ -61,16 +68,22 @@ func (o *Options) fill() {
 
 // Deps is what the Service needs from its caller.
 type Deps struct {
-	Ledger  Ledger
-	Bus     microdrop.Bus
-	Signer  *TokenSigner
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Ledger Ledger
+	Bus    microdrop.Bus
+	Signer *TokenSigner
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Rand draws drop seeds and cue codes; crypto/rand when nil. Tests
+	// fix it to get the same draw every run.
+	Rand    io.Reader
 	Metrics *Metrics // optional
 	// Placement says where drops are decided: Local (the default) or
 	// Leased for replicas sharing a Postgres ledger.
 	Placement Placement
-	Options   Options
+	// Receipts signs the receipts of paid holds; without it holds are
+	// paid without one.
+	Receipts *ReceiptSigner
+	Options  Options
 }
 
 // Service is the registry of the deciders of the drops decided here (see
@@ -78,11 +91,16 @@ type Deps struct {
 // answers for drops decided elsewhere.
 type Service struct {
 	ledger    Ledger
+	books     Books // nil when the ledger keeps none: priced drops are refused
+	holds     *holdTimer
+	receipts  *ReceiptSigner
 	bus       microdrop.Bus
 	signer    *TokenSigner
 	log       *slog.Logger
 	now       func() time.Time
+	rand      io.Reader
 	opts      Options
+	budgets   *budgets
 	metrics   *Metrics
 	limiter   *userLimiter
 	guesses   *userLimiter // listen drops: wrong codes per remote address
@@ -111,6 +129,12 @@ func New(d Deps) (*Service, error) {
 		d.Placement = Local()
 	}
 	d.Options.fill()
+	if err := d.Options.Budget.Validate(); err != nil {
+		return nil, fmt.Errorf("claims: budget: %w", err)
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
+	}
 	ended, err := lru.New[string, *Drop](1024)
 	if err != nil {
 		return nil, err
@@ -120,7 +144,8 @@ func New(d Deps) (*Service, error) {
 	}
 	s := &Service{
 		ledger: d.Ledger, bus: d.Bus, signer: d.Signer,
-		log: d.Logger.With("component", "claims"), now: d.Now, opts: d.Options,
+		log: d.Logger.With("component", "claims"), now: d.Now, rand: d.Rand, opts: d.Options,
+		budgets:   newBudgets(d.Options.Budget),
 		metrics:   d.Metrics,
 		limiter:   newUserLimiter(d.Options.ClaimRate, d.Options.ClaimBurst, 1<<17),
 		guesses:   newGuessLimiter(),
@@ -130,6 +155,9 @@ func New(d Deps) (*Service, error) {
 		health:    health{now: d.Now, problems: map[string]healthProblem{}},
 		quit:      make(chan struct{}),
 	}
+	s.books, _ = d.Ledger.(Books)
+	s.receipts = d.Receipts
+	s.holds = newHoldTimer(s)
 	if err := d.Placement.bind(s); err != nil {
 		return nil, err
 	}
@@ -141,7 +169,12 @@ func (s *Service) Metrics() *Metrics { return s.metrics }
 
 // Start resumes the deciders of the drops that were live when the service
 // last stopped and are decided here, rebuilt from the ledger.
-func (s *Service) Start(ctx context.Context) error { return s.placement.start(ctx) }
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.holds.start(ctx); err != nil {
+		return err
+	}
+	return s.placement.start(ctx)
+}
 
 // Close stops background work and every decider after its pending
 // commits, then lets the placement hand the drops on.
@@ -210,7 +243,7 @@ func (s *Service) OpenDrop(ctx context.Context, req OpenRequest) (*Drop, error) 
 		s.deciders.unreserve(d.Channel, d.ID)
 		return nil, errShuttingDown
 	}
-	s.log.Info("drop opened", "drop", d.ID, "channel", d.Channel, "sku", d.SKU, "stock", d.Stock, "policy", d.Policy, "by", req.By)
+	s.log.Info("drop opened", "drop", d.ID, "channel", d.Channel, "sku", d.SKU, "stock", d.Stock, "policy", d.Policy, "budget", d.Budget, "budget_basis", d.BudgetBasis, "by", req.By)
 	if d.State == Open {
 		s.publish(microdrop.Event{Kind: microdrop.DropOpened, Channel: d.Channel, DropID: d.ID, At: now, Drop: d.View()})
 	}
@@ -291,7 +324,7 @@ func (s *Service) CloseDrop(ctx context.Context, id, by string) (*Drop, error) {
 
 // ExtendDrop adds d to the drop's window.
 func (s *Service) ExtendDrop(ctx context.Context, id string, d time.Duration, by string) (*Drop, error) {
-	if d <= 0 || d > MaxDuration {
+	if d < MinDuration || d > MaxDuration {
 		return nil, microdrop.Errorf(microdrop.EINVALID, "extend by between 1s and %s", MaxDuration)
 	}
 	return s.control(ctx, id, ctlExtend, d, by)
@@ -350,6 +383,9 @@ type ClaimResult struct {
 	Token     string    `json:"token,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Remaining int       `json:"remaining"`
+	// HoldID and PayBy: a win on a priced drop is a hold to pay by then.
+	HoldID string    `json:"hold_id,omitempty"`
+	PayBy  time.Time `json:"pay_by,omitzero"`
 }
 
 // Claim decides one claim. It returns after the decision is durable: a win

@@ -1,6 +1,7 @@
 package claims_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,11 @@ func (f *fixture) start(t *testing.T, opts claims.Options) {
 	if opts.ClaimRate == 0 {
 		opts.ClaimRate, opts.ClaimBurst = 1000, 1000
 	}
-	svc, err := claims.New(claims.Deps{Ledger: f.ledger, Bus: f.bus, Signer: signer, Now: f.clock.Now, Options: opts})
+	receipts, err := claims.NewReceiptSigner([]byte("holder-secret-0123456789"), bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := claims.New(claims.Deps{Ledger: f.ledger, Bus: f.bus, Signer: signer, Receipts: receipts, Now: f.clock.Now, Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,17 @@ type Config struct {
 	// WebRTCLoopbackOnly restricts WebRTC ICE candidates to loopback; for
 	// tests and single-machine setups.
 	WebRTCLoopbackOnly bool
+	// RTSPPublishUser and RTSPPublishPass are the credentials ANNOUNCE must
+	// carry (rtsp://user:pass@host:8554/path). When empty and WHIPToken is
+	// set, the publisher's password is the WHIP token (any user name). With
+	// neither, RTSP publishing is open: serve always sets one.
+	RTSPPublishUser, RTSPPublishPass string
+	// RTSPReadUser and RTSPReadPass, when set, protect DESCRIBE/PLAY; the
+	// publish credentials read too.
+	RTSPReadUser, RTSPReadPass string
+	// WHIPConnectTimeout frees the path of a WHIP offer whose peer never
+	// connects (5 s when zero): an unanswered offer cannot squat a path.
+	WHIPConnectTimeout time.Duration
 }
 
 // withDefaults fills zero values.
@@ -75,6 +86,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CueLevelDB == 0 {
 		c.CueLevelDB = -12
+	}
+	if c.WHIPConnectTimeout <= 0 {
+		c.WHIPConnectTimeout = 5 * time.Second
 	}
 	if c.MaxReaderQueue <= 0 {
 		c.MaxReaderQueue = 512
@@ -198,7 +212,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 
-	sub := s.bus.Subscribe(256)
+	// Only opens and a listen drop's cue steps, which the bus never drops:
+	// every drop gets its cue, and every step its code.
+	sub := s.bus.Subscribe(256, microdrop.DropOpened, microdrop.CueStep)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

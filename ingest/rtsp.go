@@ -85,6 +85,9 @@ func (h *rtspHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseC
 }
 
 func (h *rtspHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if res, err := h.checkRead(ctx.Conn, ctx.Request, ctx.Path); res != nil {
+		return res, nil, err
+	}
 	st, err := h.s.Stream(rtspPath(ctx.Path))
 	if err != nil {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
@@ -94,10 +97,17 @@ func (h *rtspHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*ba
 
 func (h *rtspHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
 	path := rtspPath(ctx.Path)
+	if res, err := h.checkPublish(ctx.Conn, ctx.Request, path); res != nil {
+		return res, err
+	}
 	st, err := h.s.newStream(path, "rtsp", ctx.Description)
 	if err != nil {
 		h.s.log.Warn("rtsp publish refused", "path", path, "err", err)
-		return &base.Response{StatusCode: rtspStatus(err)}, err
+		res := &base.Response{StatusCode: rtspStatus(err)}
+		if errors.Is(err, ErrPathBusy) {
+			res.StatusMessage = "Stream Path Already Has A Publisher"
+		}
+		return res, err
 	}
 	h.mu.Lock()
 	h.publishers[ctx.Session] = st
@@ -108,6 +118,9 @@ func (h *rtspHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*ba
 func (h *rtspHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
 		return &base.Response{StatusCode: base.StatusOK}, nil, nil
+	}
+	if res, err := h.checkRead(ctx.Conn, ctx.Request, ctx.Path); res != nil {
+		return res, nil, err
 	}
 	st, err := h.s.Stream(rtspPath(ctx.Path))
 	if err != nil {

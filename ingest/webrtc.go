@@ -417,11 +417,31 @@ func (e *webrtcEdge) finish(w http.ResponseWriter, r *http.Request, sess *rtcSes
 	e.sessions[sess.id] = sess
 	e.mu.Unlock()
 
+	connected := make(chan struct{})
+	var connectedOnce sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			connectedOnce.Do(func() { close(connected) })
+		}
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
 			go e.close(sess)
 		}
 	})
+	if sess.whip {
+		// An offer whose peer never connects would hold the path until ICE
+		// gives up (~30 s), long enough to squat it again and again.
+		go func() {
+			t := time.NewTimer(e.s.cfg.WHIPConnectTimeout)
+			defer t.Stop()
+			select {
+			case <-connected:
+			case <-t.C:
+				e.s.log.Warn("whip publisher never connected; path freed", "stream", sess.path, "session", sess.id,
+					"after", e.s.cfg.WHIPConnectTimeout)
+				e.close(sess)
+			}
+		}()
+	}
 	var done <-chan struct{}
 	if sess.stream != nil {
 		done = sess.stream.Done()

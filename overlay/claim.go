@@ -3,49 +3,40 @@ package overlay
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
 
-// MaxNameRunes bounds the name a viewer types on the claim page.
-const MaxNameRunes = 25
-
-// LocalUserID derives the user id of a viewer who claims in local mode
-// (no platform login): "local-" and the name, lowercased, with everything
-// but letters, digits and '_' dropped. It reports false when nothing is left.
-func LocalUserID(name string) (string, bool) {
-	var b strings.Builder
-	n := 0
-	for _, r := range strings.ToLower(strings.TrimSpace(name)) {
-		if n >= MaxNameRunes {
-			break
-		}
-		if r < 128 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_') {
-			b.WriteRune(r)
-			n++
-		}
-	}
-	if b.Len() == 0 {
-		return "", false
-	}
-	return "local-" + b.String(), true
-}
-
-func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView, int) {
-	v := templates.ClaimPageView{DropID: id, LocalMode: true, Code: r.URL.Query().Get("code")}
-	if len(v.Code) > 16 {
+// claimView builds the claim page for whoever r is: a signed-in viewer (or,
+// in local mode, this browser) sees their own pickup, after a reload too;
+// anyone else sees the sign-in buttons and nobody's code.
+func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView, viewer.Identity, bool, int) {
+	v := templates.ClaimPageView{DropID: id, LocalMode: s.viewers.Local(), Code: r.URL.Query().Get("code")}
+	if len(v.Code) > 16 || microdrop.CheckText("code", v.Code, 16) != nil {
 		v.Code = ""
+	}
+	v.Here = "/c/" + url.PathEscape(id)
+	if v.Code != "" {
+		v.Here += "?code=" + url.QueryEscape(v.Code)
+	}
+	who, known := s.viewers.Identify(r)
+	if known {
+		v.SignedIn, v.Login, v.Provider, v.CSRF = who.Verified, who.Viewer.Login, who.Provider, who.CSRF
+	}
+	for _, l := range s.viewers.Links(v.Here) {
+		v.SignIn = append(v.SignIn, templates.SignInLink{Name: l.Name, Label: l.Label, URL: l.URL})
 	}
 	d, err := s.claims.Drop(r.Context(), id)
 	if err != nil {
 		v.Error = microdrop.ErrorMessage(err)
-		return v, microdrop.StatusOf(microdrop.ErrorCode(err))
+		return v, who, known, microdrop.StatusOf(microdrop.ErrorCode(err))
 	}
 	now := s.now()
 	st := d.StateAt(now)
@@ -56,11 +47,22 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 	v.ClosesAtMS = strconv.FormatFloat(unixMS(d.ClosesAt)-unixMS(now), 'f', 0, 64)
 	v.CodeRequired = d.ClaimCode != ""
 	v.Listen = d.Listening()
-	return v, http.StatusOK
+	if known {
+		// Their own pickup, shown again after a reload: looked up by the
+		// verified id only, never by anything the page was sent.
+		if ps, err := s.claims.Status(r.Context(), d.ID, who.Viewer.UserID); err == nil && len(ps) > 0 {
+			v.Result = s.outcomeOf(ps[0].Outcome, ps[0].Token, ps[0].ExpiresAt, ps[0].Redeemed)
+		}
+	}
+	if note := d.View().WindowNote(); note != "" {
+		v.WindowNote = strings.ToUpper(note[:1]) + note[1:]
+	}
+	return v, who, known, http.StatusOK
 }
 
 func (s *Server) claimPage(w http.ResponseWriter, r *http.Request) {
-	v, status := s.claimView(r, r.PathValue("id"))
+	s.viewers.EnsureLocal(w, r)
+	v, _, _, status := s.claimView(r, r.PathValue("id"))
 	render(w, r, status, templates.ClaimPage(v))
 }
 
@@ -74,28 +76,35 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "claim from this site's own claim page")
 		return
 	}
-	v, status := s.claimView(r, r.PathValue("id"))
+	v, who, known, status := s.claimView(r, r.PathValue("id"))
 	if !v.Found {
 		render(w, r, status, templates.ClaimPage(v))
 		return
 	}
-	name := strings.TrimSpace(r.PostFormValue("name"))
-	v.Name = name
-	if c := r.PostFormValue("code"); c != "" {
-		v.Code = c
-	}
-	uid, ok := LocalUserID(name)
-	if !ok {
-		v.Error = "type a name with at least one letter or digit"
-		render(w, r, http.StatusBadRequest, templates.ClaimPage(v))
+	if !known {
+		v.Error = "sign in first: a claim needs a verified viewer"
+		render(w, r, http.StatusUnauthorized, templates.ClaimPage(v))
 		return
 	}
-	if rs := []rune(name); len(rs) > MaxNameRunes {
-		name = string(rs[:MaxNameRunes])
+	if !(microdrop.Session{CSRF: who.CSRF}).CheckCSRF(r.PostFormValue("csrf")) {
+		v.Error = "this form is stale; reload the page and claim again"
+		render(w, r, http.StatusForbidden, templates.ClaimPage(v))
+		return
 	}
-	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{
-		DropID: v.DropID, Viewer: claims.Viewer{UserID: uid, Login: name}, Code: v.Code, RemoteIP: claims.RemoteIP(r),
-	})
+	if v.Result != nil {
+		render(w, r, http.StatusOK, templates.ClaimPage(v)) // already holds one: show it again
+		return
+	}
+	if c := r.PostFormValue("code"); c != "" {
+		if err := microdrop.CheckText("code", c, 16); err != nil {
+			v.Error = microdrop.ErrorMessage(err)
+			render(w, r, http.StatusBadRequest, templates.ClaimPage(v))
+			return
+		}
+		v.Code = c
+	}
+	uid := who.Viewer.UserID
+	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{DropID: v.DropID, Viewer: who.Viewer, Code: v.Code, RemoteIP: claims.RemoteIP(r)})
 	if err != nil {
 		v.Error = microdrop.ErrorMessage(err)
 		status = microdrop.StatusOf(microdrop.ErrorCode(err))
@@ -142,7 +151,7 @@ func (s *Server) redeemPage(w http.ResponseWriter, r *http.Request) {
 		render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{}))
 		return
 	}
-	render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken()}))
+	render(w, r, http.StatusOK, templates.RedeemPage(templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken(r)}))
 }
 
 // refusalKind names why a token was refused, for the desk's distinct messages.
@@ -163,7 +172,7 @@ func refusalKind(err error) string {
 }
 
 func (s *Server) redeemSubmit(w http.ResponseWriter, r *http.Request) {
-	v := templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken()}
+	v := templates.RedeemView{LoggedIn: true, CSRF: s.admin.CSRFToken(r)}
 	red, err := s.claims.Redeem(r.Context(), r.PostFormValue("token"))
 	if err != nil {
 		code := microdrop.ErrorCode(err)

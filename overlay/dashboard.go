@@ -80,7 +80,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	s.admin.ClearCookie(w)
+	s.admin.Logout(w, r)
 	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
 }
 
@@ -90,6 +90,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := s.dashboardView(r.Context())
+	v.CSRF = s.admin.CSRFToken(r)
 	if id := r.URL.Query().Get("done"); id != "" && len(id) <= 64 {
 		v.Notice = r.URL.Query().Get("what") + " " + id
 		if w := r.URL.Query().Get("what"); w != "opened" && w != "closed" && w != "extended" {
@@ -101,9 +102,9 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	v := templates.DashboardView{
-		LoggedIn: true, CSRF: s.admin.CSRFToken(), Channels: s.channels,
-		GraceS: formatSeconds(s.grace),
-		Form:   templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
+		LoggedIn: true, Channels: s.channels,
+		GraceS: formatSeconds(s.grace), LocalMode: s.viewers.Local(),
+		Form: templates.DashboardForm{Stock: "50", Currency: "USD", Duration: "90s", Price: "25.00"},
 	}
 	if len(s.channels) > 0 {
 		v.Form.Channel = s.channels[0]
@@ -130,12 +131,16 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 }
 
 func dashDrop(pub string, d *claims.Drop) templates.DashboardDrop {
-	return templates.DashboardDrop{
+	dd := templates.DashboardDrop{
 		ID: d.ID, Channel: d.Channel, Title: d.Title, SKU: d.SKU, State: string(d.State),
 		Stock: d.Stock, Remaining: d.Remaining, Price: formatPrice(d.PriceMinor, d.Currency),
 		ClosesAt: d.ClosesAt.Local().Format("15:04:05"), GraceS: formatSeconds(d.Grace),
 		ClaimURL: claims.ClaimURL(pub, d), Live: !d.State.Final(),
 	}
+	if d.Policy == claims.Window {
+		dd.BudgetS, dd.BudgetBasis = formatSeconds(d.Budget), d.BudgetBasis
+	}
+	return dd
 }
 
 func formatSeconds(d time.Duration) string {
@@ -186,6 +191,7 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 		Price: r.PostFormValue("price"), Currency: strings.TrimSpace(r.PostFormValue("currency")),
 		Duration: strings.TrimSpace(r.PostFormValue("duration")), Grace: strings.TrimSpace(r.PostFormValue("grace")),
 		Policy: r.PostFormValue("policy"), Code: strings.TrimSpace(r.PostFormValue("code")),
+		Budget: strings.TrimSpace(r.PostFormValue("budget")),
 		Listen: r.PostFormValue("listen") != "",
 	}
 	req := claims.OpenRequest{Channel: f.Channel, SKU: f.SKU, Title: f.Title, Currency: f.Currency,
@@ -211,11 +217,20 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 		gd := claims.Duration(g)
 		req.Grace = &gd
 	}
+	if f.Budget != "" {
+		b, err := claims.ParseDuration(f.Budget)
+		if err != nil {
+			return req, f, fmt.Errorf("budget: %w", err)
+		}
+		bd := claims.Duration(b)
+		req.Budget = &bd
+	}
 	return req, f, nil
 }
 
 func (s *Server) formError(w http.ResponseWriter, r *http.Request, status int, msg string, form *templates.DashboardForm) {
 	v := s.dashboardView(r.Context())
+	v.CSRF = s.admin.CSRFToken(r)
 	v.Error = msg
 	if form != nil {
 		v.Form = *form

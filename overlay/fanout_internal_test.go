@@ -26,7 +26,7 @@ func hubServer(t testing.TB, h *Hub) string {
 			http.Error(w, "full", http.StatusServiceUnavailable)
 			return
 		}
-		conn, err := h.upgrader(func(*http.Request) bool { return true }).Upgrade(w, r, nil)
+		conn, err := h.upgrade(w, r, func(*http.Request) bool { return true })
 		if err != nil {
 			h.clients.Add(-1)
 			return
@@ -140,7 +140,7 @@ func TestHubDropsClientWhoseSocketIsFull(t *testing.T) {
 	tp := h.topics["ch"]
 	tp.mu.Lock()
 	for c := range tp.clients { // the only client so far: shrink its send buffer too
-		if err := c.conn.NetConn().(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		if err := c.guard.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -219,7 +219,7 @@ func TestHubSnapshotPrecedesBroadcasts(t *testing.T) {
 // ns/delivery is the wall time over N. The clients, in this process too,
 // only count frames, reading the socket under gorilla/websocket, so most
 // of the CPU left is the hub's and the kernel's. Profile with -cpuprofile:
-// writeOut, drain and the socket writes under them.
+// write1, drain and the socket writes under them.
 func BenchmarkHubFanout(b *testing.B) {
 	for _, n := range []int{100, 1000, 5000} {
 		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {

@@ -3,6 +3,7 @@ package overlay
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -181,4 +182,108 @@ func TestHubIgnoresStaleEvents(t *testing.T) {
 	if _, ok := h.topics["other"]; ok {
 		t.Fatal("a channel without an overlay key must not get a topic")
 	}
+}
+
+// The QR code and claim URL of an open come from the event (its drop's
+// claim code), and a claim event's stock from its ClaimView: the hub asks
+// the claims service for neither (noDrops knows no drop at all).
+func TestHubShowsWhatEventsCarry(t *testing.T) {
+	h := testHub(HubOptions{})
+	url := hubServer(t, h)
+	c := dialHub(t, url)
+	v := view(10, "open")
+	v.Stock, v.ClaimCode = 10, "MOON"
+	h.handle(microdrop.Event{Seq: 1, Kind: microdrop.DropOpened, Channel: "ch", DropID: "d1", At: time.Now(), Drop: v})
+	f := readFrame(t, c)
+	want := "http://example.test/c/d1?code=MOON"
+	qr, err := NewQRBits(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != microdrop.DropOpened || f.ClaimURL != want || f.QR == nil || *f.QR != *qr {
+		t.Fatalf("open frame claim URL %q (QR %v), want %q and its QR code", f.ClaimURL, f.QR != nil, want)
+	}
+	h.handle(microdrop.Event{Seq: 2, Kind: microdrop.Claimed, Channel: "ch", DropID: "d1", At: time.Now(),
+		Claim: &microdrop.ClaimView{UserID: "u1", Login: "ann", Outcome: claims.OutcomeWon, Units: 1, Remaining: 9}})
+	h.flush()
+	if f := readFrame(t, c); f.Type != FrameStock || f.Drop.Remaining != 9 || f.Drop.Winners != 1 || len(f.Winners) != 1 || f.Winners[0].Name != "ann" {
+		t.Fatalf("stock frame = %+v (drop %+v), want 9 left and ann among the winners", f, f.Drop)
+	}
+}
+
+// The hub as a slow bus subscriber: it is held up while 100,000 claims are
+// published with the opens, extensions, sell-outs and closes of fifty
+// drops in between. The bus sheds claims, never the others, so the
+// overlay gets an event frame for every one of them, in order.
+func TestHubBurstKeepsEveryEventFrame(t *testing.T) {
+	bus := microdrop.NewMemoryBus()
+	h := testHub(HubOptions{BusBuffer: 64, SendBuffer: 1 << 12})
+	url := hubServer(t, h)
+	h.start(context.Background(), bus)
+	c := dialHub(t, url)
+
+	type ev struct {
+		kind microdrop.Kind
+		seq  uint64
+	}
+	var want []ev
+	pub := func(e microdrop.Event) {
+		e.Channel, e.At = "ch", time.Now()
+		e, _ = bus.Publish(context.Background(), e)
+		if e.Kind != microdrop.Claimed {
+			want = append(want, ev{e.Kind, e.Seq})
+		}
+	}
+	const drops, perDrop = 50, 2000
+	tp := h.topics["ch"]
+	tp.mu.Lock() // the hub's loop waits for this in its first handle
+	held := true
+	for d := range drops {
+		id := fmt.Sprint("d", d)
+		v := func(remaining int, state string) *microdrop.DropView {
+			return &microdrop.DropView{ID: id, Channel: "ch", Stock: perDrop, Remaining: remaining, State: state, ClaimCode: "MOON"}
+		}
+		pub(microdrop.Event{Kind: microdrop.DropOpened, DropID: id, Drop: v(perDrop, "open")})
+		for n := 1; n <= perDrop; n++ {
+			pub(microdrop.Event{Kind: microdrop.Claimed, DropID: id,
+				Claim: &microdrop.ClaimView{UserID: fmt.Sprint(n), Outcome: claims.OutcomeWon, Units: 1, Remaining: perDrop - n}})
+			if n == perDrop/2 {
+				pub(microdrop.Event{Kind: microdrop.DropExtended, DropID: id, Drop: v(perDrop-n, "open")})
+			}
+		}
+		pub(microdrop.Event{Kind: microdrop.SoldOut, DropID: id, Drop: v(0, "sold_out")})
+		pub(microdrop.Event{Kind: microdrop.DropClosed, DropID: id, Drop: v(0, "closed")})
+		if held && d == drops/2 {
+			tp.mu.Unlock()
+			held = false
+		}
+	}
+	if held {
+		tp.mu.Unlock()
+	}
+
+	var got []ev
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for len(got) < len(want) {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d of %d event frames: %v", len(got), len(want), err)
+		}
+		var f Frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == FrameEvent {
+			got = append(got, ev{f.Kind, f.Seq})
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("event frame %d is %v, want %v", i, got[i], want[i])
+		}
+	}
+	if h.sub.Dropped() == 0 {
+		t.Fatal("the bus shed no claim: the hub was not held up")
+	}
+	t.Logf("%d event frames, all of them; the bus shed %d claims", len(got), h.sub.Dropped())
 }

@@ -109,7 +109,8 @@ func (l *requestLog) listen(t *testing.T, ctx context.Context) {
 }
 
 // check fails unless every request is a page or asset GET or the claim
-// form, whose body is only the name and the 8 hex digits heard.
+// form, whose body is only the session's CSRF token and the 8 hex digits
+// heard.
 func (l *requestLog) check(t *testing.T, dropID string) (posts int) {
 	t.Helper()
 	l.mu.Lock()
@@ -130,17 +131,29 @@ func (l *requestLog) check(t *testing.T, dropID string) (posts int) {
 	return posts
 }
 
-// openClaimPage opens the claim page as a viewer, types a name and taps Listen.
-func openClaimPage(t *testing.T, ctx context.Context, e *env, dropID, name string) *requestLog {
+// openClaimPage opens the claim page as a phone that scanned the QR code,
+// signs in there as login with the test Twitch, and taps Listen. Requests
+// are logged from then on: sign-in is not the listening page's doing.
+func openClaimPage(t *testing.T, ctx context.Context, e *env, dropID, login string) *requestLog {
 	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c,
+		chromedp.Navigate(e.ts.URL+"/c/"+dropID),
+		chromedp.WaitVisible(chromedp.ID("signin-twitch")),
+		chromedp.Click(chromedp.ID("signin-twitch")),
+		chromedp.WaitVisible(chromedp.ID("signin-"+login)), // the provider's page
+		chromedp.Click(chromedp.ID("signin-"+login)),
+		chromedp.WaitVisible(chromedp.ID("claim-listen")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if who := eval[string](t, ctx, `document.getElementById("claim-who").textContent`); who != login {
+		t.Fatalf("signed in as %q, want %q", who, login)
+	}
 	log := &requestLog{}
 	log.listen(t, ctx)
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(e.ts.URL+"/c/"+dropID),
-		chromedp.WaitVisible(chromedp.ID("claim-listen")),
-		chromedp.SendKeys(chromedp.ID("claim-name"), name),
-		chromedp.Click(chromedp.ID("claim-listen")),
-	); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("claim-listen"))); err != nil {
 		t.Fatal(err)
 	}
 	return log
@@ -167,7 +180,7 @@ func waitAcross(t *testing.T, ctx context.Context, what, expr string) {
 
 func TestListenToClaimInChromium(t *testing.T) {
 	t.Run("HearsTheCurrentStep", func(t *testing.T) {
-		e := newEnv(t)
+		e := newSignedInEnv(t)
 		dr := e.openDrop(`{"channel":"streamer","sku":"hoodie","stock":5,"duration":"5m","listen":true,"listen_step":"60s","policy":"fcfs"}`)
 		d, err := e.svc.Drop(context.Background(), dr.Drop.ID)
 		if err != nil || dr.Drop.ListenStepMS != 60000 {
@@ -175,7 +188,7 @@ func TestListenToClaimInChromium(t *testing.T) {
 		}
 		// Step 1 lasts a minute: the file carries its code, as the overlay plays it.
 		ctx := listenBrowser(t, programmeWAV(t, d.CueCodeAt(1), d.CueCodeAt(1)))
-		log := openClaimPage(t, ctx, e, d.ID, "Phone Fan")
+		log := openClaimPage(t, ctx, e, d.ID, "viewer1")
 		waitAcross(t, ctx, "the claim result", `!!document.getElementById("claim-result")`)
 		if got := eval[string](t, ctx, `document.getElementById("claim-result").dataset.outcome`); got != claims.OutcomeWon {
 			t.Fatalf("outcome %q, want won (page: %s)", got, eval[string](t, ctx, `document.body.innerText`))
@@ -187,7 +200,7 @@ func TestListenToClaimInChromium(t *testing.T) {
 		if err != nil || es.Awarded != 1 {
 			t.Fatalf("audit %+v, %v", es, err)
 		}
-		ps, err := e.svc.Status(context.Background(), d.ID, "local-phonefan")
+		ps, err := e.svc.Status(context.Background(), d.ID, "555") // viewer1's Twitch id
 		if err != nil || len(ps) != 1 {
 			t.Fatalf("pickups of the phone's viewer: %v %v", ps, err)
 		}
@@ -197,7 +210,7 @@ func TestListenToClaimInChromium(t *testing.T) {
 		closeDrop(t, e, d.ID)
 	})
 	t.Run("RefusesAStaleCode", func(t *testing.T) {
-		e := newEnv(t)
+		e := newSignedInEnv(t)
 		dr := e.openDrop(`{"channel":"streamer","sku":"cap","stock":5,"duration":"5m","listen":true,"listen_step":"2s","grace":"0s","policy":"fcfs"}`)
 		d, err := e.svc.Drop(context.Background(), dr.Drop.ID)
 		if err != nil {
@@ -210,7 +223,7 @@ func TestListenToClaimInChromium(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		ctx := listenBrowser(t, wav)
-		log := openClaimPage(t, ctx, e, d.ID, "Late Fan")
+		log := openClaimPage(t, ctx, e, d.ID, "viewer2")
 		waitAcross(t, ctx, "the refusal", `!!document.getElementById("claim-error")`)
 		msg := eval[string](t, ctx, `document.getElementById("claim-error").textContent`)
 		if !strings.Contains(msg, "too late") {
@@ -223,10 +236,10 @@ func TestListenToClaimInChromium(t *testing.T) {
 		closeDrop(t, e, d.ID)
 	})
 	t.Run("TellsWhenTheMicrophoneIsRefused", func(t *testing.T) {
-		e := newEnv(t)
+		e := newSignedInEnv(t)
 		dr := e.openDrop(`{"channel":"streamer","sku":"pin","stock":5,"duration":"5m","listen":true,"policy":"fcfs"}`)
 		ctx := listenBrowser(t, programmeWAV(t), chromedp.Flag("deny-permission-prompts", true))
-		log := openClaimPage(t, ctx, e, dr.Drop.ID, "Shy Fan")
+		log := openClaimPage(t, ctx, e, dr.Drop.ID, "viewer1")
 		waitFor(t, ctx, "the refusal hint", `document.getElementById("claim-listen-box").dataset.refused === "1"`)
 		if txt := eval[string](t, ctx, `document.getElementById("listen-status").textContent`); !strings.Contains(txt, "microphone was refused") {
 			t.Fatalf("status %q", txt)
@@ -237,10 +250,10 @@ func TestListenToClaimInChromium(t *testing.T) {
 		closeDrop(t, e, dr.Drop.ID)
 	})
 	t.Run("NoCueClaimsNothing", func(t *testing.T) {
-		e := newEnv(t)
+		e := newSignedInEnv(t)
 		dr := e.openDrop(`{"channel":"streamer","sku":"mug","stock":5,"duration":"5m","listen":true,"policy":"fcfs"}`)
 		ctx := listenBrowser(t, programmeWAV(t))
-		log := openClaimPage(t, ctx, e, dr.Drop.ID, "Quiet Fan")
+		log := openClaimPage(t, ctx, e, dr.Drop.ID, "viewer2")
 		waitFor(t, ctx, "the nothing-heard hint", `document.getElementById("claim-listen-box").dataset.quiet === "1"`)
 		if txt := eval[string](t, ctx, `document.getElementById("listen-status").textContent`); !strings.Contains(txt, "Nothing heard") {
 			t.Fatalf("status %q", txt)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -63,6 +64,9 @@ type Deps struct {
 	// open the overlay WebSocket; the service's own origin always may.
 	AllowedOrigins []string
 	Hub            HubOptions
+	// Viewers signs viewers in on the claim page and names them; local mode
+	// (identity per browser) when nil.
+	Viewers *viewer.Auth
 }
 
 // Server serves the overlay, its WebSocket hub, the dashboard, the claim
@@ -82,6 +86,7 @@ type Server struct {
 	profile   string
 	origins   []string
 	hub       *Hub
+	viewers   *viewer.Auth
 	stats     *statsSampler
 	feed      *feed
 	mux       *http.ServeMux
@@ -142,6 +147,11 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	log := d.Logger.With("component", "overlay")
+	if d.Viewers == nil {
+		if d.Viewers, err = viewer.New(viewer.Deps{PublicURL: pub, Sessions: microdrop.NewSessions(d.Now), Logger: d.Logger, Now: d.Now}); err != nil {
+			return nil, err
+		}
+	}
 	var entries entrySource
 	if d.Ledger != nil {
 		entries = d.Ledger
@@ -149,12 +159,12 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
 		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
-		origins: d.AllowedOrigins,
-		hub:     newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
-		stats:   newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
-		feed:    newFeed(50),
-		mux:     http.NewServeMux(),
-		assets:  http.StripPrefix("/overlay/assets/", http.FileServerFS(sub)),
+		origins: d.AllowedOrigins, viewers: d.Viewers,
+		hub:    newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
+		stats:  newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
+		feed:   newFeed(50),
+		mux:    http.NewServeMux(),
+		assets: http.StripPrefix("/overlay/assets/", http.FileServerFS(sub)),
 	}
 	s.routes()
 	return s, nil
@@ -167,7 +177,8 @@ func (s *Server) Start(ctx context.Context, bus microdrop.Bus) {
 		bg, cancel := context.WithCancel(context.Background())
 		s.cancel = cancel
 		s.hub.start(ctx, bus)
-		feedSub := bus.Subscribe(4096)
+		// Claims and redemptions may be shed from the feed in a burst.
+		feedSub := bus.Subscribe(4096, microdrop.Claimed, microdrop.Redeemed, microdrop.DropOpened, microdrop.SoldOut, microdrop.DropClosed, microdrop.DropExtended)
 		go s.feed.run(bg, feedSub)
 		go s.stats.run(bg)
 	})
@@ -343,7 +354,7 @@ func (s *Server) overlayWS(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, errTooManyClients.Error())
 		return
 	}
-	conn, err := s.hub.upgrader(func(*http.Request) bool { return true }).Upgrade(w, r, nil)
+	conn, err := s.hub.upgrade(w, r, func(*http.Request) bool { return true })
 	if err != nil {
 		s.hub.clients.Add(-1)
 		return // the upgrader has answered

@@ -182,9 +182,16 @@ var hiddenCSRF = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 func TestClaimPageAndPickupDesk(t *testing.T) {
 	e := newEnv(t)
 	dr := e.openDrop(`{"channel":"streamer","sku":"CAP","title":"Cap","stock":2,"duration":"60s","claim_code":"MOON"}`)
-	code, page := get(t, http.DefaultClient, dr.ClaimURL)
-	if code != http.StatusOK || !strings.Contains(page, `id="claim-form"`) || !strings.Contains(page, `value="MOON"`) {
+	// Local mode: the browser (its device cookie) is the identity.
+	annJar, _ := cookiejar.New(nil)
+	ann := &http.Client{Jar: annJar}
+	code, page := get(t, ann, dr.ClaimURL)
+	if code != http.StatusOK || !strings.Contains(page, `id="claim-form"`) || !strings.Contains(page, `value="MOON"`) || !strings.Contains(page, `id="claim-local"`) {
 		t.Fatalf("claim page: %d\n%s", code, page)
+	}
+	csrf := hiddenCSRF.FindStringSubmatch(page)
+	if csrf == nil {
+		t.Fatalf("claim form without a CSRF token:\n%s", page)
 	}
 	if code, page := get(t, http.DefaultClient, e.ts.URL+"/c/nosuchdrop"); code != http.StatusNotFound || !strings.Contains(page, "No such drop") {
 		t.Fatalf("unknown drop: %d %s", code, page)
@@ -201,24 +208,33 @@ func TestClaimPageAndPickupDesk(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	claimURL := e.ts.URL + "/c/" + dr.Drop.ID
-	if code, page := post(http.DefaultClient, claimURL, url.Values{"name": {"Ann"}, "code": {"WRONG"}}); code == http.StatusOK || !strings.Contains(page, `id="claim-error"`) {
+	if code, page := post(ann, claimURL, url.Values{"csrf": {csrf[1]}, "code": {"WRONG"}}); code == http.StatusOK || !strings.Contains(page, `id="claim-error"`) {
 		t.Fatalf("wrong code accepted: %d", code)
 	}
-	if code, _ := post(http.DefaultClient, claimURL, url.Values{"name": {"!!!"}, "code": {"MOON"}}); code != http.StatusBadRequest {
-		t.Fatalf("a name with no letters: %d, want 400", code)
+	if code, _ := post(ann, claimURL, url.Values{"csrf": {"0123"}, "code": {"MOON"}}); code != http.StatusForbidden {
+		t.Fatalf("a claim without the form's CSRF token: %d, want 403", code)
 	}
-	code, page = post(http.DefaultClient, claimURL, url.Values{"name": {"Ann Lee"}, "code": {"MOON"}})
+	if code, _ := post(http.DefaultClient, claimURL, url.Values{"name": {"Ann Lee"}, "code": {"MOON"}}); code != http.StatusUnauthorized {
+		t.Fatalf("a claim from a browser without an identity: %d, want 401", code)
+	}
+	code, page = post(ann, claimURL, url.Values{"csrf": {csrf[1]}, "code": {"MOON"}})
 	tokRe := regexp.MustCompile(`id="pickup-token">([0-9A-Z]{16})<`)
 	m := tokRe.FindStringSubmatch(page)
 	if code != http.StatusOK || m == nil || !strings.Contains(page, `/api/tokens/`+m[1]+`/qr.svg`) {
 		t.Fatalf("claim: %d\n%s", code, page)
 	}
 	token := m[1]
-	if ps, err := e.svc.Status(t.Context(), dr.Drop.ID, "local-annlee"); err != nil || len(ps) != 1 {
-		t.Fatalf("local user id: status %v %v", ps, err)
+	// A reload shows the same code to the same browser, and to no other.
+	if _, page := get(t, ann, claimURL); !strings.Contains(page, token) {
+		t.Fatalf("reload lost the pickup code:\n%s", page)
+	}
+	otherJar, _ := cookiejar.New(nil)
+	other := &http.Client{Jar: otherJar}
+	if _, page := get(t, other, claimURL); strings.Contains(page, token) || strings.Contains(page, "pickup-token") {
+		t.Fatalf("another browser sees the pickup code:\n%s", page)
 	}
 	// Claiming again shows the same token instead of a second unit.
-	_, page = post(http.DefaultClient, claimURL, url.Values{"name": {"ann lee"}, "code": {"MOON"}})
+	_, page = post(ann, claimURL, url.Values{"csrf": {csrf[1]}, "code": {"MOON"}})
 	if m := tokRe.FindStringSubmatch(page); m == nil || m[1] != token {
 		t.Fatalf("second claim should show the same token %s:\n%s", token, page)
 	}
@@ -232,7 +248,7 @@ func TestClaimPageAndPickupDesk(t *testing.T) {
 		t.Fatalf("bad login: %d", code)
 	}
 	code, page = post(desk, e.ts.URL+"/dashboard/login", url.Values{"token": {testAdminTok}, "next": {"/redeem"}})
-	csrf := hiddenCSRF.FindStringSubmatch(page)
+	csrf = hiddenCSRF.FindStringSubmatch(page)
 	if code != http.StatusOK || csrf == nil || !strings.Contains(page, `id="redeem-form"`) {
 		t.Fatalf("login to the desk: %d\n%s", code, page)
 	}
@@ -275,7 +291,7 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	csrf := hiddenCSRF.FindStringSubmatch(string(b))
-	if csrf == nil || !strings.Contains(string(b), e.srv.OverlayURL(testChannel)) {
+	if csrf == nil || !strings.Contains(string(b), e.srv.OverlayURL(testChannel)) || !strings.Contains(string(b), `id="local-mode"`) {
 		t.Fatalf("dashboard should show the overlay URL with its key:\n%s", b)
 	}
 	good := url.Values{"channel": {testChannel}, "sku": {"TEE"}, "stock": {"10"}, "duration": {"90s"}, "price": {"19.99"}, "csrf": {csrf[1]}}
@@ -289,6 +305,11 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 		{func(v url.Values) { v.Set("price", "1.999") }, http.StatusBadRequest, "at most two decimals"},
 		{func(v url.Values) { v.Set("duration", "soon") }, http.StatusBadRequest, "not a duration"},
 		{func(v url.Values) { v.Set("sku", "bad sku!") }, http.StatusBadRequest, "sku must be"},
+		{func(v url.Values) { v.Set("duration", "500ms") }, http.StatusBadRequest, "between 1s and"},
+		{func(v url.Values) { v.Set("duration", "1ns") }, http.StatusBadRequest, "between 1s and"},
+		{func(v url.Values) { v.Set("title", "Cap\u202eevil") }, http.StatusBadRequest, "title holds a control, bidi or invisible character"},
+		{func(v url.Values) { v.Set("budget", "soon") }, http.StatusBadRequest, "budget:"},
+		{func(v url.Values) { v.Set("policy", "fcfs"); v.Set("budget", "5s") }, http.StatusBadRequest, "window policy only"},
 	} {
 		v := url.Values{}
 		for k, vs := range good {
@@ -308,6 +329,9 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	if ds, err := e.svc.Recent(t.Context(), "", 10); err != nil || len(ds) != 0 {
 		t.Fatalf("refused forms opened drops: %v %v", ds, err)
 	}
+	// A window drop with the moderator's own budget, shown on the dashboard.
+	good.Set("policy", "window")
+	good.Set("budget", "7s")
 	resp, err = c.PostForm(e.ts.URL+"/dashboard/drops", good)
 	if err != nil {
 		t.Fatal(err)
@@ -317,8 +341,17 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 || ds[0].Listening() {
 		t.Fatalf("the good form should open one drop: %v %v", ds, err)
 	}
-	if _, err := e.svc.CloseDrop(t.Context(), ds[0].ID, "test"); err != nil {
-		t.Fatal(err)
+	if ds[0].Policy != claims.Window || ds[0].Budget != 7*time.Second || ds[0].BudgetBasis != "set by dashboard" {
+		t.Fatalf("window drop from the form: %s %s %q", ds[0].Policy, ds[0].Budget, ds[0].BudgetBasis)
+	}
+	if code, page := get(t, c, e.ts.URL+"/dashboard"); code != http.StatusOK || !strings.Contains(page, "window 7s") || !strings.Contains(page, "set by dashboard") {
+		t.Fatalf("dashboard does not show the drop's budget: %d", code)
+	}
+	// Closed twice: the second close ends the grace (and the window) at once.
+	for range 2 {
+		if _, err := e.svc.CloseDrop(t.Context(), ds[0].ID, "test"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, live := e.svc.Live(testChannel); !live {
@@ -330,7 +363,9 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	}
 	listen := url.Values{"listen": {"on"}}
 	for k, vs := range good {
-		listen[k] = vs
+		if k != "policy" && k != "budget" {
+			listen[k] = vs
+		}
 	}
 	resp, err = c.PostForm(e.ts.URL+"/dashboard/drops", listen)
 	if err != nil {
@@ -339,5 +374,18 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	resp.Body.Close()
 	if d, ok := e.svc.Live(testChannel); !ok || !d.Listening() || d.ListenStep != claims.DefaultListenStep {
 		t.Fatalf("the listen box should open a listen drop: %+v %v", d, ok)
+	}
+}
+
+// The claim page of a window drop says what the window promises.
+func TestClaimPageSaysTheWindow(t *testing.T) {
+	e := newEnv(t)
+	dr := e.openDrop(`{"channel":"` + testChannel + `","sku":"TEE","stock":1,"duration":"90s","policy":"window","budget":"6s"}`)
+	if dr.Drop.BudgetMS != 6000 || dr.Drop.WindowEndsAt.IsZero() {
+		t.Fatalf("drop view: %+v", dr.Drop)
+	}
+	code, page := get(t, http.DefaultClient, e.ts.URL+"/c/"+dr.Drop.ID)
+	if code != http.StatusOK || !strings.Contains(page, `id="claim-window">Everyone who claims in the first 6 s has the same chance — results at 0:06<`) {
+		t.Fatalf("claim page: %d\n%s", code, page)
 	}
 }

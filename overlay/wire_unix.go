@@ -14,9 +14,9 @@ import (
 //
 // It writes under RawConn.Control, which holds the descriptor open but
 // skips the poller's write lock and deadline check (a cache miss or two
-// per client, a few percent of a fan-out). The hub's own writes to a
-// client never overlap; the only other writes are gorilla's close and
-// error frames, sent as the connection goes away.
+// per client, a few percent of a fan-out). Its caller holds the
+// connection's frame lock (guardedConn), which gorilla's own writes take
+// too, so no other frame is written meanwhile.
 type rawSocket struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr)

@@ -37,6 +37,12 @@ type Config struct {
 	// Say limits bot lines per room; local chat has no platform limit, but
 	// coalescing still keeps a flood readable: 50 per second when zero.
 	Say chat.Limit
+	// Secure marks the device cookie Secure (public URL on https).
+	Secure bool
+	// SignInRequired is set when viewer sign-in is configured: local mode is
+	// over, so only the admin bridge may speak in the local room (a browser
+	// identity is free to make and must not claim real drops).
+	SignInRequired bool
 }
 
 // Chat is the local chat room server.
@@ -119,6 +125,8 @@ func (c *Chat) page(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The browser is the local identity: the socket is bound to it.
+	microdrop.EnsureDevice(w, r, c.cfg.Secure, c.cfg.Now())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'")
 	_ = templates.ChatPage(ch).Render(r.Context(), w)
@@ -165,8 +173,11 @@ func (c *Chat) message(channel, userID, login, text string, role chat.Role) (cha
 		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "login must be 1-64 letters, digits or _")
 	}
 	text = strings.TrimSpace(text)
-	if text == "" || utf8.RuneCountInString(text) > chat.MaxTextLen || !utf8.ValidString(text) {
+	if text == "" || utf8.RuneCountInString(text) > chat.MaxTextLen {
 		return chat.Message{}, microdrop.Errorf(microdrop.EINVALID, "text must be 1-%d characters", chat.MaxTextLen)
+	}
+	if err := microdrop.CheckText("text", text, chat.MaxTextLen); err != nil {
+		return chat.Message{}, err
 	}
 	c.mu.Lock()
 	if g, ok := c.roles[channel+"\x00"+userID]; ok && g > role {
@@ -201,10 +212,22 @@ func (c *Chat) post(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, err)
 		return
 	}
-	role, err := roleOf(req.Roles, c.cfg.Admin.Allowed(r))
+	admin := c.cfg.Admin.Allowed(r)
+	role, err := roleOf(req.Roles, admin)
 	if err != nil {
 		microdrop.WriteError(w, err)
 		return
+	}
+	if !admin {
+		d, err := c.caller(w, r, req.Channel, req.UserID, true)
+		if err != nil {
+			microdrop.WriteError(w, err)
+			return
+		}
+		req.UserID = d.UserID
+		if req.Login == "" {
+			req.Login = d.Login
+		}
 	}
 	m, err := c.message(req.Channel, req.UserID, req.Login, req.Text, role)
 	if err != nil {
@@ -227,6 +250,32 @@ func (c *Chat) handle(ctx context.Context, m chat.Message) []chat.Reply {
 	replies := c.cfg.Router.Handle(ctx, m)
 	c.outbox.Add(replies...)
 	return replies
+}
+
+// caller is the local identity of a request that is not the admin bridge:
+// the browser's device cookie (a new one for a POST without it, so a script
+// keeping cookies stays one user). A user_id naming anyone else is refused.
+func (c *Chat) caller(w http.ResponseWriter, r *http.Request, channel, userID string, mint bool) (microdrop.Device, error) {
+	if c.cfg.SignInRequired {
+		return microdrop.Device{}, microdrop.Errorf(microdrop.EFORBIDDEN, "viewer sign-in is on, so the local room is for the admin bridge only; viewers claim on the claim page")
+	}
+	if !microdrop.SameOrigin(r) {
+		return microdrop.Device{}, microdrop.Errorf(microdrop.EFORBIDDEN, "chat from this site's own page")
+	}
+	if ch := claims.NormalizeChannel(channel); ch != "" && ch != c.cfg.Channel {
+		return microdrop.Device{}, microdrop.Errorf(microdrop.EFORBIDDEN, "local chat speaks only in the %s room; other channels need the admin token", c.cfg.Channel)
+	}
+	d, ok := microdrop.DeviceOf(r)
+	if !ok {
+		if !mint {
+			return microdrop.Device{}, microdrop.Errorf(microdrop.EUNAUTHORIZED, "open the chat page first: your browser is your local identity")
+		}
+		d = microdrop.EnsureDevice(w, r, c.cfg.Secure, c.cfg.Now())
+	}
+	if userID != "" && userID != d.UserID {
+		return microdrop.Device{}, microdrop.Errorf(microdrop.EFORBIDDEN, "user_id is your browser's own identity (%s); only the admin bridge may speak for others", d.UserID)
+	}
+	return d, nil
 }
 
 // GrantRequest is the body of POST /api/chat/roles (admin only).
@@ -306,8 +355,17 @@ func (c *Chat) socket(w http.ResponseWriter, r *http.Request) {
 		roles = []string{q.Get("role")}
 	}
 	role, err := roleOf(roles, admin)
+	userID, sockLogin := q.Get("user_id"), q.Get("login")
+	if err == nil && !admin {
+		var d microdrop.Device
+		d, err = c.caller(w, r, q.Get("channel"), userID, false)
+		userID = d.UserID
+		if sockLogin == "" {
+			sockLogin = d.Login
+		}
+	}
 	if err == nil {
-		_, err = c.message(q.Get("channel"), q.Get("user_id"), q.Get("login"), "hello", role)
+		_, err = c.message(q.Get("channel"), userID, sockLogin, "hello", role)
 	}
 	if err != nil {
 		microdrop.WriteError(w, err)
@@ -321,7 +379,7 @@ func (c *Chat) socket(w http.ResponseWriter, r *http.Request) {
 	if channel == "" {
 		channel = c.cfg.Channel
 	}
-	cl := &client{channel: channel, userID: q.Get("user_id"), send: make(chan []byte, 256), done: make(chan struct{})}
+	cl := &client{channel: channel, userID: userID, send: make(chan []byte, 256), done: make(chan struct{})}
 	c.join(cl)
 	defer c.leave(cl)
 	go c.writer(ws, cl)
@@ -338,8 +396,12 @@ func (c *Chat) socket(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		userID, login := cl.userID, q.Get("login")
-		if in.UserID != "" {
+		userID, login := cl.userID, sockLogin
+		if in.UserID != "" && in.UserID != cl.userID {
+			if !admin { // only a bridge drives many chatters from one socket
+				cl.push(mustJSON(frame{Type: "error", Text: "this socket speaks as your browser's own identity; only the admin bridge may set user_id"}))
+				continue
+			}
 			userID, login = in.UserID, in.Login
 		}
 		m, err := c.message(channel, userID, login, in.Text, role)

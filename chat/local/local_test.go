@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -41,7 +42,7 @@ func newRoom(tb testing.TB, policy claims.Policy) (*httptest.Server, *claims.Ser
 	if err != nil {
 		tb.Fatal(err)
 	}
-	room, err := New(Config{Router: router, Admin: microdrop.Admin{Token: adminToken}})
+	room, err := New(Config{Router: router, Admin: microdrop.NewAdmin(adminToken, false, nil)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,13 +58,47 @@ func newRoom(tb testing.TB, policy claims.Policy) (*httptest.Server, *claims.Ser
 
 func post(t *testing.T, srv *httptest.Server, path string, admin bool, body any) (int, []byte) {
 	t.Helper()
+	return postAs(t, http.DefaultClient, srv, path, admin, body)
+}
+
+// browser is a client that opened the chat page: its cookie jar holds the
+// device identity the room binds it to.
+func browser(t *testing.T, srv *httptest.Server) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get(srv.URL + "/chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return c
+}
+
+func deviceID(t *testing.T, srv *httptest.Server, c *http.Client) string {
+	t.Helper()
+	u, _ := url.Parse(srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == microdrop.DeviceCookie {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.AddCookie(ck)
+			d, _ := microdrop.DeviceOf(r)
+			return d.UserID
+		}
+	}
+	t.Fatal("no device cookie")
+	return ""
+}
+
+func postAs(t *testing.T, c *http.Client, srv *httptest.Server, path string, admin bool, body any) (int, []byte) {
+	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	if admin {
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,20 +108,34 @@ func post(t *testing.T, srv *httptest.Server, path string, admin bool, body any)
 }
 
 type sock struct {
-	t  *testing.T
-	ws *websocket.Conn
+	t      *testing.T
+	ws     *websocket.Conn
+	userID string
+	web    *http.Client
 }
 
-func dial(t *testing.T, srv *httptest.Server, userID, login string) *sock {
+// dial opens a socket from a fresh browser (its own device identity).
+func dial(t *testing.T, srv *httptest.Server, login string) *sock {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat?" + url.Values{"channel": {"local"}, "user_id": {userID}, "login": {login}}.Encode()
-	ws, resp, err := websocket.DefaultDialer.Dial(u, nil)
+	c := browser(t, srv)
+	ws, code, err := dialAs(srv, c, url.Values{"channel": {"local"}, "login": {login}})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dial: %d %v", code, err)
 	}
-	resp.Body.Close()
 	t.Cleanup(func() { ws.Close() })
-	return &sock{t: t, ws: ws}
+	return &sock{t: t, ws: ws, userID: deviceID(t, srv, c), web: c}
+}
+
+func dialAs(srv *httptest.Server, c *http.Client, q url.Values) (*websocket.Conn, int, error) {
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/chat?" + q.Encode()
+	d := websocket.Dialer{Jar: c.Jar}
+	ws, resp, err := d.Dial(u, nil)
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+		resp.Body.Close()
+	}
+	return ws, code, err
 }
 
 func (s *sock) say(text string) {
@@ -121,14 +170,14 @@ func (s *sock) expect(typ, want string) frame {
 func TestLocalChatEndToEnd(t *testing.T) {
 	srv, svc, _ := newRoom(t, claims.Bucketed)
 
-	if code, _ := post(t, srv, "/api/chat/roles", false, GrantRequest{UserID: "mod1", Role: "moderator"}); code != http.StatusUnauthorized {
+	mod := dial(t, srv, "Mod1")
+	if code, _ := post(t, srv, "/api/chat/roles", false, GrantRequest{UserID: mod.userID, Role: "moderator"}); code != http.StatusUnauthorized {
 		t.Fatalf("grant without admin: %d", code)
 	}
-	if code, b := post(t, srv, "/api/chat/roles", true, GrantRequest{UserID: "mod1", Role: "mod"}); code != http.StatusOK {
+	if code, b := post(t, srv, "/api/chat/roles", true, GrantRequest{UserID: mod.userID, Role: "mod"}); code != http.StatusOK {
 		t.Fatalf("grant: %d %s", code, b)
 	}
-	mod := dial(t, srv, "mod1", "Mod1")
-	v1 := dial(t, srv, "v1", "viewer1")
+	v1 := dial(t, srv, "viewer1")
 
 	v1.say("!drop hoodie 2 90s")
 	v1.expect("reply", "!drop is for moderators")
@@ -144,19 +193,19 @@ func TestLocalChatEndToEnd(t *testing.T) {
 		t.Fatalf("the whispered code does not redeem: %v", err)
 	}
 
-	code, b := post(t, srv, "/api/chat", false, PostRequest{UserID: "v2", Login: "viewer2", Text: "!claim"})
+	code, b := postAs(t, browser(t, srv), srv, "/api/chat", false, PostRequest{Login: "viewer2", Text: "!claim"})
 	var pr PostResponse
 	if code != http.StatusOK || json.Unmarshal(b, &pr) != nil || len(pr.Replies) != 2 || !pr.Replies[1].Private {
 		t.Fatalf("POST claim: %d %s", code, b)
 	}
 	mod.expect("reply", "@viewer2 won hoodie")
 
-	v3 := dial(t, srv, "v3", "viewer3")
+	v3 := dial(t, srv, "viewer3")
 	v3.say("!claim")
 	v3.expect("reply", "@viewer3 sorry, hoodie sold out")
 
 	// Roles beyond viewer need the admin token; bad bodies change nothing.
-	if code, b := post(t, srv, "/api/chat", false, PostRequest{UserID: "x", Text: "!drop close", Roles: []string{"moderator"}}); code != http.StatusForbidden {
+	if code, b := postAs(t, browser(t, srv), srv, "/api/chat", false, PostRequest{Text: "!drop close", Roles: []string{"moderator"}}); code != http.StatusForbidden {
 		t.Fatalf("moderator without admin: %d %s", code, b)
 	}
 	for _, bad := range []PostRequest{{UserID: "", Text: "!claim"}, {UserID: "a b", Text: "!claim"}, {UserID: "x", Text: ""},
@@ -216,4 +265,77 @@ func BenchmarkLocalChatClaim(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// TestLocalChatImpersonation: nobody speaks as, or hears the whispers of,
+// another local user; only the admin bridge names users.
+func TestLocalChatImpersonation(t *testing.T) {
+	srv, _, _ := newRoom(t, claims.FCFS)
+	if code, b := post(t, srv, "/api/chat", true, PostRequest{UserID: "boss", Text: "!drop cap 5 5m", Roles: []string{"broadcaster"}}); code != http.StatusOK {
+		t.Fatalf("open: %d %s", code, b)
+	}
+	victim := dial(t, srv, "victim")
+	victim.say("!claim")
+	victim.expect("whisper", "Your pickup code: ")
+
+	attacker := browser(t, srv)
+	// POST /api/chat naming the victim: refused, and no code in the answer.
+	code, b := postAs(t, attacker, srv, "/api/chat", false, PostRequest{UserID: victim.userID, Login: "x", Text: "!mytoken"})
+	if code != http.StatusForbidden || strings.Contains(string(b), "pickup code") {
+		t.Fatalf("!mytoken as the victim: %d %s", code, b)
+	}
+	// Without a cookie at all: a fresh identity, never the victim's.
+	code, b = post(t, srv, "/api/chat", false, PostRequest{UserID: victim.userID, Text: "!mytoken"})
+	if code != http.StatusForbidden {
+		t.Fatalf("cookieless !mytoken as the victim: %d %s", code, b)
+	}
+	// Another channel (a Twitch one) is not the local room.
+	if code, b := postAs(t, attacker, srv, "/api/chat", false, PostRequest{Channel: "streamer", Text: "!mytoken"}); code != http.StatusForbidden {
+		t.Fatalf("local chat into another channel: %d %s", code, b)
+	}
+	// A socket asking for the victim's user_id is refused at the handshake.
+	if ws, code, err := dialAs(srv, attacker, url.Values{"channel": {"local"}, "user_id": {victim.userID}}); err == nil || code != http.StatusForbidden {
+		if ws != nil {
+			ws.Close()
+		}
+		t.Fatalf("socket as the victim: %d %v", code, err)
+	}
+	if ws, code, err := dialAs(srv, http.DefaultClient, url.Values{"channel": {"local"}}); err == nil || code != http.StatusUnauthorized {
+		if ws != nil {
+			ws.Close()
+		}
+		t.Fatalf("socket without a device: %d %v", code, err)
+	}
+	// On its own socket, a frame naming the victim is refused, and the
+	// victim's whisper never reaches the attacker.
+	spy := dial(t, srv, "spy")
+	if err := spy.ws.WriteJSON(frame{Text: "!mytoken", UserID: victim.userID, Login: "victim"}); err != nil {
+		t.Fatal(err)
+	}
+	spy.expect("error", "only the admin bridge")
+	victim.say("!mytoken")
+	victim.expect("whisper", "pickup code")
+	spy.say("!mytoken")
+	f := spy.expect("reply", "")
+	_ = spy.ws.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		var g frame
+		if err := spy.ws.ReadJSON(&g); err != nil {
+			break
+		}
+		if g.Type == "whisper" {
+			t.Fatalf("the spy received a whisper: %+v (after %+v)", g, f)
+		}
+	}
+}
+
+func TestLocalChatClosedWhenSignInRequired(t *testing.T) {
+	srv, _, room := newRoom(t, claims.FCFS)
+	room.cfg.SignInRequired = true
+	if code, b := postAs(t, browser(t, srv), srv, "/api/chat", false, PostRequest{Text: "!claim"}); code != http.StatusForbidden {
+		t.Fatalf("local chat with sign-in on: %d %s", code, b)
+	}
+	if code, b := post(t, srv, "/api/chat", true, PostRequest{UserID: "bridge_user", Text: "!stock"}); code != http.StatusOK {
+		t.Fatalf("admin bridge with sign-in on: %d %s", code, b)
+	}
 }

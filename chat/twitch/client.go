@@ -72,6 +72,11 @@ type Config struct {
 	Moderator bool
 	// Workers bounds messages handled at once: 256 when zero.
 	Workers int
+	// ClaimWorkers bounds claims waiting for their decision at once, apart
+	// from Workers: under the window policy every claim of the window
+	// waits until it ends, and a claim held back in the read loop would
+	// reach the decider after the window. 65536 when zero.
+	ClaimWorkers int
 	// Dedupe is how many message ids are remembered: 16384 when zero.
 	Dedupe int
 	// Backoff caps the wait between reconnect attempts: 30 s when zero.
@@ -121,6 +126,7 @@ type Client struct {
 	users    *userCache
 	seen     *lru.Cache[string, struct{}]
 	sem      chan struct{}
+	claimSem chan struct{} // claims waiting for their decision
 	botID    string
 	botLogin string
 	chanID   string
@@ -169,6 +175,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = 256
 	}
+	if cfg.ClaimWorkers == 0 {
+		cfg.ClaimWorkers = 65536
+	}
 	if cfg.Dedupe == 0 {
 		cfg.Dedupe = 16384
 	}
@@ -200,7 +209,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	seen, _ := lru.New[string, struct{}](cfg.Dedupe)
 	c := &Client{cfg: cfg, log: cfg.Logger.With("component", "chat.twitch"), seen: seen,
-		sem: make(chan struct{}, cfg.Workers), revoked: make(chan string, 4),
+		sem: make(chan struct{}, cfg.Workers), claimSem: make(chan struct{}, cfg.ClaimWorkers), revoked: make(chan string, 4),
 		whispers: newWhisperBook(cfg.WhisperRecipients, cfg.WhisperDay, cfg.Now), health: newHealth(cfg.Registerer, cfg.Now)}
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &authRewrite{base: cfg.HTTP, auth: auth}}
 	c.api, err = helix.NewClient(&helix.Options{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
@@ -276,7 +285,8 @@ func (c *Client) Start(ctx context.Context) error {
 	go func() { defer c.wg.Done(); c.users.run(ctx) }()
 	go func() { defer c.wg.Done(); c.connect(ctx) }()
 	if c.cfg.Bus != nil {
-		sub := c.cfg.Bus.Subscribe(256)
+		// Opens and clip marks only: the bus never drops them.
+		sub := c.cfg.Bus.Subscribe(256, microdrop.DropOpened, microdrop.HighlightMarked)
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.markers(ctx, sub) }()
 	}

@@ -262,15 +262,20 @@ func (c *Client) notification(env envelope) {
 		DisplayName: ev.ChatterUserName, Role: chat.RoleFromBadges(setIDs...), Text: ev.Message.Text, ID: ev.MessageID, At: at,
 		Whisper: c.whisperState()}
 	m.ReserveWhisper = func() chat.WhisperState { return c.reserveWhisper(m.UserID) }
+	sem := c.sem
+	claim := c.cfg.Router.IsClaim(m.Text)
+	if claim {
+		sem = c.claimSem
+	}
 	select {
-	case c.sem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return
 	}
 	c.wg.Add(1)
 	go func() {
-		defer func() { <-c.sem; c.wg.Done() }()
-		if c.cfg.Router.IsClaim(m.Text) {
+		defer func() { <-sem; c.wg.Done() }()
+		if claim {
 			m.AccountCreated = c.users.created(ctx, m.UserID)
 		}
 		c.outbox.Add(c.cfg.Router.Handle(ctx, m)...)

@@ -23,6 +23,7 @@ type fixture struct {
 	client *Client
 	svc    *claims.Service
 	bus    *microdrop.MemoryBus
+	ledger *sqlite.Ledger
 }
 
 func setup(t *testing.T, opt twitchtest.Options, mutate func(*Config)) (*fixture, error) {
@@ -30,7 +31,8 @@ func setup(t *testing.T, opt twitchtest.Options, mutate func(*Config)) (*fixture
 	srv := twitchtest.New(t, opt)
 	bus := microdrop.NewMemoryBus()
 	signer, _ := claims.NewTokenSigner([]byte("0123456789abcdef0123"))
-	svc, err := claims.New(claims.Deps{Ledger: sqlite.MustOpen(t), Bus: bus, Signer: signer,
+	ledger := sqlite.MustOpen(t)
+	svc, err := claims.New(claims.Deps{Ledger: ledger, Bus: bus, Signer: signer,
 		Options: claims.Options{DefaultPolicy: claims.FCFS}})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +60,7 @@ func setup(t *testing.T, opt twitchtest.Options, mutate func(*Config)) (*fixture
 		return nil, err
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	f := &fixture{srv: srv, client: c, svc: svc, bus: bus}
+	f := &fixture{srv: srv, client: c, svc: svc, bus: bus, ledger: ledger}
 	if _, err := srv.WaitFor(wait, func(st twitchtest.State) bool { return len(st.Subscriptions) == 1 && st.ActiveSession != "" }); err != nil {
 		t.Fatalf("no subscription created on welcome: %v", err)
 	}
@@ -486,5 +488,39 @@ func TestRepliesRespectRateLimit(t *testing.T) {
 	}
 	if l := g.client.SendLimit(); l.Messages != 100 {
 		t.Fatalf("broadcaster limit %+v", l)
+	}
+}
+
+// Claims waiting for a window's draw do not hold the workers that read
+// chat: with two workers, six claims inside a window still reach the
+// decider inside it, and other commands are answered meanwhile.
+func TestWindowClaimsDoNotStallChat(t *testing.T) {
+	f, err := setup(t, twitchtest.Options{}, func(c *Config) { c.Workers = 2 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "3003", Login: "amod", Text: "!drop hoodie 10 5m window=3s", Badges: []string{"moderator"}})
+	f.waitSent(t, "everyone who claims in the first 3 s has the same chance")
+	d := mustLive(t, f.svc)
+	for i := 0; i < 6; i++ {
+		f.chat(t, twitchtest.ChatMessage{UserID: fmt.Sprintf("9%04d", i), Login: fmt.Sprintf("viewer%d", i), Text: "!claim"})
+	}
+	f.chat(t, twitchtest.ChatMessage{UserID: "5005", Login: "rando", Text: "!stock"})
+	f.waitSent(t, "hoodie: 10 of 10 left")
+	if n := winners(t, f.svc, 6); n != 0 {
+		t.Fatalf("%d claims decided before the window ended", n)
+	}
+	f.waitSent(t, "won hoodie")
+	if _, err := f.srv.WaitFor(wait, func(twitchtest.State) bool { return winners(t, f.svc, 6) == 6 }); err != nil {
+		t.Fatalf("%d of 6 window claims won", winners(t, f.svc, 6))
+	}
+	es, err := f.ledger.Entries(context.Background(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Bucket != 0 || !e.ArrivedAt.Before(d.WindowEndsAt()) {
+			t.Fatalf("claim of %s arrived at %s, after the window (ends %s)", e.UserID, e.ArrivedAt, d.WindowEndsAt())
+		}
 	}
 }

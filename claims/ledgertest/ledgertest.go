@@ -44,6 +44,7 @@ func tok(i int) string { return fmt.Sprintf("TOKEN%011d", i) }
 // Run runs the whole contract.
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
+	t.Run("Books", func(t *testing.T) { runBooks(t, open) })
 	t.Run("CreateAndGetDrop", func(t *testing.T) {
 		l := open(t)
 		d := NewDrop("d1", 10)
@@ -58,6 +59,24 @@ func Run(t *testing.T, open Opener) {
 			!got.OpensAt.Equal(d.OpensAt) || got.Grace != d.Grace || len(got.Stages) != 2 || got.Stages[1].Cap != 2 ||
 			got.Policy != claims.Bucketed || got.ClaimCode != "ABC123" || got.LimitedRunID != "run-d1" || got.PriceMinor != 4500 {
 			t.Fatalf("drop did not round-trip: %+v", got)
+		}
+		// A window drop keeps the budget it used and how it was reached,
+		// so the dashboard and the audit see the window the viewers were told.
+		w := NewDrop("w1", 10)
+		w.Policy, w.BucketWidth, w.Budget, w.BudgetBasis = claims.Window, 0, 8500*time.Millisecond, "cue-to-air 0.5s (measured on the relay) + twitch low_latency spread 6s + reaction 2s"
+		if err := l.CreateDrop(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		gotW, err := l.Drop(ctx, "w1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotW.Policy != claims.Window || gotW.Budget != w.Budget || gotW.BudgetBasis != w.BudgetBasis || gotW.BucketWidth != 0 ||
+			!gotW.WindowEndsAt().Equal(t0.Add(8500*time.Millisecond)) {
+			t.Fatalf("window drop did not round-trip: policy %s budget %s basis %q width %s", gotW.Policy, gotW.Budget, gotW.BudgetBasis, gotW.BucketWidth)
+		}
+		if got.Budget != 0 || got.BudgetBasis != "" {
+			t.Fatalf("drop without a budget came back with %s %q", got.Budget, got.BudgetBasis)
 		}
 		if err := l.CreateDrop(ctx, d); !errors.Is(err, claims.ErrDropExists) {
 			t.Fatalf("second create: %v, want ErrDropExists", err)

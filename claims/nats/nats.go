@@ -1,7 +1,9 @@
 // Package nats is the scale-out event bus: events go through a JetStream
 // stream, so subscribers on every replica receive what any replica
-// published, in one order, and a reconnecting overlay can replay from the
-// last sequence it saw. It also carries claims and controls to the replica
+// published, in one order. The replica's one ordered consumer resumes
+// after the last stream sequence it received when the connection to NATS
+// comes back, so local subscribers miss nothing the stream still keeps
+// (Options.MaxAge) across a reconnect. It also carries claims and controls to the replica
 // deciding a drop (claims.Forwarder), over core NATS request-reply.
 //
 // It must never be the record of anything: the ledger is. A publish that
@@ -198,59 +200,21 @@ func (b *Bus) fanOut(m jetstream.Msg) {
 	}
 }
 
-// Subscribe receives every event published from now on, by any replica.
-func (b *Bus) Subscribe(buffer int) *microdrop.Subscription {
+// Subscribe receives the events of kinds (none: every kind) published from
+// now on, by any replica. A subscriber that falls behind loses only
+// sheddable kinds (microdrop.Bus); the stream's one ordered consumer per
+// replica is never held up by it.
+func (b *Bus) Subscribe(buffer int, kinds ...microdrop.Kind) *microdrop.Subscription {
 	var s *microdrop.Subscription
 	s = microdrop.NewSubscription(buffer, func() {
 		b.mu.Lock()
 		delete(b.subs, s)
 		b.mu.Unlock()
-	})
+	}, kinds...)
 	b.mu.Lock()
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
 	return s
-}
-
-// SubscribeAfter replays the events after stream sequence seq still kept
-// (see Options.MaxAge), then continues live: for an overlay reconnecting
-// with the last Seq it saw. Its order is the stream's.
-func (b *Bus) SubscribeAfter(ctx context.Context, seq uint64, buffer int) (*microdrop.Subscription, error) {
-	cons, err := b.js.OrderedConsumer(ctx, b.opts.Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1})
-	if err != nil {
-		return nil, fmt.Errorf("bus: replay consumer: %w", err)
-	}
-	var mu sync.Mutex
-	var cc jetstream.ConsumeContext
-	var closed bool
-	s := microdrop.NewSubscription(buffer, func() {
-		mu.Lock()
-		closed = true
-		c := cc
-		mu.Unlock()
-		if c != nil {
-			c.Stop()
-		}
-	})
-	c, err := cons.Consume(func(m jetstream.Msg) {
-		e, err := decode(m)
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !closed {
-			s.Deliver(e)
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bus: replay: %w", err)
-	}
-	mu.Lock()
-	cc = c
-	mu.Unlock()
-	return s, nil
 }
 
 // Stats reports local subscribers, the events waiting in their buffers and

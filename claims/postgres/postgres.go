@@ -318,8 +318,9 @@ func (l *Ledger) check() error {
 
 const insertDrop = `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 	opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-	seed, seed_hash, state, closed_at, close_reason, created_at, listen_step_ns)
-	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)`
+	seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis,
+	pay_window_ns, pay_methods, listen_step_ns)
+	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`
 
 func dropArgs(d *claims.Drop) ([]any, error) {
 	stages, err := json.Marshal(d.Stages)
@@ -329,7 +330,8 @@ func dropArgs(d *claims.Drop) ([]any, error) {
 	return []any{d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.PriceMinor, d.Currency,
 		ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 		string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-		ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.ListenStep)}, nil
+		ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis,
+		int64(d.PayWindow), strings.Join(d.PayMethods, ","), int64(d.ListenStep)}, nil
 }
 
 // CreateDrop records a new drop.
@@ -389,15 +391,15 @@ func (l *Ledger) CreateLeasedDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, listen_step_ns`
+	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods, listen_step_ns`
 
 func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created, listen int64
-	var stages, policy, state string
+	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow, listen int64
+	var stages, policy, state, methods string
 	dst := append([]any{&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &listen}, extra...)
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods, &listen}, extra...)
 	if err := row.Scan(dst...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
@@ -405,7 +407,11 @@ func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 		return nil, err
 	}
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
-	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
+	d.Grace, d.BucketWidth, d.Budget = time.Duration(grace), time.Duration(bucket), time.Duration(budget)
+	d.PayWindow = time.Duration(payWindow)
+	if methods != "" {
+		d.PayMethods = strings.Split(methods, ",")
+	}
 	d.CueCode, d.ListenStep = uint32(cue), time.Duration(listen)
 	d.Policy, d.State = claims.Policy(policy), claims.State(state)
 	if err := json.Unmarshal([]byte(stages), &d.Stages); err != nil {
@@ -546,6 +552,12 @@ func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 					}
 					return nil
 				})
+		}
+		for i := range b.Holds {
+			if b.Holds[i].DropID != b.DropID {
+				return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[i].DropID, b.DropID)
+			}
+			rest.Queue(insertHoldSQL, holdArgs(&b.Holds[i])...)
 		}
 		if s := b.State; s != nil {
 			rest.Queue(updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID).

@@ -53,8 +53,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	files, err := filepath.Glob("migrations/*.sql")
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v %v", files, err)
 	}
 	var n int
 	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != len(files) {

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS drops (
 	state TEXT NOT NULL,
 	closed_at INTEGER NOT NULL,
 	close_reason TEXT NOT NULL,
-	created_at INTEGER NOT NULL
+	created_at INTEGER NOT NULL,
+	budget_ns INTEGER NOT NULL DEFAULT 0,
+	budget_basis TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS drops_by_channel ON drops (channel, created_at DESC);
 CREATE INDEX IF NOT EXISTS drops_by_created ON drops (created_at DESC);
@@ -75,21 +77,23 @@ CREATE UNIQUE INDEX IF NOT EXISTS entries_by_token ON entries (token) WHERE toke
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id, unit);
 `
 
-// addedColumns came after the first schema; a ledger written before them
-// gets them on open, with the value that means "none".
-var addedColumns = []struct{ table, column, decl string }{
+// columnsAdded are columns later than the first schema, added to ledgers
+// created before them, with the value that means "none".
+var columnsAdded = []struct{ table, column, def string }{
+	{"drops", "budget_ns", "INTEGER NOT NULL DEFAULT 0"},
+	{"drops", "budget_basis", "TEXT NOT NULL DEFAULT ''"},
 	{"drops", "listen_step_ns", "INTEGER NOT NULL DEFAULT 0"},
 	{"entries", "cue_step", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
-	for _, c := range addedColumns {
+	for _, c := range columnsAdded {
 		var n int
 		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.table, c.column).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
-			if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+c.decl); err != nil {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+c.def); err != nil {
 				return err
 			}
 		}
@@ -149,6 +153,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		w.Close()
 		return nil, fmt.Errorf("ledger schema in %s: %w", path, err)
 	}
+	if err := migrateMoney(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger books in %s: %w", path, err)
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		w.Close()
@@ -164,7 +172,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		stmts: map[string]*sql.Stmt{}}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
-	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk]) {
+	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk], insertHoldSQL[1], insertHoldSQL[insertChunk]) {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			w.Close()
@@ -301,12 +309,14 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 	return l.submit(ctx, 1, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
-			seed, seed_hash, state, closed_at, close_reason, created_at, listen_step_ns)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis,
+			pay_window_ns, pay_methods, listen_step_ns)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
-			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.ListenStep))
+			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis,
+			int64(d.PayWindow), strings.Join(d.PayMethods, ","), int64(d.ListenStep))
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -316,19 +326,24 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, listen_step_ns`
+	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods, listen_step_ns`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created, listen int64
-	var stages, policy, state string
+	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow, listen int64
+	var stages, policy, state, methods string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &listen); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods, &listen); err != nil {
 		return nil, err
 	}
+	d.Budget = time.Duration(budget)
+	if methods != "" {
+		d.PayMethods = strings.Split(methods, ",")
+	}
+	d.PayWindow = time.Duration(payWindow)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
 	d.CueCode, d.ListenStep = uint32(cue), time.Duration(listen)
@@ -414,7 +429,7 @@ func storedUnit(e *claims.Entry) int64 {
 
 // Commit applies a decider's batch atomically.
 func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
-	return l.submit(ctx, len(b.Insert)+len(b.Update)+1, func(ctx context.Context, tx *sql.Tx) error {
+	return l.submit(ctx, len(b.Insert)+len(b.Update)+len(b.Holds)+1, func(ctx context.Context, tx *sql.Tx) error {
 		return l.apply(ctx, tx, b)
 	})
 }
@@ -471,6 +486,26 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("update of unrecorded entry %s#%d", b.DropID, e.Seq)
 		}
+	}
+	for i := 0; i < len(b.Holds); {
+		n := 1
+		if len(b.Holds)-i >= insertChunk {
+			n = insertChunk
+		}
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			if b.Holds[j].DropID != b.DropID {
+				return fmt.Errorf("hold for drop %s in batch of drop %s", b.Holds[j].DropID, b.DropID)
+			}
+			args = holdArgs(args, &b.Holds[j])
+		}
+		if _, err := l.exec(ctx, tx, insertHoldSQL[n], args...); err != nil {
+			if isUnique(err) {
+				return fmt.Errorf("hold of batch %s: %w", b.DropID, claims.ErrDuplicateWin)
+			}
+			return err
+		}
+		i += n
 	}
 	if s := b.State; s != nil {
 		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID)

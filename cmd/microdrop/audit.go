@@ -26,8 +26,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	url := fs.String("url", "", "server to ask (e.g. http://localhost:8080); default: read the ledger in --data")
 	data := fs.String("data", "./microdrop-data", "data dir holding ledger.db")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	money := fs.Bool("money", false, "prove the books instead: every currency balances, no wallet is negative, every hold's state matches its postings")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *money {
+		return auditMoney(ctx, *url, *data, *asJSON, stdout)
 	}
 	if fs.NArg() != 1 {
 		return errors.New("usage: microdrop audit [--url U | --data DIR] [--json] DROP_ID")
@@ -59,6 +63,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		rep = claims.Audit(d, es)
+		if d.Priced() {
+			hs, err := l.Holds(ctx, claims.HoldFilter{DropID: id})
+			if err != nil {
+				return err
+			}
+			rep = claims.AuditPaid(d, es, hs)
+		}
 		if d.Listening() {
 			heard = claims.HeardSteps(es)
 		}
@@ -73,6 +84,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "drop %s (%s, %s): %s\n", rep.DropID, rep.Policy, rep.State, verdict)
 	fmt.Fprintf(stdout, "  entries %d, awarded %d of %d, recomputed %d, oversold %v, users over cap %d\n",
 		rep.Entries, rep.Awarded, rep.Stock, rep.Recomputed, rep.Oversold, rep.OverCapUsers)
+	if rep.BudgetMS > 0 {
+		fmt.Fprintf(stdout, "  window    the first %s (until %s): one draw over every claim in it\n",
+			time.Duration(rep.BudgetMS)*time.Millisecond, rep.WindowEndsAt.UTC().Format(time.RFC3339Nano))
+	}
+	if rep.Passes > 0 {
+		fmt.Fprintf(stdout, "  %d unpaid units passed on, each replayed in the drop's fair order\n", rep.Passes)
+	}
 	fmt.Fprintf(stdout, "  seed hash %s\n", rep.SeedHash)
 	if rep.Seed != "" {
 		fmt.Fprintf(stdout, "  seed      %s (hash verified: %v)\n", rep.Seed, rep.SeedVerified)
@@ -113,4 +131,54 @@ func getJSON(ctx context.Context, url, token string, out any) error {
 		return &microdrop.Error{Code: eb.Code, Reason: eb.Reason, Message: eb.Message}
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// auditMoney proves the books from a server (--url) or the SQLite ledger.
+func auditMoney(ctx context.Context, url, data string, asJSON bool, stdout io.Writer) error {
+	var rep claims.MoneyReport
+	if url != "" {
+		if err := getJSON(ctx, strings.TrimRight(url, "/")+"/api/money/audit", os.Getenv("MICRODROP_ADMIN_TOKEN"), &rep); err != nil {
+			return fmt.Errorf("money audit: %w", err)
+		}
+	} else {
+		path := filepath.Join(data, "ledger.db")
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no ledger at %s (use --data or --url)", path)
+		}
+		l, err := sqlite.Open(ctx, path, nil)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		ms, err := l.Movements(ctx, "")
+		if err != nil {
+			return err
+		}
+		hs, err := l.Holds(ctx, claims.HoldFilter{})
+		if err != nil {
+			return err
+		}
+		rep = claims.AuditMoney(ms, hs)
+	}
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		verdict := "BALANCED: every currency sums to zero and every hold matches its postings"
+		if !rep.Balanced {
+			verdict = "NOT BALANCED"
+		}
+		fmt.Fprintf(stdout, "books: %s\n  movements %d, holds %d\n", verdict, rep.Movements, rep.Holds)
+		for c, t := range rep.Totals {
+			fmt.Fprintf(stdout, "  %s: total %d, revenue %d\n", c, t, rep.Revenue[c])
+		}
+		if len(rep.Problems) > 0 {
+			fmt.Fprintf(stdout, "  problems:\n    %s\n", strings.Join(rep.Problems, "\n    "))
+		}
+	}
+	if !rep.Balanced {
+		return errors.New("money audit found problems")
+	}
+	return nil
 }

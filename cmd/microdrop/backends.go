@@ -80,9 +80,9 @@ func (m *Main) registerBusMetrics() {
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "microdrop_bus_subscribers", Help: "Event bus subscribers."},
 			func() float64 { n, _, _ := mb.Stats(); return float64(n) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "microdrop_bus_lag_events", Help: "Events waiting in subscriber buffers."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "microdrop_bus_lag_events", Help: "Events waiting in subscriber buffers and backlogs."},
 			func() float64 { _, l, _ := mb.Stats(); return float64(l) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "microdrop_bus_dropped_events_total", Help: "Events slow subscribers missed."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "microdrop_bus_dropped_events_total", Help: "Claim and redemption events slow subscribers missed; no other kind is ever dropped."},
 			func() float64 { _, _, d := mb.Stats(); return float64(d) }),
 	)
 }

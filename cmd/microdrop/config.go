@@ -34,6 +34,31 @@ type Config struct {
 	Twitch     TwitchConfig             `yaml:"twitch"`
 	Highlights HighlightsConfig         `yaml:"highlights"`
 	Chat       ChatConfig               `yaml:"chat"`
+	SignIn     SignInConfig             `yaml:"signin"`
+	Front      FrontConfig              `yaml:"front"`
+	Payments   PaymentsConfig           `yaml:"payments"`
+}
+
+// PaymentsConfig is for drops that take payment.
+type PaymentsConfig struct {
+	// ReceiptKeys are secrets whose SHA-256 seeds the Ed25519 receipt
+	// keys: the first signs, all verify (rotation). Empty: one is
+	// generated in the data dir on first start.
+	ReceiptKeys []string `yaml:"receipt_keys" env:"RECEIPT_KEYS"`
+	// HolderSecret keys the pseudonymous holder ids on receipts; generated
+	// in the data dir when empty. Changing it changes every holder id.
+	HolderSecret string `yaml:"holder_secret" env:"HOLDER_SECRET"`
+	// FeeBasisPoints is the platform's fee per paid hold, in 1/100 %.
+	FeeBasisPoints int          `yaml:"fee_basis_points" env:"FEE_BASIS_POINTS"`
+	Stripe         StripeConfig `yaml:"stripe"`
+}
+
+// StripeConfig switches card payments on.
+type StripeConfig struct {
+	SecretKey     string `yaml:"secret_key" env:"SECRET_KEY"`
+	WebhookSecret string `yaml:"webhook_secret" env:"WEBHOOK_SECRET"`
+	// APIBase overrides the Stripe API URL (tests point it at stripe-mock).
+	APIBase string `yaml:"api_base" env:"API_BASE"`
 }
 
 // ClaimsConfig tunes drops and claims.
@@ -52,6 +77,33 @@ type ClaimsConfig struct {
 	CommitTimeout claims.Duration `yaml:"commit_timeout" env:"COMMIT_TIMEOUT"`
 	// GraceFromCue takes a drop's grace from the measured cue-to-air delay.
 	GraceFromCue bool `yaml:"grace_from_cue" env:"GRACE_FROM_CUE"`
+	// Budget sizes the window of the window policy.
+	Budget BudgetConfig `yaml:"budget"`
+}
+
+// BudgetConfig is the latency budget of window drops: programme delay
+// (measured from the cue, else ProgrammeDelay) + the spread of the
+// platforms' latency modes + Reaction.
+type BudgetConfig struct {
+	ProgrammeDelay claims.Duration `yaml:"programme_delay" env:"BUDGET_PROGRAMME_DELAY"`
+	Reaction       claims.Duration `yaml:"reaction" env:"BUDGET_REACTION"`
+	// Platforms are "platform/mode": twitch/low_latency, twitch/normal,
+	// youtube/ultra_low, youtube/low, youtube/normal.
+	Platforms []string `yaml:"platforms" env:"BUDGET_PLATFORMS"`
+}
+
+// Options turns the config into the claims budget options.
+func (b BudgetConfig) Options() (claims.BudgetOptions, error) {
+	o := claims.BudgetOptions{ProgrammeDelay: time.Duration(b.ProgrammeDelay), Reaction: time.Duration(b.Reaction),
+		Platforms: []claims.PlatformLatency{}}
+	for _, p := range b.Platforms {
+		platform, mode, ok := strings.Cut(strings.TrimSpace(p), "/")
+		if !ok {
+			return o, fmt.Errorf("platform %q must be platform/mode, like twitch/low_latency", p)
+		}
+		o.Platforms = append(o.Platforms, claims.PlatformLatency{Platform: platform, Mode: mode})
+	}
+	return o, o.Validate()
 }
 
 // ChannelConfig is per streamer channel.
@@ -64,16 +116,25 @@ type ChannelConfig struct {
 
 // IngestConfig is the media path.
 type IngestConfig struct {
-	RTSP        string            `yaml:"rtsp" env:"RTSP"`
-	UDPRTP      string            `yaml:"udp_rtp" env:"UDP_RTP"`
-	UDPRTCP     string            `yaml:"udp_rtcp" env:"UDP_RTCP"`
-	WHIPToken   string            `yaml:"whip_token" env:"WHIP_TOKEN"`
-	Pull        map[string]string `yaml:"pull"`
-	Playback    map[string]string `yaml:"playback"`
-	CueProfile  string            `yaml:"cue_profile" env:"CUE_PROFILE"`
-	CueLevelDB  float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
-	MaxReaderQ  int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
-	ICEHostOnly bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
+	RTSP      string `yaml:"rtsp" env:"RTSP"`
+	UDPRTP    string `yaml:"udp_rtp" env:"UDP_RTP"`
+	UDPRTCP   string `yaml:"udp_rtcp" env:"UDP_RTCP"`
+	WHIPToken string `yaml:"whip_token" env:"WHIP_TOKEN"`
+	// RTSPUser and RTSPPassword are what RTSP publishers log in with
+	// (rtsp://user:password@host:8554/path; user "publish" by default).
+	// Without them the WHIP token is the password; without a WHIP token one
+	// is generated into the data dir: publishing always needs credentials.
+	RTSPUser     string `yaml:"rtsp_user" env:"RTSP_USER"`
+	RTSPPassword string `yaml:"rtsp_password" env:"RTSP_PASSWORD"`
+	// RTSPReadUser and RTSPReadPassword, when set, protect RTSP reads.
+	RTSPReadUser     string            `yaml:"rtsp_read_user" env:"RTSP_READ_USER"`
+	RTSPReadPassword string            `yaml:"rtsp_read_password" env:"RTSP_READ_PASSWORD"`
+	Pull             map[string]string `yaml:"pull"`
+	Playback         map[string]string `yaml:"playback"`
+	CueProfile       string            `yaml:"cue_profile" env:"CUE_PROFILE"`
+	CueLevelDB       float64           `yaml:"cue_level_db" env:"CUE_LEVEL_DB"`
+	MaxReaderQ       int               `yaml:"max_reader_queue" env:"MAX_READER_QUEUE"`
+	ICEHostOnly      bool              `yaml:"ice_host_only" env:"ICE_HOST_ONLY"`
 }
 
 // TwitchConfig switches Twitch chat on when ClientID and a token are set.
@@ -122,13 +183,16 @@ func DefaultConfig() Config {
 			TokenTTL:      claims.Duration(30 * 24 * time.Hour),
 			Grace:         claims.Duration(5 * time.Second),
 			BucketWidth:   claims.Duration(250 * time.Millisecond),
-			Policy:        string(claims.Bucketed),
+			Policy:        string(claims.Window),
 			ClaimRate:     2,
 			ClaimBurst:    3,
 			CommitTimeout: claims.Duration(5 * time.Second),
+			Budget: BudgetConfig{Reaction: claims.Duration(2 * time.Second),
+				Platforms: []string{"twitch/low_latency"}},
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
+		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120},
 		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256,
 			Pre: claims.Duration(20 * time.Second), Post: claims.Duration(40 * time.Second), SurgePerSec: 20},
 	}
@@ -249,6 +313,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("http", c.HTTP, false)
+	if c.Payments.FeeBasisPoints < 0 || c.Payments.FeeBasisPoints > 5000 {
+		bad("payments.fee_basis_points: between 0 and 5000 (50%%)")
+	}
+	if (c.Payments.Stripe.SecretKey == "") != (c.Payments.Stripe.WebhookSecret == "") {
+		bad("payments.stripe: secret_key and webhook_secret go together")
+	}
 	checkAddr("ingest.rtsp", c.Ingest.RTSP, true)
 	checkAddr("ingest.udp_rtp", c.Ingest.UDPRTP, true)
 	checkAddr("ingest.udp_rtcp", c.Ingest.UDPRTCP, true)
@@ -278,7 +348,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if !claims.Policy(c.Claims.Policy).Valid() {
-		bad("claims.policy: %q must be fcfs, bucketed or raffle", c.Claims.Policy)
+		bad("claims.policy: %q must be window, fcfs, bucketed or raffle", c.Claims.Policy)
+	}
+	if _, err := c.Claims.Budget.Options(); err != nil {
+		bad("claims.budget: %v", err)
 	}
 	if d := time.Duration(c.Claims.Grace); d < 0 || d > claims.MaxGrace {
 		bad("claims.grace: between 0s and %s", claims.MaxGrace)
@@ -312,7 +385,8 @@ func (c *Config) Validate() error {
 		bad("ingest.cue_level_db: between -60 and 0")
 	}
 	t := c.Twitch
-	if (t.ClientID != "" || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
+	// A client id with its secret alone is viewer sign-in without chat.
+	if ((t.ClientID != "" && t.ClientSecret == "") || t.UserToken != "" || t.RefreshToken != "") && !t.Enabled() {
 		bad("twitch: set TWITCH_CLIENT_ID with TWITCH_USER_TOKEN (or TWITCH_CLIENT_SECRET and TWITCH_REFRESH_TOKEN)")
 	}
 	if t.Enabled() && t.Channel == "" {
@@ -321,6 +395,7 @@ func (c *Config) Validate() error {
 	if c.Chat.Prefix == "" || len(c.Chat.Prefix) > 3 {
 		bad("chat.prefix: 1 to 3 characters, like !")
 	}
+	c.validateSignIn(bad)
 	h := c.Highlights
 	if h.BufferSeconds < 10 || h.BufferSeconds > 3600 {
 		bad("highlights.buffer_seconds: between 10 and 3600")

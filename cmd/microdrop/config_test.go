@@ -17,6 +17,23 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	if c.HTTP != ":8080" || time.Duration(c.Claims.Grace) != 5*time.Second || c.Channels["streamer"].Streams[0] != "live" {
 		t.Fatalf("example config read wrong: %+v", c)
 	}
+	// The default is the window policy, sized for Twitch in low-latency mode.
+	b, err := c.Claims.Budget.Options()
+	if c.Claims.Policy != "window" || err != nil || b.Reaction != 2*time.Second || len(b.Platforms) != 1 || b.Platforms[0].Mode != "low_latency" {
+		t.Fatalf("example claims config: %+v %+v %v", c.Claims, b, err)
+	}
+}
+
+func TestBudgetPlatformsFromEnv(t *testing.T) {
+	env := map[string]string{"MICRODROP_BUDGET_PLATFORMS": "twitch/normal, youtube/normal", "MICRODROP_BUDGET_REACTION": "1500ms"}
+	m := NewMain(nil, &strings.Builder{})
+	if err := m.ParseFlags(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Config.Claims.Budget.Options()
+	if err != nil || len(b.Platforms) != 2 || b.Platforms[1].Platform != "youtube" || b.Reaction != 1500*time.Millisecond {
+		t.Fatalf("budget from env: %+v %v", b, err)
+	}
 }
 
 func TestConfigPrecedenceAndErrors(t *testing.T) {
@@ -37,6 +54,8 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{nil, []string{"--http", "8080"}, "http:"},
 		{map[string]string{"MICRODROP_POLICY": "lottery"}, nil, "claims.policy"},
 		{map[string]string{"MICRODROP_LEDGER": "mysql://x"}, nil, "ledger"},
+		{map[string]string{"MICRODROP_BUDGET_PLATFORMS": "twitch/turbo"}, nil, "claims.budget"},
+		{map[string]string{"MICRODROP_BUDGET_PLATFORMS": "youtube"}, nil, "platform/mode"},
 		{map[string]string{"TWITCH_CLIENT_ID": "abc"}, nil, "TWITCH_USER_TOKEN"},
 		{nil, []string{"--bogus"}, "flag provided but not defined"},
 	} {

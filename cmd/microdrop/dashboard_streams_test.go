@@ -41,7 +41,7 @@ func TestDashboardSaysAACGetsNoCue(t *testing.T) {
 		"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
 		"-c:a", "aac", "-b:a", "128k", "-f", "rtsp", "-rtsp_transport", "tcp",
-		fmt.Sprintf("rtsp://127.0.0.1:%d/aacshow", rtspPort))
+		fmt.Sprintf("rtsp://publish:%s@127.0.0.1:%d/aacshow", m.Config.Ingest.WHIPToken, rtspPort))
 	pub.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := pub.Start(); err != nil {
 		t.Fatal(err)

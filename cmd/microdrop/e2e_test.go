@@ -181,13 +181,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	s = startServer(t, data, freePort(t), nil)
-	var listing struct {
-		Drop    claims.DropResponse `json:"-"`
-		Entries []claims.EntryView  `json:"entries"`
-	}
-	if st, err := api(t, "GET", s.url+"/api/drops/"+id+"/entries", nil, &listing); st != 200 || err != nil {
-		t.Fatalf("entries: %d %v", st, err)
-	}
+	listing := struct{ Entries []claims.EntryView }{allEntries(t, s.url, id)}
 	won := map[string]bool{}
 	perUser := map[string]int{}
 	for _, e := range listing.Entries {
@@ -258,7 +252,11 @@ func startBurst(base, dropID string, workers int) *burst {
 				}
 				user := fmt.Sprintf("viewer%06d", next.Add(1))
 				body, _ := json.Marshal(claims.ClaimBody{UserID: user})
-				resp, err := client.Post(base+"/api/drops/"+dropID+"/claims", "application/json", bytes.NewReader(body))
+				// The admin bridge names its users; an anonymous body may not.
+				req, _ := http.NewRequest("POST", base+"/api/drops/"+dropID+"/claims", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+testAdminToken)
+				resp, err := client.Do(req)
 				if err != nil {
 					b.failures.Add(1)
 					continue
@@ -330,7 +328,9 @@ func TestServeInProcess(t *testing.T) {
 	var open claims.DropResponse
 	json.NewDecoder(resp.Body).Decode(&open)
 	resp.Body.Close()
-	resp, err = http.Post(base+"/api/drops/"+open.Drop.ID+"/claims", "application/json", strings.NewReader(`{"user_id":"u1"}`))
+	req, _ = http.NewRequest("POST", base+"/api/drops/"+open.Drop.ID+"/claims", strings.NewReader(`{"user_id":"u1"}`))
+	req.Header.Set("Authorization", "Bearer "+m.Config.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("claim: %v %v", resp, err)
 	}
@@ -373,12 +373,7 @@ func TestSIGTERMFinishesPendingCommits(t *testing.T) {
 	}
 
 	s = startServer(t, data, freePort(t), nil)
-	var listing struct {
-		Entries []claims.EntryView `json:"entries"`
-	}
-	if st, err := api(t, "GET", s.url+"/api/drops/"+open.Drop.ID+"/entries", nil, &listing); st != 200 || err != nil {
-		t.Fatalf("entries: %d %v", st, err)
-	}
+	listing := struct{ Entries []claims.EntryView }{allEntries(t, s.url, open.Drop.ID)}
 	inLedger := map[string]bool{}
 	for _, e := range listing.Entries {
 		inLedger[e.Token] = true
@@ -389,4 +384,29 @@ func TestSIGTERMFinishesPendingCommits(t *testing.T) {
 		}
 	}
 	t.Logf("%d wins acknowledged before SIGTERM, all in the ledger", len(acked))
+}
+
+// allEntries pages through GET /api/drops/{id}/entries.
+func allEntries(t *testing.T, base, id string) []claims.EntryView {
+	t.Helper()
+	var all []claims.EntryView
+	offset := 0
+	for {
+		var page struct {
+			Entries    []claims.EntryView `json:"entries"`
+			Total      int                `json:"total"`
+			NextOffset *int               `json:"next_offset"`
+		}
+		if st, err := api(t, "GET", fmt.Sprintf("%s/api/drops/%s/entries?offset=%d&limit=%d", base, id, offset, claims.MaxPageSize), nil, &page); st != 200 || err != nil {
+			t.Fatalf("entries: %d %v", st, err)
+		}
+		all = append(all, page.Entries...)
+		if page.NextOffset == nil {
+			if len(all) != page.Total {
+				t.Fatalf("paged %d entries of %d", len(all), page.Total)
+			}
+			return all
+		}
+		offset = *page.NextOffset
+	}
 }

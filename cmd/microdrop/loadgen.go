@@ -59,6 +59,8 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs.IntVar(&cfg.Concurrency, "concurrency", 256, "claims in flight at once")
 	fs.StringVar(&cfg.Policy, "policy", "fcfs", "fcfs, bucketed or raffle")
 	fs.IntVar(&cfg.Cap, "cap", 1, "per-user cap")
+	fs.Int64Var(&cfg.PriceMinor, "price", 0, "price in minor units; with --pay every win is a hold")
+	pay := fs.String("pay", "", "confirmation classes the drop takes (wallet, card; comma-separated): wins become holds")
 	urls := fs.String("url", "", "fire at running servers (comma-separated, round robin) instead of in-process")
 	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("MICRODROP_ADMIN_TOKEN"), "admin token for --url (or MICRODROP_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.Data, "data", "", "data dir for the in-process ledger (default: a temporary dir, removed after)")
@@ -70,6 +72,9 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	if *urls != "" {
 		cfg.URLs = strings.Split(*urls, ",")
+	}
+	if *pay != "" {
+		cfg.Pay = strings.Split(*pay, ",")
 	}
 	rep, err := loadgen.Claims(ctx, cfg)
 	if err != nil {

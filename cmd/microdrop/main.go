@@ -39,6 +39,9 @@ Usage:
   microdrop loadgen claims|overlay|relay|fairness [flags]
                                    load generators; --json for one JSON summary
   microdrop audit [--url U] DROP   recompute a drop's winners and compare
+  microdrop audit --money [--url U] prove the books balance and every hold matches its postings
+  microdrop receipt verify --keys URL|FILE RECEIPT
+                                   verify a purchase receipt offline against published keys
   microdrop cue encode|detect      the audio cue codec
   microdrop export --session S --out bundle.zip
                                    export a post-stream highlight bundle
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "cue":
 		return runCue(ctx, args[1:], stdout, stderr)
+	case "receipt":
+		return runReceipt(ctx, args[1:], stdout, stderr)
 	case "export":
 		return runExport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

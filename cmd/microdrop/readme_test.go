@@ -142,7 +142,7 @@ func TestReadmeFollowedLiterally(t *testing.T) {
 	if !strings.Contains(d, base+"/whip/live") || !strings.Contains(d, "(RTSP is off)") || strings.Contains(d, "rtsp://HOST") {
 		t.Fatal("the dashboard's publish hint does not name the real addresses")
 	}
-	path := regexp.MustCompile(`rtsp://localhost:\d+/(\w+)`).FindStringSubmatch(publish)
+	path := regexp.MustCompile(`rtsp://(?:[^@/\s]+@)?localhost:\d+/(\w+)`).FindStringSubmatch(publish)
 	if path == nil {
 		t.Fatalf("no publish URL in %q", publish)
 	}

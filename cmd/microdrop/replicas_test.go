@@ -197,8 +197,7 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 		t.Fatal("the burst did not exercise anything")
 	}
 
-	// Every event in the stream reached the subscriber, in stream order; a
-	// replay from the start (a reconnecting overlay) gives the same list.
+	// The subscriber saw the drop's events in stream order.
 	var final microdrop.Kind = microdrop.DropClosed
 	if state == string(claims.SoldOut) {
 		final = microdrop.SoldOut
@@ -215,21 +214,6 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 			done = e.DropID == id && e.Kind == final
 		case <-timeout:
 			t.Fatalf("subscriber saw %d events and not the drop's %s", len(got), final)
-		}
-	}
-	replay, err := watcher.SubscribeAfter(ctx, 0, 1<<16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer replay.Close()
-	for i := range got {
-		select {
-		case e := <-replay.C():
-			if e.Seq != got[i].Seq || e.Kind != got[i].Kind {
-				t.Fatalf("stream event %d (seq %d %s) differs from the subscriber's (seq %d %s)", i, e.Seq, e.Kind, got[i].Seq, got[i].Kind)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("stream holds fewer events (%d) than the subscriber saw (%d)", i, len(got))
 		}
 	}
 	type unitKey struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -25,8 +26,10 @@ import (
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/stripe"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
+	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
 
@@ -47,11 +50,14 @@ type Main struct {
 	Registry *prometheus.Registry
 	Mux      *http.ServeMux
 	Ingest   *ingest.Server
+	// Viewers is viewer sign-in and identity (serve_viewer.go).
+	Viewers *viewer.Auth
 
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string
 
 	server  *http.Server
+	api     *claims.Handler
 	closers []namedCloser
 	clips   highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
 	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
@@ -176,8 +182,19 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	budget, err := m.Config.Claims.Budget.Options()
+	if err != nil {
+		return err
+	}
+	receipts, err := m.receiptSigner()
+	if err != nil {
+		return err
+	}
+	if m.Config.Payments.Stripe.SecretKey == "" {
+		log.Info("card payments are off: set payments.stripe.secret_key (and payments.stripe.webhook_secret) to take cards; drops can still take wallet payments")
+	}
 	svc, err := claims.New(claims.Deps{
-		Ledger: ledger, Bus: bus, Signer: signer, Logger: m.Logger, Now: m.Now,
+		Ledger: ledger, Bus: bus, Signer: signer, Receipts: receipts, Logger: m.Logger, Now: m.Now,
 		Metrics:   claims.NewMetrics(m.Registry),
 		Placement: placement(leases, fwd),
 		Options: claims.Options{
@@ -188,6 +205,8 @@ func (m *Main) Run(ctx context.Context) error {
 			ClaimRate:          m.Config.Claims.ClaimRate,
 			ClaimBurst:         m.Config.Claims.ClaimBurst,
 			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
+			Budget:             budget,
+			FeeBasisPoints:     m.Config.Payments.FeeBasisPoints,
 		},
 	})
 	if err != nil {
@@ -197,6 +216,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Claims = svc
+	// Every cue heard on air (relay, platform playback) sizes the window
+	// of the channel's next drop.
+	svc.LearnCueDelays(ctx, bus)
 	if m.Config.Claims.GraceFromCue {
 		// The measured cue-to-air delay, plus a second to react, becomes the
 		// drop's grace when it is longer.
@@ -205,25 +227,42 @@ func (m *Main) Run(ctx context.Context) error {
 	// Deciders finish their pending group commit before the ledger closes.
 	m.onClose("claims", svc.Close)
 
-	m.Mux = http.NewServeMux()
-	m.Mux.Handle("/api/", claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger))
-	m.Mux.HandleFunc("GET /healthz", m.healthz)
-	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	// Profiles for the admin only: they reveal internals and cost CPU.
-	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
-	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
-
+	// Listen first: claim links derive from the address actually bound.
 	ln, err := net.Listen("tcp", m.Config.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen on %s: %w", m.Config.HTTP, err)
 	}
 	m.HTTPAddr = ln.Addr().String()
 
+	m.Mux = http.NewServeMux()
+	m.api = claims.NewHandler(svc, m.Admin, m.publicURL(), m.Logger)
+	if sc := m.Config.Payments.Stripe; sc.SecretKey != "" {
+		cards, err := stripe.New(svc, stripe.Config{SecretKey: sc.SecretKey, WebhookSecret: sc.WebhookSecret, APIBase: sc.APIBase,
+			PublicURL: m.publicURL(), Logger: m.Logger})
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		m.api.WithCards(cards)
+		// Stripe calls this; the signature, not the admin token, vouches.
+		m.Mux.Handle("POST /webhooks/stripe", cards)
+		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",
+			"checkout.session.completed, checkout.session.async_payment_succeeded, checkout.session.async_payment_failed, checkout.session.expired")
+	}
+	m.Mux.Handle("/api/", m.api)
+	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", m.api.ReceiptKeysHandler())
+	m.Mux.HandleFunc("GET /healthz", m.healthz)
+	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	// Profiles for the admin only: they reveal internals and cost CPU.
+	m.Mux.Handle("/debug/pprof/", m.adminOnly(http.HandlerFunc(pprof.Index)))
+	m.Mux.Handle("/debug/pprof/profile", m.adminOnly(http.HandlerFunc(pprof.Profile)))
+
 	for _, c := range []struct {
 		name  string
 		start func(context.Context) error
 	}{
 		{"ingest", m.startIngest},
+		{"viewers", m.startViewers},
 		{"chat", m.startChat},
 		{"overlay", m.startOverlay},
 		{"highlights", m.startHighlights},
@@ -234,9 +273,12 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
-	m.server = &http.Server{Handler: m.Mux, ReadHeaderTimeout: 10 * time.Second}
+	lim := newConnCap(ln, m.Config.Front.MaxConnsPerIP, fdBudget(fdLimit()), newClientIPs(m.Config.Front.TrustedProxies))
+	m.server = &http.Server{Handler: newFront(m.Mux, m.Admin, m.Config.Front, m.Now),
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout,
+		ConnState: lim.connState, MaxHeaderBytes: 64 << 10}
 	go func() {
-		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.server.Serve(lim); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()
@@ -354,7 +396,7 @@ func (m *Main) loadSecrets() error {
 				filepath.Join(m.Config.Data, "admin-token"), tok)
 		}
 	}
-	m.Admin = microdrop.Admin{Token: m.Config.AdminToken, Secure: strings.HasPrefix(m.Config.PublicURL, "https://")}
+	m.Admin = microdrop.NewAdmin(m.Config.AdminToken, strings.HasPrefix(m.Config.PublicURL, "https://"), m.Now)
 	if len(m.Config.Claims.TokenKeys) == 0 {
 		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "token-key"))
 		if err != nil {
@@ -362,7 +404,34 @@ func (m *Main) loadSecrets() error {
 		}
 		m.Config.Claims.TokenKeys = []string{key}
 	}
+	if len(m.Config.Payments.ReceiptKeys) == 0 {
+		key, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-key"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.ReceiptKeys = []string{key}
+	}
+	if m.Config.Payments.HolderSecret == "" {
+		s, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "receipt-holder-secret"))
+		if err != nil {
+			return err
+		}
+		m.Config.Payments.HolderSecret = s
+	}
 	return nil
+}
+
+// receiptSigner makes the receipt keys from the configured secrets.
+func (m *Main) receiptSigner() (*claims.ReceiptSigner, error) {
+	seeds := make([][]byte, 0, len(m.Config.Payments.ReceiptKeys))
+	for _, k := range m.Config.Payments.ReceiptKeys {
+		if len(k) < 16 {
+			return nil, errors.New("payments.receipt_keys: each key is a secret of at least 16 characters")
+		}
+		seed := sha256.Sum256([]byte(k))
+		seeds = append(seeds, seed[:])
+	}
+	return claims.NewReceiptSigner([]byte(m.Config.Payments.HolderSecret), seeds...)
 }
 
 func readOrCreateSecret(path string) (string, bool, error) {

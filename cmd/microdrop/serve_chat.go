@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"strings"
+
+	"github.com/microdrop/microdrop"
 
 	"github.com/microdrop/microdrop/chat"
 	"github.com/microdrop/microdrop/chat/local"
@@ -20,7 +23,7 @@ func (m *Main) startChat(ctx context.Context) error {
 		return err
 	}
 	room, err := local.New(local.Config{Router: router, Admin: m.Admin, Channel: m.Config.Chat.LocalChannel,
-		Logger: m.Logger, Now: m.Now})
+		Logger: m.Logger, Now: m.Now, Secure: m.Viewers.Secure(), SignInRequired: !m.Viewers.Local()})
 	if err != nil {
 		return err
 	}
@@ -29,6 +32,10 @@ func (m *Main) startChat(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); room.Run(runCtx) }()
 	m.onClose("chat.local", func() error { cancel(); <-done; return nil })
+	// The viewer a passed-on unit now waits for is told in chat.
+	notices := []*chat.Outbox{room.Outbox()}
+	noticeChannels := []string{""}
+	defer func() { m.tellHolders(runCtx, router, notices, noticeChannels) }()
 
 	t := m.Config.Twitch
 	if !t.Enabled() {
@@ -45,10 +52,39 @@ func (m *Main) startChat(ctx context.Context) error {
 	if err := tc.Start(ctx); err != nil {
 		return err
 	}
+	notices, noticeChannels = append(notices, tc.Outbox()), append(noticeChannels, strings.ToLower(t.Channel))
 	m.onClose("chat.twitch", tc.Close)
 	m.twitch.Store(tc)
 	if tc.CanClip() { // else the client has logged that platform clips are off
 		m.clips = tc // highlights start after chat
 	}
 	return nil
+}
+
+// tellHolders sends the chat notice of each passed-on hold to the chats
+// that serve its channel ("" serves every channel: the local room).
+func (m *Main) tellHolders(ctx context.Context, router *chat.Router, outs []*chat.Outbox, channels []string) {
+	sub := m.Bus.Subscribe(4096)
+	go func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-sub.C():
+				if !ok {
+					return
+				}
+				if e.Kind != microdrop.HoldPassed {
+					continue
+				}
+				replies := router.HoldNotice(ctx, e)
+				for i, o := range outs {
+					if channels[i] == "" || channels[i] == e.Channel {
+						o.Add(replies...)
+					}
+				}
+			}
+		}
+	}()
 }

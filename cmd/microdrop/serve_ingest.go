@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
@@ -23,13 +25,26 @@ func (m *Main) startIngest(ctx context.Context) error {
 		WHIPToken: m.Config.Ingest.WHIPToken, Paths: paths, Pull: m.Config.Ingest.Pull, PlaybackURL: m.Config.Ingest.Playback,
 		CueProfile: m.Config.Ingest.CueProfile, CueLevelDB: m.Config.Ingest.CueLevelDB, MaxReaderQueue: m.Config.Ingest.MaxReaderQ,
 		WebRTCLoopbackOnly: m.Config.Ingest.ICEHostOnly,
+		RTSPPublishUser:    m.Config.Ingest.RTSPUser, RTSPPublishPass: m.Config.Ingest.RTSPPassword,
+		RTSPReadUser: m.Config.Ingest.RTSPReadUser, RTSPReadPass: m.Config.Ingest.RTSPReadPassword,
+	}
+	if cfg.WHIPToken == "" {
+		// Never an open publish port: anyone could take the streamer's path
+		// first. The generated token is WHIP's bearer token and, unless
+		// RTSP has its own password, the RTSP password of user "publish".
+		path := filepath.Join(m.Config.Data, "publish-token")
+		tok, created, err := readOrCreateSecret(path)
+		if err != nil {
+			return err
+		}
+		cfg.WHIPToken, m.Config.Ingest.WHIPToken = tok, tok
+		if created {
+			fmt.Fprintf(m.Stderr, "\nmicrodrop: generated the publish token (stored in %s; shown once):\n\n    WHIP bearer token: %s\n    RTSP: rtsp://publish:%s@<host>:8554/<path>\n\n", path, tok, tok)
+		}
 	}
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		m.Logger.Warn("ffmpeg not found: confirming cues from playback URLs is off (and `microdrop cue detect` reads only WAV); install it with apt-get install -y ffmpeg",
 			"component", "ingest", "playback_urls", len(cfg.PlaybackURL))
-	}
-	if cfg.WHIPToken == "" {
-		m.Logger.Warn("WHIP publishing needs no token: set ingest.whip_token (MICRODROP_WHIP_TOKEN) before exposing this port", "component", "ingest")
 	}
 	srv, err := ingest.New(ingest.Deps{Logger: m.Logger, Bus: m.Bus, Now: m.Now, Config: cfg})
 	if err != nil {

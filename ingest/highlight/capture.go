@@ -194,7 +194,9 @@ func (c *Capturer) Start(ctx context.Context) error {
 		return fmt.Errorf("highlights dir: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	sub := c.bus.Subscribe(4096)
+	// Opens, sell-outs, closes, marks and aired cues are never dropped;
+	// claims (for surges) may be shed in a burst, missing a surge at worst.
+	sub := c.bus.Subscribe(4096, microdrop.DropOpened, microdrop.SoldOut, microdrop.DropClosed, microdrop.HighlightMarked, microdrop.CueAired, microdrop.Claimed)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

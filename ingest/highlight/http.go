@@ -25,8 +25,8 @@ type Admin interface {
 	Check(r *http.Request) error
 	CheckToken(tok string) bool
 	SetCookie(w http.ResponseWriter)
-	CSRFToken() string
-	CheckCSRF(tok string) bool
+	CSRFToken(r *http.Request) string
+	CheckCSRF(r *http.Request, tok string) bool
 }
 
 // HandlerDeps is what the editor's HTTP handler needs.
@@ -128,7 +128,7 @@ func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
-	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken()}
+	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(r)}
 	for _, s := range ss {
 		v.Sessions = append(v.Sessions, sessionView(s))
 	}
@@ -156,7 +156,7 @@ func (h *handler) sessionPage(ctx context.Context, id string) (templates.EditorV
 		return templates.EditorView{}, err
 	}
 	sv := sessionView(s)
-	v := templates.EditorView{LoggedIn: true, CSRF: h.d.Admin.CSRFToken(), Session: &sv}
+	v := templates.EditorView{LoggedIn: true, Session: &sv}
 	for _, x := range hs {
 		c := templates.EditorClip{ID: x.ID, Reason: x.Reason, Label: x.Label, DropID: x.DropID,
 			At: x.At.UTC().Format(time.RFC3339), State: x.State, Error: x.Error, Ready: x.State == HighlightReady,
@@ -183,6 +183,7 @@ func (h *handler) session(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
+	v.CSRF = h.d.Admin.CSRFToken(r)
 	v.Notice = r.URL.Query().Get("notice")
 	if len(v.Notice) > 200 {
 		v.Notice = ""
@@ -282,6 +283,7 @@ func (h *handler) trim(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, msg, code)
 			return
 		}
+		v.CSRF = h.d.Admin.CSRFToken(r)
 		v.Error = msg
 		render(w, r, code, templates.EditorPage(v))
 		return

@@ -22,7 +22,7 @@ const adminToken = "editor-admin-token-0123456789"
 // clip with Range, trim (bad trims refused and nothing changed), export.
 func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipID string) {
 	t.Helper()
-	admin := microdrop.Admin{Token: adminToken}
+	admin := microdrop.NewAdmin(adminToken, false, nil)
 	ts := httptest.NewServer(highlight.NewHandler(highlight.HandlerDeps{Store: r.store, Exporter: x, Admin: admin, Dir: r.clipDir}))
 	defer ts.Close()
 	do := func(method, path string, form url.Values, hdr map[string]string) (*http.Response, []byte) {
@@ -97,7 +97,9 @@ func checkEditorHTTP(t *testing.T, r *rig, x *highlight.Exporter, session, clipI
 	if after, _ := r.store.Highlight(context.Background(), clipID); after.TrimIn != before.TrimIn || after.TrimOut != before.TrimOut {
 		t.Errorf("a refused trim changed the highlight")
 	}
-	form := url.Values{"in": {"0.5"}, "out": {"3"}, "csrf": {admin.CSRFToken()}}
+	cookieReq := httptest.NewRequest("GET", "/", nil)
+	cookieReq.AddCookie(cookies[0])
+	form := url.Values{"in": {"0.5"}, "out": {"3"}, "csrf": {admin.CSRFToken(cookieReq)}}
 	if resp, _ := do("POST", "/editor/highlights/"+clipID+"/trim", form, withCookie); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("trim: %d", resp.StatusCode)
 	}

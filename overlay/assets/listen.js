@@ -2,14 +2,14 @@
 // hears the rotating code in the audio cue (ingest/cue/SPEC.md section 10)
 // and claims with it. The microphone's audio is analysed only on this
 // device, in an AudioWorklet running cuedetect.js; the only thing sent is
-// the form with the viewer's name and the 8 hex digits heard.
+// the claim form (the session's CSRF token) with the 8 hex digits heard.
 (function () {
   "use strict";
   var box = document.getElementById("claim-listen-box");
   var form = document.getElementById("claim-form");
   if (!box || !form) return;
   var btn = document.getElementById("claim-listen"), status = document.getElementById("listen-status");
-  var heard = document.getElementById("claim-heard"), name = document.getElementById("claim-name");
+  var heard = document.getElementById("claim-heard");
   var QUIET_MS = 15000;
   var ctx = null, stream = null, quietTimer = null, done = false;
 
@@ -42,11 +42,6 @@
   }
 
   function start() {
-    if (name && !name.value.trim()) {
-      name.reportValidity && name.reportValidity();
-      say("Type your name first, then tap Listen.", "error");
-      return;
-    }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.AudioContext) {
       say("This browser cannot listen (it needs microphone access over https). Claim from chat with the code instead.", "error");
       return;

@@ -104,9 +104,19 @@
       el.result.textContent = "";
     } else {
       el.badge.textContent = d.state === "scheduled" ? "SOON" : "DROP";
-      el.result.textContent = "";
+      el.result.textContent = windowNote(d);
     }
     tick();
+  }
+
+  // The window policy's promise, as claims words it (DropView.WindowNote).
+  function windowNote(d) {
+    var ms = d.budget_ms || 0;
+    if (ms <= 0) return "";
+    var first = ms % 1000 === 0 ? String(ms / 1000) : (ms / 1000).toFixed(1);
+    var at = Math.ceil(ms / 1000);
+    return "Everyone who claims in the first " + first + " s has the same chance — results at " +
+      Math.floor(at / 60) + ":" + (at % 60 < 10 ? "0" : "") + (at % 60);
   }
 
   function fmtDur(ms) {

@@ -25,7 +25,8 @@
 
   function connect() {
     var u = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/chat?channel=" +
-      encodeURIComponent(channel) + "&login=" + encodeURIComponent(login.value) + "&user_id=" + encodeURIComponent("local-" + login.value.toLowerCase());
+      encodeURIComponent(channel) + "&login=" + encodeURIComponent(login.value) + "&";
+    // No user_id: the server binds the socket to this browser's own identity.
     ws = new WebSocket(u);
     ws.onopen = function () { status.textContent = "connected as " + login.value; backoff = 500; };
     ws.onclose = function () {

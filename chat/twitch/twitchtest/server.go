@@ -72,6 +72,8 @@ type Options struct {
 	// line and is why Twitch's count (at arrival) differs from a count
 	// kept when a line is sent.
 	ChatLatency func(n int) time.Duration
+	// ClientSecret is what the OIDC token endpoint expects: "testclientsecret".
+	ClientSecret string
 }
 
 // SentMessage is a chat message the bot sent through Send Chat Message.
@@ -123,6 +125,7 @@ type Server struct {
 	validations int
 	changed     chan struct{}
 	closed      bool
+	idp         *idProvider // the OpenID provider (oidc.go)
 }
 
 type wsConn struct {
@@ -178,7 +181,8 @@ func New(tb testing.TB, opt Options) *Server {
 		opt.HelixLimit = Limit{Messages: 800, Per: time.Minute}
 	}
 	s := &Server{opt: opt, conns: make(map[string]*wsConn), users: make(map[string]User), changed: make(chan struct{}),
-		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, helix: &arrivals{l: opt.HelixLimit}, recipients: make(map[string]time.Time)}
+		clipOpt: opt.Clips, chatWindow: &arrivals{l: opt.ChatLimit}, helix: &arrivals{l: opt.HelixLimit}, recipients: make(map[string]time.Time),
+		idp: newIDProvider(opt.ClientSecret)}
 	for _, l := range opt.WhisperLimits {
 		s.whisperWins = append(s.whisperWins, &arrivals{l: l})
 	}
@@ -187,7 +191,8 @@ func New(tb testing.TB, opt Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /oauth2/validate", s.validate)
-	mux.HandleFunc("POST /oauth2/token", s.refresh)
+	mux.HandleFunc("POST /oauth2/token", s.tokenEndpoint)
+	s.mountOIDC(mux)
 	mux.HandleFunc("POST /helix/eventsub/subscriptions", s.authed(s.createSubscription))
 	mux.HandleFunc("POST /helix/chat/messages", s.authed(s.sendChat))
 	mux.HandleFunc("POST /helix/whispers", s.authed(s.whisper))
@@ -199,7 +204,7 @@ func New(tb testing.TB, opt Options) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.http = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
+	s.http = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.withOIDC(mux)}}
 	s.http.Start()
 	tb.Cleanup(s.Close)
 	return s

@@ -26,6 +26,9 @@ import (
 type ClaimsConfig struct {
 	Claims, Users, Stock, Concurrency, Cap int
 	Policy                                 string
+	// PriceMinor and Pay make a paid drop: with both, every win is a hold.
+	PriceMinor int64
+	Pay        []string
 	// URLs are running servers to fire at (round robin); none runs the
 	// claims service in this process on a durable SQLite ledger in Data
 	// (a temporary dir when empty).
@@ -126,7 +129,8 @@ func Claims(ctx context.Context, cfg ClaimsConfig) (ClaimsReport, error) {
 
 	grace := claims.Duration(0)
 	req := claims.OpenRequest{Channel: fmt.Sprintf("loadgen_%d", time.Now().UnixNano()%1_000_000), SKU: "loadgen", Stock: cfg.Stock,
-		Duration: claims.Duration(time.Hour), Grace: &grace, Cap: cfg.Cap, Policy: claims.Policy(cfg.Policy)}
+		Duration: claims.Duration(time.Hour), Grace: &grace, Cap: cfg.Cap, Policy: claims.Policy(cfg.Policy),
+		PriceMinor: cfg.PriceMinor, Currency: "EUR", Pay: cfg.Pay}
 	if cfg.Policy == string(claims.Raffle) {
 		// A raffle decides at close: give it a window the burst fits in.
 		req.Duration = claims.Duration(cfg.Timeout / 2)
@@ -208,6 +212,7 @@ func Claims(ctx context.Context, cfg ClaimsConfig) (ClaimsReport, error) {
 		}
 		rep.Winners++
 		inLedger[e.Token] = true
+		inLedger[claims.HoldID(e.DropID, e.Seq)] = true
 		perUser[e.UserID]++
 		if perUser[e.UserID] == cfg.Cap+1 {
 			rep.OverCapUsers++
@@ -305,6 +310,9 @@ func (t *localTarget) claim(ctx context.Context, dropID, user string) (string, b
 		}
 		return "", false, err
 	}
+	if r.HoldID != "" {
+		return r.HoldID, false, nil // a paid drop's win: its hold is the proof
+	}
 	return r.Token, false, nil
 }
 
@@ -370,6 +378,9 @@ func (t *httpTarget) claim(ctx context.Context, dropID, user string) (string, bo
 		var res claims.ClaimResult
 		if err := json.Unmarshal(resp, &res); err != nil {
 			return "", false, fmt.Errorf("claim answer %q: %w", resp, err)
+		}
+		if res.HoldID != "" {
+			return res.HoldID, false, nil
 		}
 		return res.Token, false, nil
 	case status >= 400 && status < 500:

@@ -165,7 +165,7 @@ func startOverlayServer(ctx context.Context, dir string, cfg OverlayConfig) (*ov
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		return nil, err
 	}
-	env := []string{"MICRODROP_PUBLIC_URL="}
+	env := append([]string{"MICRODROP_PUBLIC_URL="}, liftFrontLimits()...)
 	if cfg.ServerProcs > 0 {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", cfg.ServerProcs))
 	}

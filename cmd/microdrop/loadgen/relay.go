@@ -677,7 +677,7 @@ type relayChild struct {
 }
 
 func startRelayChild(ctx context.Context, gogc int, stderr io.Writer) (*relayChild, error) {
-	var env []string
+	env := liftFrontLimits()
 	if gogc > 0 {
 		env = append(env, fmt.Sprintf("GOGC=%d", gogc))
 	}

@@ -1,0 +1,288 @@
+package claims
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Accounts of the books. An account is a string: its kind, and for the
+// per-party kinds a colon and the party's id.
+const (
+	// AccountWallet is a viewer's prepaid wallet ("wallet:<user id>"); it
+	// never goes below zero.
+	AccountWallet = "wallet"
+	// AccountCreator is what a creator has earned ("creator:<creator id>").
+	AccountCreator = "creator"
+	// AccountPlatformFee is microdrop's fee.
+	AccountPlatformFee = "platform_fee"
+	// AccountClearing is money on its way through a payment provider
+	// ("provider_clearing:<provider>"): it goes negative as the provider
+	// owes us what a viewer paid it.
+	AccountClearing = "provider_clearing"
+	// AccountRefunds is money owed back to viewers until the provider has
+	// paid it out.
+	AccountRefunds = "refunds"
+)
+
+// WalletAccount is a viewer's wallet.
+func WalletAccount(userID string) string { return AccountWallet + ":" + userID }
+
+// CreatorAccount is a creator's balance.
+func CreatorAccount(creatorID string) string {
+	if creatorID == "" {
+		creatorID = "default"
+	}
+	return AccountCreator + ":" + creatorID
+}
+
+// ClearingAccount is a payment provider's clearing account.
+func ClearingAccount(provider string) string { return AccountClearing + ":" + provider }
+
+// NonNegative reports whether an account may never go below zero.
+func NonNegative(account string) bool { return strings.HasPrefix(account, AccountWallet+":") }
+
+// Posting moves Amount (integer minor units of Currency) into Account;
+// a negative amount moves it out.
+type Posting struct {
+	Account  string `json:"account"`
+	Currency string `json:"currency"`
+	Amount   int64  `json:"amount"`
+}
+
+// Movement kinds.
+const (
+	MoveTopUp  = "top_up"
+	MovePay    = "pay"
+	MoveRefund = "refund"
+)
+
+// Movement is one balanced set of postings: for every currency the amounts
+// sum to zero. Key identifies the outside event that caused it (a webhook
+// event id, an API idempotency key, a hold's wallet payment): a movement
+// whose key is already in the books is not applied again.
+type Movement struct {
+	Key      string    `json:"key"`
+	Kind     string    `json:"kind"`
+	HoldID   string    `json:"hold_id,omitempty"`
+	At       time.Time `json:"at"`
+	Postings []Posting `json:"postings"`
+}
+
+// Money errors.
+var (
+	ErrUnbalanced        = errors.New("money: postings do not balance")
+	ErrInsufficientFunds = errors.New("money: not enough in the wallet")
+	ErrHoldNotFound      = errors.New("money: no such hold")
+	ErrHoldSettled       = errors.New("money: hold is no longer awaiting payment")
+	ErrHoldDue           = errors.New("money: hold is past its deadline")
+	ErrHoldAmount        = errors.New("money: amount or currency does not match the hold")
+	ErrPassNotTried      = errors.New("money: pass not tried after an earlier one was refused")
+)
+
+// Validate checks that m is well formed and balanced.
+func (m *Movement) Validate() error {
+	if m.Key == "" || len(m.Key) > 200 {
+		return fmt.Errorf("movement needs an idempotency key of 1-200 bytes: %w", ErrUnbalanced)
+	}
+	if len(m.Postings) < 2 {
+		return fmt.Errorf("movement %s has %d postings: %w", m.Key, len(m.Postings), ErrUnbalanced)
+	}
+	sum := map[string]int64{}
+	for _, p := range m.Postings {
+		if p.Amount == 0 || p.Account == "" || !currencyPattern.MatchString(p.Currency) {
+			return fmt.Errorf("movement %s: bad posting %+v: %w", m.Key, p, ErrUnbalanced)
+		}
+		// Amounts are bounded so sums cannot overflow.
+		if p.Amount > 1e15 || p.Amount < -1e15 {
+			return fmt.Errorf("movement %s: amount out of range: %w", m.Key, ErrUnbalanced)
+		}
+		sum[p.Currency] += p.Amount
+	}
+	for c, s := range sum {
+		if s != 0 {
+			return fmt.Errorf("movement %s: %s postings sum to %d: %w", m.Key, c, s, ErrUnbalanced)
+		}
+	}
+	return nil
+}
+
+// HoldState is where a hold is in its life.
+type HoldState string
+
+const (
+	HoldAwaiting HoldState = "awaiting" // won, not yet paid
+	HoldPaid     HoldState = "paid"     // final
+	HoldExpired  HoldState = "expired"  // final: deadline passed; the unit passed on
+	HoldReleased HoldState = "released" // final: the viewer gave it up; the unit passed on
+)
+
+// Hold is one won unit of a priced drop awaiting payment until Deadline.
+// Its id is the drop and the entry's arrival number, so the decider and a
+// restart name the same hold.
+type Hold struct {
+	ID          string    `json:"id"`
+	DropID      string    `json:"drop_id"`
+	Seq         int64     `json:"seq"`
+	UserID      string    `json:"user_id"`
+	Unit        int       `json:"unit"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	State       HoldState `json:"state"`
+	CreatedAt   time.Time `json:"created_at"`
+	Deadline    time.Time `json:"deadline"`
+	SettledAt   time.Time `json:"settled_at,omitzero"`
+	// PassedFrom is the hold whose unit this one took over; PassedTo the
+	// hold that took this one's unit ("" when nobody was waiting).
+	PassedFrom string    `json:"passed_from,omitempty"`
+	PassedTo   string    `json:"passed_to,omitempty"`
+	Method     string    `json:"method,omitempty"` // wallet, card
+	Redeemed   time.Time `json:"redeemed_at,omitzero"`
+}
+
+// HoldID names the hold of a drop's entry.
+func HoldID(dropID string, seq int64) string { return dropID + "-" + strconv.FormatInt(seq, 10) }
+
+// HoldFilter selects holds.
+type HoldFilter struct {
+	DropID string
+	UserID string
+	State  HoldState // any when empty
+}
+
+// Pass ends one awaiting hold (expired or released) and, when someone is
+// waiting, gives its unit to Next: that entry goes from lost to won with
+// Next's unit, and Next is recorded awaiting.
+type Pass struct {
+	HoldID string
+	State  HoldState // HoldExpired or HoldReleased
+	At     time.Time
+	Next   *Hold
+}
+
+// Books is the double-entry side of the ledger. Every ledger that records
+// priced drops implements it; the ledger contract suite covers it.
+type Books interface {
+	// Post applies a balanced movement in one transaction. It reports
+	// false, changing nothing, when a movement with the same key is
+	// already in the books. ErrInsufficientFunds when a wallet would go
+	// below zero; ErrUnbalanced for a movement that does not balance.
+	Post(ctx context.Context, m Movement) (bool, error)
+	// Balance is an account's balance in one currency.
+	Balance(ctx context.Context, account, currency string) (int64, error)
+	// Movements lists every movement in the order applied (holdID "" for all).
+	Movements(ctx context.Context, holdID string) ([]Movement, error)
+	// Hold returns one hold; ErrHoldNotFound when unknown.
+	Hold(ctx context.Context, id string) (Hold, error)
+	// Holds lists holds by drop and arrival order.
+	Holds(ctx context.Context, f HoldFilter) ([]Hold, error)
+	// PayHold records a hold paid by m (which must take hold.AmountMinor
+	// into the creator and fee accounts) in one transaction: the hold must
+	// be awaiting and its deadline after at (ErrHoldSettled, ErrHoldDue).
+	// A replayed m.Key returns the hold as it is and false.
+	PayHold(ctx context.Context, id, method string, m Movement, at time.Time) (Hold, bool, error)
+	// PassHolds applies passes in order, each atomically: an error for a
+	// pass whose hold is no longer awaiting (or, expiring, not yet due) or
+	// whose next entry is no longer waiting, changing nothing for it; the
+	// passes after a refused one are not tried (ErrPassNotTried), since
+	// they were computed from a line that did not happen.
+	PassHolds(ctx context.Context, passes []Pass) []error
+	// RedeemHold marks a paid hold picked up, exactly once
+	// (ErrTokenUsed for a second time).
+	RedeemHold(ctx context.Context, id string, at time.Time) (Hold, error)
+}
+
+// MoneyReport proves the books: every currency sums to zero over all
+// accounts, no wallet is negative, and every hold's state matches its
+// postings (a paid hold has exactly one pay movement of its amount, an
+// unpaid one none).
+type MoneyReport struct {
+	Movements int                         `json:"movements"`
+	Holds     int                         `json:"holds"`
+	Totals    map[string]int64            `json:"totals"`   // per currency: 0 when balanced
+	Balances  map[string]map[string]int64 `json:"balances"` // account -> currency -> balance
+	Revenue   map[string]int64            `json:"revenue"`  // per currency: paid holds
+	Balanced  bool                        `json:"balanced"`
+	Problems  []string                    `json:"problems,omitempty"`
+}
+
+// AuditMoney recomputes the books from movements and holds alone.
+func AuditMoney(moves []Movement, holds []Hold) MoneyReport {
+	rep := MoneyReport{Movements: len(moves), Holds: len(holds), Totals: map[string]int64{},
+		Balances: map[string]map[string]int64{}, Revenue: map[string]int64{}}
+	problem := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
+	paid := map[string][]Movement{}
+	keys := map[string]bool{}
+	for _, m := range moves {
+		if keys[m.Key] {
+			problem("movement key %s applied twice", m.Key)
+		}
+		keys[m.Key] = true
+		if err := m.Validate(); err != nil {
+			problem("movement %s does not balance", m.Key)
+		}
+		for _, p := range m.Postings {
+			rep.Totals[p.Currency] += p.Amount
+			if rep.Balances[p.Account] == nil {
+				rep.Balances[p.Account] = map[string]int64{}
+			}
+			rep.Balances[p.Account][p.Currency] += p.Amount
+		}
+		if m.Kind == MovePay && m.HoldID != "" {
+			paid[m.HoldID] = append(paid[m.HoldID], m)
+		}
+	}
+	for c, t := range rep.Totals {
+		if t != 0 {
+			problem("%s postings sum to %d, not 0", c, t)
+		}
+	}
+	accts := make([]string, 0, len(rep.Balances))
+	for a := range rep.Balances {
+		accts = append(accts, a)
+	}
+	sort.Strings(accts)
+	for _, a := range accts {
+		for c, b := range rep.Balances[a] {
+			if NonNegative(a) && b < 0 {
+				problem("%s is %d %s, below zero", a, b, c)
+			}
+		}
+	}
+	for _, h := range holds {
+		ms := paid[h.ID]
+		delete(paid, h.ID)
+		if h.State != HoldPaid {
+			if len(ms) > 0 {
+				problem("hold %s is %s but has %d payments", h.ID, h.State, len(ms))
+			}
+			continue
+		}
+		if len(ms) != 1 {
+			problem("hold %s is paid but has %d payments", h.ID, len(ms))
+			continue
+		}
+		in := int64(0)
+		for _, p := range ms[0].Postings {
+			if p.Amount > 0 && p.Currency == h.Currency && (strings.HasPrefix(p.Account, AccountCreator+":") || p.Account == AccountPlatformFee) {
+				in += p.Amount
+			}
+		}
+		if in != h.AmountMinor {
+			problem("hold %s is paid %d %s but its payment credits %d", h.ID, h.AmountMinor, h.Currency, in)
+		}
+		rep.Revenue[h.Currency] += h.AmountMinor
+	}
+	for id := range paid {
+		problem("payment for unknown hold %s", id)
+	}
+	if len(rep.Problems) > 20 {
+		rep.Problems = append(rep.Problems[:20], fmt.Sprintf("... and %d more", len(rep.Problems)-20))
+	}
+	rep.Balanced = len(rep.Problems) == 0
+	return rep
+}
