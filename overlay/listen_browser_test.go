@@ -172,7 +172,11 @@ func waitAcross(t *testing.T, ctx context.Context, what, expr string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+			// What the page told the viewer, to tell a deaf page from a slow one.
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			status, _ := chromedp.Run(c, chromedp.Evaluate[string](`(document.getElementById("listen-status") || document.body).textContent`))
+			cancel()
+			t.Fatalf("waiting for %s (%s): %v; the page says %q", what, expr, err, strings.TrimSpace(status))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
