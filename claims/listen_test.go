@@ -210,3 +210,57 @@ func TestListenWrongCodesAreLimitedPerAddress(t *testing.T) {
 		t.Fatalf("the right code from the guessers' address a second later: %v", err)
 	}
 }
+
+// A listen drop under the window policy: the window's draw decides every
+// claim inside it, and each entry it writes, won or lost, keeps the step of
+// the code its viewer heard, for the audit.
+func TestListenWindowEntriesKeepTheirStep(t *testing.T) {
+	f := windowFixture(t, claims.Options{})
+	budget, grace := claims.Duration(3*time.Second), claims.Duration(0)
+	d := f.open(t, claims.OpenRequest{Stock: 1, Policy: claims.Window, Budget: &budget, Grace: &grace, Listen: true,
+		Duration: claims.Duration(60 * time.Second)})
+	if !d.Listening() || d.Budget != 3*time.Second {
+		t.Fatalf("listen window drop: %+v", d)
+	}
+	code := claims.FormatCueCode(d.CueCodeAt(1))
+	f.clock.Advance(time.Second)
+	inWindow := make([]claims.QueuedClaim, 3)
+	for i := range inWindow {
+		inWindow[i] = f.svc.QueueClaim(claims.ClaimRequest{DropID: d.ID, Viewer: claims.Viewer{UserID: "w" + strconv.Itoa(i)}, Code: code})
+	}
+	// Answered after the queued ones, so they are all inside the window.
+	if _, err := f.heard(d.ID, "w0", code); microdrop.ErrorReason(err) != claims.ReasonDuplicate {
+		t.Fatalf("duplicate inside the window: %v", err)
+	}
+	f.clock.Advance(3 * time.Second)
+	// The first claim after the window: the window's draw comes first.
+	if _, err := f.heard(d.ID, "after", code); microdrop.ErrorCode(err) != microdrop.ESOLDOUT {
+		t.Fatalf("claim after the window took the last unit: %v", err)
+	}
+	won := 0
+	for i, q := range inWindow {
+		res, err := q.Wait()
+		switch {
+		case err == nil && res.Outcome == claims.OutcomeWon:
+			won++
+		case microdrop.ErrorReason(err) != claims.ReasonLostDraw:
+			t.Fatalf("window claim %d: %+v %v", i, res, err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d won the window's one unit", won)
+	}
+	f.waitEnded(t, f.waitState(t, d.ID, claims.SoldOut))
+	es, err := f.ledger.Entries(context.Background(), d.ID)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("entries %+v, %v", es, err)
+	}
+	for _, e := range es {
+		if e.CueStep != 1 {
+			t.Fatalf("entry of %s (%s) lost its step: cue step %d, want 1", e.UserID, e.Outcome, e.CueStep)
+		}
+	}
+	if heard := claims.HeardSteps(es); !strings.Contains(heard, "1") {
+		t.Fatalf("heard steps %q", heard)
+	}
+}
