@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -37,5 +38,41 @@ func TestCueStepRearmsTheChannelsStreams(t *testing.T) {
 	}
 	if other.arm.Load() != nil {
 		t.Fatal("a stream of another channel was armed")
+	}
+}
+
+// A cue.step published on the bus reaches the mixers of a started server:
+// the server's subscription takes the kind, not only direct calls.
+func TestCueStepFromTheBus(t *testing.T) {
+	bus := microdrop.NewMemoryBus()
+	s, err := New(Deps{Logger: testLogger(t), Bus: bus, Config: Config{RTSPAddress: "127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := &Stream{log: testLogger(t), channel: "chan1", path: "live"}
+	s.mu.Lock()
+	s.streams["live"] = mine
+	s.mu.Unlock()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The stream is a stand-in without a relay: not the server's to close.
+		s.mu.Lock()
+		delete(s.streams, "live")
+		s.mu.Unlock()
+		_ = s.Close()
+	})
+	if _, err := bus.Publish(context.Background(), microdrop.Event{Kind: microdrop.CueStep, Channel: "chan1", DropID: "d1", At: time.Now(),
+		Step: &microdrop.CueStepView{Code: 0xCAFE0042, Step: 2, StepMS: 8000, StartsAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if a := mine.arm.Load(); a != nil && a.code == 0xCAFE0042 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the step published on the bus never armed the channel's stream")
+		}
 	}
 }
