@@ -25,6 +25,9 @@ const (
 	HoldReleased Kind = "hold.released"
 	HoldPassed   Kind = "hold.passed"
 	CueAired     Kind = "cue.aired"
+	// CueStep announces a listen drop's next rotating code, for the overlay
+	// and the relay to play now.
+	CueStep Kind = "cue.step"
 )
 
 // Event is one state change, published after the ledger has committed it.
@@ -43,6 +46,7 @@ type Event struct {
 	Claim     *ClaimView     `json:"claim,omitempty"`
 	Highlight *HighlightView `json:"highlight,omitempty"`
 	Cue       *CueView       `json:"cue,omitempty"`
+	Step      *CueStepView   `json:"step,omitempty"`
 	Hold      *HoldView      `json:"hold,omitempty"`
 }
 
@@ -90,6 +94,9 @@ type DropView struct {
 	SeedHash     string    `json:"seed_hash"`
 	Seed         string    `json:"seed,omitempty"`
 	Winners      int       `json:"winners"`
+	// ListenStepMS is set on a listen drop: claims carry a code heard in the
+	// cue, which rotates every ListenStepMS.
+	ListenStepMS int64 `json:"listen_step_ms,omitempty"`
 	// PayMethods and PayWindowMS: on a drop that takes payment, how a win
 	// is paid and how long a winner has.
 	PayMethods  []string `json:"pay_methods,omitempty"`
@@ -137,4 +144,14 @@ type CueView struct {
 	DelayMS   int64   `json:"delay_ms"`
 	SNRDB     float64 `json:"snr_db"`
 	HeardAtMS int64   `json:"heard_at_ms"`
+}
+
+// CueStepView is one step of a listen drop: the code its cue carries from
+// StartsAt for StepMS, still accepted GraceMS after that.
+type CueStepView struct {
+	Code     uint32    `json:"code"`
+	Step     int64     `json:"step"`
+	StepMS   int64     `json:"step_ms"`
+	StartsAt time.Time `json:"starts_at"`
+	GraceMS  int64     `json:"grace_ms"`
 }

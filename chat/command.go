@@ -70,13 +70,14 @@ type Command struct {
 	// Budget overrides a window drop's latency budget (window=8s).
 	Budget *time.Duration
 	Code   string // claim code the drop requires; also !claim CODE
+	Listen bool   // the word "listen": claimed with codes heard in the audio cue
 
 	Label string // !clip
 }
 
 // Usage lines, quoted in help replies.
 const (
-	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [window|window=8s|fcfs|bucketed|raffle] [code], e.g. !drop hoodie 50 90s"
+	usageDropOpen   = "!drop open <sku> <qty> <duration> [price] [window|window=8s|fcfs|bucketed|raffle] [code|listen], e.g. !drop hoodie 50 90s"
 	usageDropExtend = "!drop extend <duration>, e.g. !drop extend 30s"
 	usageCommands   = "commands: !claim [code], !stock, !clip [label], !mytoken; mods: !drop open|close|extend"
 )
@@ -223,6 +224,10 @@ func parseOpen(f []string) (Command, error) {
 			// "fcfs fcfs" is a slip, not the claim code FCFS: a drop nobody
 			// can claim without typing a policy name helps no one.
 			return Command{}, bad(CmdDrop, fmt.Sprintf("the policy is given twice (%q); a claim code cannot be fcfs, bucketed or raffle", clip(w)))
+		case next <= wantCode && strings.EqualFold(w, "listen") && !c.Listen:
+			// A listen drop's codes rotate in the cue; "listen" is never
+			// taken as a typed claim code.
+			c.Listen = true
 		case next <= wantCode:
 			if !isCode(w) {
 				return Command{}, bad(CmdDrop, fmt.Sprintf("%q is not a price, a policy (window, window=8s, fcfs, bucketed, raffle) or a claim code (3-16 letters or digits)", clip(w)))

@@ -233,7 +233,7 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 	case ActionOpen:
 		req := claims.OpenRequest{
 			Channel: m.Channel, SKU: c.SKU, Stock: c.Stock, Duration: claims.Duration(c.Duration),
-			PriceMinor: c.PriceMinor, Currency: c.Currency, Policy: c.Policy, ClaimCode: c.Code, By: by,
+			PriceMinor: c.PriceMinor, Currency: c.Currency, Policy: c.Policy, ClaimCode: c.Code, Listen: c.Listen, By: by,
 		}
 		if c.Budget != nil {
 			b := claims.Duration(*c.Budget)
@@ -246,6 +246,9 @@ func (r *Router) drop(ctx context.Context, m Message, c Command) []Reply {
 		how := "type " + r.prefix + "claim"
 		if d.ClaimCode != "" {
 			how = "type " + r.prefix + "claim with the code shown on stream"
+		}
+		if d.Listening() {
+			how = "open the claim page and tap Listen near the stream"
 		}
 		if d.Policy == claims.Raffle {
 			how += " to enter the raffle, drawn at close"

@@ -447,6 +447,24 @@ func TestRouterReservesWhisperForWinnersOnly(t *testing.T) {
 	}
 }
 
+// A moderator opens a listen drop from chat; viewers are told to listen, and
+// a code typed from chat counts like one heard on the claim page.
+func TestRouterOpensListenDrop(t *testing.T) {
+	r, _, _ := newRouter(t, Deps{})
+	ctx := context.Background()
+	got := r.Handle(ctx, mod("!drop open hoodie 2 90s fcfs listen"))
+	if len(got) != 1 || !strings.Contains(got[0].Text, "tap Listen") {
+		t.Fatalf("open reply: %s", texts(got))
+	}
+	d, ok := r.claims.Live("chan")
+	if !ok || !d.Listening() || d.ClaimCode != "" {
+		t.Fatalf("live drop %+v", d)
+	}
+	if got := r.Handle(ctx, viewer(1, "!claim 00000000")); len(got) != 1 || !strings.Contains(got[0].Text, "not a code this drop played") {
+		t.Fatalf("wrong code from chat: %s", texts(got))
+	}
+}
+
 // The open announcement of a window drop says plainly what viewers get.
 func TestRouterAnnouncesTheWindow(t *testing.T) {
 	r, _, _ := newRouter(t, Deps{})

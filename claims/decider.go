@@ -20,6 +20,8 @@ type claimReq struct {
 	at    time.Time
 	seq   int64
 	cap   int
+	// cueStep is the step of the code heard, on a listen drop.
+	cueStep int64
 }
 
 type claimReply struct {
@@ -33,6 +35,7 @@ func getClaimReq() *claimReq { return claimReqPool.Get().(*claimReq) }
 
 func putClaimReq(c *claimReq) {
 	c.req = ClaimRequest{}
+	c.cueStep = 0
 	claimReqPool.Put(c)
 }
 
@@ -91,6 +94,8 @@ type decider struct {
 	window  []windowClaim // window: claims inside the window, awaiting its draw
 	waiting atomic.Int64  // len(pending)+len(window), for readers outside the decider
 	entries []Entry       // raffle: entries awaiting the draw
+	cueStep int64         // listen drop: the last step whose code was announced
+	codes   stepCodes     // listen drop: codes of recent steps
 }
 
 // windowClaim is a claim waiting for its window's draw, ranked when it
@@ -241,6 +246,7 @@ func (dc *decider) run() {
 			}
 			continue
 		}
+		dc.stepCue(dc.s.now())
 		timer.Reset(dc.wait(dc.s.now(), tick))
 		select {
 		case <-dc.quit:
@@ -499,7 +505,13 @@ func (dc *decider) check(cr *claimReq) error {
 	case SoldOut:
 		return reject(microdrop.ESOLDOUT, ReasonSoldOut, "sold out")
 	}
-	if d.ClaimCode != "" && NormalizeCode(cr.req.Code) != d.ClaimCode {
+	if d.Listening() {
+		step, err := dc.heard(cr)
+		if err != nil {
+			return err
+		}
+		cr.cueStep = step
+	} else if d.ClaimCode != "" && NormalizeCode(cr.req.Code) != d.ClaimCode {
 		if cr.req.Code == "" {
 			return reject(microdrop.EINVALID, ReasonWrongCode, "this drop needs the code shown on stream: !claim CODE")
 		}
@@ -615,7 +627,7 @@ func (dc *decider) decide(batch []*claimReq, now time.Time) {
 				}
 			}
 		case Raffle:
-			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1,
+			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: 1, CueStep: cr.cueStep,
 				Outcome: OutcomeEntered, ArrivedAt: now.UTC(), DecidedAt: now.UTC()}
 			dc.units[cr.req.UserID]++
 			dc.entries = append(dc.entries, e)
@@ -641,7 +653,7 @@ func (dc *decider) finalReject() error {
 // in the drop's fair order for a unit somebody does not pay for.
 func (dc *decider) waitlist(cr *claimReq, now time.Time, bucket int64, job *commitJob) {
 	dc.units[cr.req.UserID]++
-	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
+	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
 		Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: bucket, DecidedAt: now.UTC()}
 	job.insert = append(job.insert, e)
 	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,
@@ -660,7 +672,7 @@ func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	dc.d.Remaining--
 	dc.units[cr.req.UserID]++
 	unit := dc.units[cr.req.UserID]
-	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap,
+	e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Unit: unit, Cap: cr.cap, CueStep: cr.cueStep,
 		Outcome: OutcomeWon, ArrivedAt: cr.at.UTC(), Bucket: dc.bucketOf(cr.at), DecidedAt: now.UTC(),
 		Token: dc.s.signer.New(), ExpiresAt: now.Add(dc.s.opts.TokenTTL).UTC()}
 	res := ClaimResult{DropID: dc.d.ID, UserID: e.UserID, Outcome: OutcomeWon, Unit: unit, Remaining: dc.d.Remaining}
@@ -711,7 +723,7 @@ func (dc *decider) decideBuckets(now time.Time, flush bool) {
 				dc.waitlist(cr, now, b, job)
 				continue
 			}
-			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
+			e := Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
 				Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: b, DecidedAt: now.UTC()}
 			job.insert = append(job.insert, e)
 			job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1,
@@ -761,7 +773,7 @@ func (dc *decider) decideWindow(now time.Time) {
 				"sold out: everyone who claimed in the first %s s had the same chance, and the draw went to others",
 				strconv.FormatFloat(dc.d.Budget.Round(100*time.Millisecond).Seconds(), 'f', -1, 64)))
 		}
-		job.insert = append(job.insert, Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap,
+		job.insert = append(job.insert, Entry{DropID: dc.d.ID, Seq: cr.seq, UserID: cr.req.UserID, Login: cr.req.Login, Cap: cr.cap, CueStep: cr.cueStep,
 			Outcome: OutcomeLost, ArrivedAt: cr.at.UTC(), Bucket: 0, DecidedAt: now.UTC()})
 		job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, err: lost})
 	}

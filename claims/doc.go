@@ -22,6 +22,12 @@
 //     Health reports the service degraded, and a drop whose final state did
 //     not reach the ledger is rebuilt from the ledger and finished again.
 //
+// A listen drop (listen.go) is claimed with a code heard in the audio cue
+// rather than typed: each step of its window has its own code, derived
+// from the drop's secret as ingest/cue/SPEC.md section 10 says, announced
+// to the overlay and the relay by a cue.step event and accepted for its
+// step plus the drop's grace. The secret never leaves the service.
+//
 // Paid drops (drops with a price and pay methods): a win is a Hold with a
 // deadline, recorded in the same commit as the win (holds.go). The hold
 // timer on the injected clock expires unpaid holds and passes each unit to

@@ -95,6 +95,9 @@ type Drop struct {
 	BudgetBasis string        `json:"budget_basis,omitempty"`
 	ClaimCode   string        `json:"claim_code,omitempty"`
 	CueCode     uint32        `json:"cue_code"`
+	// ListenStep is how long each rotating code of a listen drop lasts;
+	// 0 for a drop that is not claimed by listening (listen.go).
+	ListenStep  time.Duration `json:"listen_step,omitempty"`
 	Seed        []byte        `json:"-"` // secret until the drop is final
 	SeedHash    string        `json:"seed_hash"`
 	State       State         `json:"state"`
@@ -221,6 +224,7 @@ func (d *Drop) View() *microdrop.DropView {
 		CodeRequired: d.ClaimCode != "", ClaimCode: d.ClaimCode, LimitedRunID: d.LimitedRunID, CreatorID: d.CreatorID,
 		SeedHash: d.SeedHash, Winners: d.Stock - d.Remaining,
 	}
+	v.ListenStepMS = d.ListenStep.Milliseconds()
 	if d.Policy == Window {
 		v.BudgetMS = d.Budget.Milliseconds()
 		v.WindowEndsAt = d.WindowEndsAt()

@@ -102,6 +102,9 @@ func (h *Handler) dropResponse(admin bool, d *Drop) DropResponse {
 func apiView(d *Drop) *microdrop.DropView {
 	v := d.View()
 	v.ClaimCode = ""
+	if d.Listening() {
+		v.CueCode = 0 // step 1's code: it must be heard, not read
+	}
 	return v
 }
 
@@ -213,7 +216,7 @@ func (h *Handler) claim(w http.ResponseWriter, r *http.Request) {
 		microdrop.WriteError(w, err)
 		return
 	}
-	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code})
+	res, err := h.svc.Claim(r.Context(), ClaimRequest{DropID: r.PathValue("id"), Viewer: v, Code: b.Code, RemoteIP: RemoteIP(r)})
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -32,6 +32,8 @@ type Entry struct {
 	Token     string    `json:"-"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Redeemed  time.Time `json:"redeemed_at,omitzero"`
+	// CueStep is the step whose heard code made the claim, on a listen drop.
+	CueStep int64 `json:"cue_step,omitempty"`
 }
 
 // Batch is what one decider commits at once, in one transaction.

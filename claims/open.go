@@ -31,6 +31,10 @@ type OpenRequest struct {
 	// which every claim has the same chance); nil: measured (see Budget).
 	Budget    *Duration `json:"budget,omitempty"`
 	ClaimCode string    `json:"claim_code"`
+	// Listen makes a drop claimed with rotating codes heard in the audio
+	// cue, each lasting ListenStep (DefaultListenStep when zero).
+	Listen     bool     `json:"listen,omitempty"`
+	ListenStep Duration `json:"listen_step,omitempty"`
 	// PayWindow is how long a winner of a priced drop has to pay: 10 min
 	// when zero, 1-60 min. Free drops have none.
 	PayWindow Duration `json:"pay_window"`
@@ -216,6 +220,9 @@ func (s *Service) validateOpen(r *OpenRequest, now time.Time) (*Drop, error) {
 	}
 	if opens.After(now) {
 		d.State = Scheduled
+	}
+	if err := validateListen(r, d); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

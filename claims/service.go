@@ -103,6 +103,7 @@ type Service struct {
 	budgets   *budgets
 	metrics   *Metrics
 	limiter   *userLimiter
+	guesses   *userLimiter // listen drops: wrong codes per remote address
 	placement Placement
 	deciders  *deciders
 	ended     *lru.Cache[string, *Drop]
@@ -147,6 +148,7 @@ func New(d Deps) (*Service, error) {
 		budgets:   newBudgets(d.Options.Budget),
 		metrics:   d.Metrics,
 		limiter:   newUserLimiter(d.Options.ClaimRate, d.Options.ClaimBurst, 1<<17),
+		guesses:   newGuessLimiter(),
 		placement: d.Placement,
 		deciders:  newDeciders(),
 		ended:     ended,
@@ -367,6 +369,9 @@ type ClaimRequest struct {
 	Channel string `json:"channel"` // used when DropID is empty: the channel's live drop
 	Viewer
 	Code string `json:"code"`
+	// RemoteIP is the address a web claim came from (empty from chat): on a
+	// listen drop, wrong codes from one address are limited (listen.go).
+	RemoteIP string `json:"remote_ip,omitempty"`
 }
 
 // ClaimResult is an accepted claim: a win (with its pickup token) or a raffle entry.

@@ -29,8 +29,11 @@ func (s *Server) runBus(ctx context.Context, sub *microdrop.Subscription) {
 			if !ok {
 				return
 			}
-			if e.Kind == microdrop.DropOpened {
+			switch e.Kind {
+			case microdrop.DropOpened:
 				s.dropOpened(e)
+			case microdrop.CueStep:
+				s.cueStep(e)
 			}
 		}
 	}

@@ -212,8 +212,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 
-	// Only opens, which the bus never drops: every drop gets its cue.
-	sub := s.bus.Subscribe(256, microdrop.DropOpened)
+	// Only opens and a listen drop's cue steps, which the bus never drops:
+	// every drop gets its cue, and every step its code.
+	sub := s.bus.Subscribe(256, microdrop.DropOpened, microdrop.CueStep)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -46,6 +46,7 @@ func (s *Server) claimView(r *http.Request, id string) (templates.ClaimPageView,
 	v.Stock, v.Remaining = d.Stock, d.Remaining
 	v.ClosesAtMS = strconv.FormatFloat(unixMS(d.ClosesAt)-unixMS(now), 'f', 0, 64)
 	v.CodeRequired = d.ClaimCode != ""
+	v.Listen = d.Listening()
 	if known {
 		// Their own pickup, shown again after a reload: looked up by the
 		// verified id only, never by anything the page was sent.
@@ -115,7 +116,7 @@ func (s *Server) claimSubmit(w http.ResponseWriter, r *http.Request) {
 		v.Code = c
 	}
 	uid := who.Viewer.UserID
-	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{DropID: v.DropID, Viewer: who.Viewer, Code: v.Code})
+	res, err := s.claims.Claim(r.Context(), claims.ClaimRequest{DropID: v.DropID, Viewer: who.Viewer, Code: v.Code, RemoteIP: claims.RemoteIP(r)})
 	if res.HoldID != "" || microdrop.ErrorReason(err) == claims.ReasonWaitlisted {
 		// A hold to pay, or a place in line: the page shows either as it
 		// is now, on this and every later load.

@@ -196,9 +196,10 @@ func openRequest(r *http.Request) (claims.OpenRequest, templates.DashboardForm, 
 		Duration: strings.TrimSpace(r.PostFormValue("duration")), Grace: strings.TrimSpace(r.PostFormValue("grace")),
 		Policy: r.PostFormValue("policy"), Code: strings.TrimSpace(r.PostFormValue("code")),
 		Budget: strings.TrimSpace(r.PostFormValue("budget")),
+		Listen: r.PostFormValue("listen") != "",
 	}
 	req := claims.OpenRequest{Channel: f.Channel, SKU: f.SKU, Title: f.Title, Currency: f.Currency,
-		Policy: claims.Policy(f.Policy), ClaimCode: f.Code, By: "dashboard"}
+		Policy: claims.Policy(f.Policy), ClaimCode: f.Code, Listen: f.Listen, By: "dashboard"}
 	stock, err := strconv.Atoi(f.Stock)
 	if err != nil {
 		return req, f, fmt.Errorf("stock must be a whole number, not %q", f.Stock)

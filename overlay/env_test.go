@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/microdrop/microdrop"
+	"github.com/microdrop/microdrop/chat/twitch/twitchtest"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/sqlite"
 	"github.com/microdrop/microdrop/overlay"
+	"github.com/microdrop/microdrop/overlay/viewer"
 )
 
 const (
@@ -45,8 +47,32 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, envHooks{}) }
 type envHooks struct {
 	claims  func(*claims.Deps)
 	overlay func(*claims.Service, *overlay.Deps)
+	// viewers, when set, makes the sign-in the claim page and the API name
+	// viewers by (local mode otherwise).
+	viewers func(pub string, mux *http.ServeMux) *viewer.Auth
 }
 
+// newSignedInEnv is newEnv with viewer sign-in through a test Twitch, whose
+// viewer1 (id 555) and viewer2 (id 666) can sign in on the claim page.
+func newSignedInEnv(t *testing.T) *env {
+	t.Helper()
+	tw := twitchtest.New(t, twitchtest.Options{})
+	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "555", Login: "viewer1", DisplayName: "Viewer1", CreatedAt: time.Date(2016, 3, 1, 0, 0, 0, 0, time.UTC)})
+	tw.AddOIDCUser(twitchtest.OIDCUser{ID: "666", Login: "viewer2", DisplayName: "Viewer2", CreatedAt: time.Date(2018, 5, 1, 0, 0, 0, 0, time.UTC)})
+	return newEnvWith(t, envHooks{viewers: func(pub string, mux *http.ServeMux) *viewer.Auth {
+		p := viewer.Twitch(tw.AuthURL(), tw.Options().ClientID, tw.ClientSecret())
+		p.HelixURL = tw.APIURL()
+		a, err := viewer.New(viewer.Deps{Providers: []viewer.Provider{p}, PublicURL: pub, Sessions: microdrop.NewSessions(time.Now)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Routes(mux)
+		tw.RegisterRedirect(a.RedirectURI("twitch"))
+		return a
+	}})
+}
+
+// newEnvWith builds the env with its hooks.
 func newEnvWith(t *testing.T, hooks envHooks) *env {
 	t.Helper()
 	mux := http.NewServeMux()
@@ -76,7 +102,11 @@ func newEnvWith(t *testing.T, hooks envHooks) *env {
 	}
 	t.Cleanup(func() { _ = svc.Close() })
 	admin := microdrop.NewAdmin(testAdminTok, false, nil)
-	var od overlay.Deps
+	var auth *viewer.Auth
+	if hooks.viewers != nil {
+		auth = hooks.viewers(ts.URL, mux)
+	}
+	od := overlay.Deps{Viewers: auth}
 	if hooks.overlay != nil {
 		hooks.overlay(svc, &od)
 	}
@@ -91,7 +121,11 @@ func newEnvWith(t *testing.T, hooks envHooks) *env {
 	for _, p := range overlay.Routes() {
 		mux.Handle(p, srv.Handler())
 	}
-	mux.Handle("/api/", claims.NewHandler(svc, admin, ts.URL, nil))
+	api := claims.NewHandler(svc, admin, ts.URL, nil)
+	if auth != nil {
+		api.SetIdentity(auth)
+	}
+	mux.Handle("/api/", api)
 	return &env{t: t, svc: svc, bus: bus, srv: srv, ts: ts, admin: admin}
 }
 

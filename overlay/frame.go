@@ -36,6 +36,8 @@ type Frame struct {
 	// Note is a short-lived line for the card ("a unit is back in play"),
 	// on hold events only.
 	Note string `json:"note,omitempty"`
+	// Step is a listen drop's next rotating code (kind cue.step), to play now.
+	Step *microdrop.CueStepView `json:"step,omitempty"`
 	// Client echoes a clock probe's client time (type "time").
 	Client float64 `json:"client,omitempty"`
 }

@@ -133,9 +133,10 @@ func newHub(src dropSource, entries entrySource, channels []string, publicURL st
 // start subscribes to the bus first, then loads every channel's state, so
 // no event falls between the two.
 func (h *Hub) start(ctx context.Context, bus microdrop.Bus) {
-	// Opens, extensions, sell-outs and closes are never dropped by the
-	// bus; claims may be, in a burst, which run resyncs from a snapshot.
-	h.sub = bus.Subscribe(h.opts.BusBuffer, microdrop.DropOpened, microdrop.DropExtended, microdrop.SoldOut, microdrop.DropClosed, microdrop.Claimed,
+	// Opens, extensions, sell-outs, closes and a listen drop's cue steps
+	// are never dropped by the bus; claims may be, in a burst, which run
+	// resyncs from a snapshot.
+	h.sub = bus.Subscribe(h.opts.BusBuffer, microdrop.DropOpened, microdrop.DropExtended, microdrop.SoldOut, microdrop.DropClosed, microdrop.Claimed, microdrop.CueStep,
 		// An unpaid or released hold puts its unit back in play.
 		microdrop.HoldExpired, microdrop.HoldReleased)
 	for _, t := range h.topics {
@@ -261,6 +262,10 @@ func (h *Hub) handle(e microdrop.Event) {
 	}
 	if e.Kind == microdrop.HoldExpired || e.Kind == microdrop.HoldReleased {
 		h.backInPlay(t, e)
+		return
+	}
+	if e.Kind == microdrop.CueStep {
+		h.cueStep(t, e)
 		return
 	}
 	if e.Drop == nil {

@@ -338,7 +338,7 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	}
 	resp.Body.Close()
 	ds, err := e.svc.Recent(t.Context(), "", 10)
-	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 {
+	if err != nil || len(ds) != 1 || ds[0].PriceMinor != 1999 || ds[0].Stock != 10 || ds[0].Listening() {
 		t.Fatalf("the good form should open one drop: %v %v", ds, err)
 	}
 	if ds[0].Policy != claims.Window || ds[0].Budget != 7*time.Second || ds[0].BudgetBasis != "set by dashboard" {
@@ -346,6 +346,34 @@ func TestDashboardFormsRefuseBadInput(t *testing.T) {
 	}
 	if code, page := get(t, c, e.ts.URL+"/dashboard"); code != http.StatusOK || !strings.Contains(page, "window 7s") || !strings.Contains(page, "set by dashboard") {
 		t.Fatalf("dashboard does not show the drop's budget: %d", code)
+	}
+	// Closed twice: the second close ends the grace (and the window) at once.
+	for range 2 {
+		if _, err := e.svc.CloseDrop(t.Context(), ds[0].ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, live := e.svc.Live(testChannel); !live {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("drop still live")
+		}
+	}
+	listen := url.Values{"listen": {"on"}}
+	for k, vs := range good {
+		if k != "policy" && k != "budget" {
+			listen[k] = vs
+		}
+	}
+	resp, err = c.PostForm(e.ts.URL+"/dashboard/drops", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d, ok := e.svc.Live(testChannel); !ok || !d.Listening() || d.ListenStep != claims.DefaultListenStep {
+		t.Fatalf("the listen box should open a listen drop: %+v %v", d, ok)
 	}
 }
 

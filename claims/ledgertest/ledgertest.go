@@ -320,4 +320,49 @@ func Run(t *testing.T, open Opener) {
 			t.Fatalf("%d entries, err %v", len(es), err)
 		}
 	})
+	t.Run("ListenStepAndCueStep", func(t *testing.T) {
+		// A listen drop keeps its step length across a restart, and each entry
+		// the step of the code it was claimed with, for the audit; in small
+		// batches and in bulk inserts alike.
+		l := open(t)
+		d := NewDrop("ls", 3000)
+		d.ClaimCode, d.ListenStep = "", 8*time.Second
+		if err := l.CreateDrop(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.Drop(ctx, "ls")
+		if err != nil || got.ListenStep != 8*time.Second {
+			t.Fatalf("listen step did not round-trip: %v, %v", got, err)
+		}
+		small := claims.Batch{DropID: "ls", Wins: 1, Insert: []claims.Entry{Win("ls", 1, "u1", 1, tok(1))}}
+		small.Insert[0].CueStep = 7
+		if err := l.Commit(ctx, small); err != nil {
+			t.Fatal(err)
+		}
+		big := claims.Batch{DropID: "ls", Wins: 2000}
+		for i := 2; i <= 2001; i++ {
+			e := Win("ls", int64(i), fmt.Sprintf("user%d", i), 1, tok(i))
+			e.CueStep = int64(i % 5)
+			big.Insert = append(big.Insert, e)
+		}
+		if err := l.Commit(ctx, big); err != nil {
+			t.Fatal(err)
+		}
+		es, err := l.Entries(ctx, "ls")
+		if err != nil || len(es) != 2001 {
+			t.Fatalf("%d entries, err %v", len(es), err)
+		}
+		if es[0].CueStep != 7 {
+			t.Fatalf("entry 1 cue step %d, want 7", es[0].CueStep)
+		}
+		for _, e := range es[1:] {
+			if e.CueStep != e.Seq%5 {
+				t.Fatalf("entry %d cue step %d, want %d", e.Seq, e.CueStep, e.Seq%5)
+			}
+		}
+		plain, err := l.Drop(ctx, "ls")
+		if err != nil || plain.ListenStep == 0 {
+			t.Fatalf("drop after commits: %v %v", plain, err)
+		}
+	})
 }

@@ -319,8 +319,8 @@ func (l *Ledger) check() error {
 const insertDrop = `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 	opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
 	seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis,
-	pay_window_ns, pay_methods)
-	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)`
+	pay_window_ns, pay_methods, listen_step_ns)
+	VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`
 
 func dropArgs(d *claims.Drop) ([]any, error) {
 	stages, err := json.Marshal(d.Stages)
@@ -331,7 +331,7 @@ func dropArgs(d *claims.Drop) ([]any, error) {
 		ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 		string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
 		ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis,
-		int64(d.PayWindow), strings.Join(d.PayMethods, ",")}, nil
+		int64(d.PayWindow), strings.Join(d.PayMethods, ","), int64(d.ListenStep)}, nil
 }
 
 // CreateDrop records a new drop.
@@ -391,15 +391,15 @@ func (l *Ledger) CreateLeasedDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods`
+	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods, listen_step_ns`
 
 func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow int64
+	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow, listen int64
 	var stages, policy, state, methods string
 	dst := append([]any{&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods}, extra...)
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods, &listen}, extra...)
 	if err := row.Scan(dst...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such drop", Err: claims.ErrDropNotFound}
@@ -412,7 +412,7 @@ func scanDrop(row pgx.Row, extra ...any) (*claims.Drop, error) {
 	if methods != "" {
 		d.PayMethods = strings.Split(methods, ",")
 	}
-	d.CueCode = uint32(cue)
+	d.CueCode, d.ListenStep = uint32(cue), time.Duration(listen)
 	d.Policy, d.State = claims.Policy(policy), claims.State(state)
 	if err := json.Unmarshal([]byte(stages), &d.Stages); err != nil {
 		return nil, fmt.Errorf("drop %s stages: %w", d.ID, err)
@@ -463,18 +463,18 @@ func (l *Ledger) Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop
 	return out, rows.Err()
 }
 
-const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, redeemed_at"
+const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, cue_step, redeemed_at"
 
-var copyColumns = []string{"drop_id", "seq", "user_id", "login", "unit", "cap", "outcome", "arrived_at", "bucket", "decided_at", "token", "expires_at"}
+var copyColumns = []string{"drop_id", "seq", "user_id", "login", "unit", "cap", "outcome", "arrived_at", "bucket", "decided_at", "token", "expires_at", "cue_step"}
 
 const (
 	lockLease       = "SELECT owner FROM drop_leases WHERE drop_id = $1 FOR SHARE"
 	updateRemaining = "UPDATE drops SET remaining = remaining - $1 WHERE id = $2 AND remaining >= $1"
-	insertEntries   = `INSERT INTO entries (drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at)
-		SELECT $1, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, NULLIF(token, ''), expires_at
+	insertEntries   = `INSERT INTO entries (drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, cue_step)
+		SELECT $1, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, NULLIF(token, ''), expires_at, cue_step
 		FROM unnest($2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[], $8::bigint[], $9::bigint[],
-			$10::bigint[], $11::text[], $12::bigint[])
-		AS t(seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at)`
+			$10::bigint[], $11::text[], $12::bigint[], $13::bigint[])
+		AS t(seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, cue_step)`
 	updateEntry = `UPDATE entries SET outcome = $1, unit = $2, token = NULLIF($3, ''), expires_at = $4, decided_at = $5
 		WHERE drop_id = $6 AND user_id = $7 AND seq = $8`
 	updateState = "UPDATE drops SET state = $1, closes_at = $2, grace_ns = $3, closed_at = $4, close_reason = $5 WHERE id = $6"
@@ -526,22 +526,23 @@ func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 					tok = e.Token
 				}
 				return []any{e.DropID, e.Seq, e.UserID, e.Login, int32(e.Unit), int32(e.Cap), e.Outcome, ns(e.ArrivedAt), e.Bucket,
-					ns(e.DecidedAt), tok, ns(e.ExpiresAt)}, nil
+					ns(e.DecidedAt), tok, ns(e.ExpiresAt), e.CueStep}, nil
 			})); err != nil {
 				return err
 			}
 			rest = &pgx.Batch{}
 		} else if len(b.Insert) > 0 {
 			n := len(b.Insert)
-			seq, bucket, arrived, decided, expires := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+			seq, bucket, arrived, decided, expires, step := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 			user, login, outcome, token := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			unit, capv := make([]int32, n), make([]int32, n)
 			for i := range b.Insert {
 				e := &b.Insert[i]
 				seq[i], user[i], login[i], unit[i], capv[i], outcome[i] = e.Seq, e.UserID, e.Login, int32(e.Unit), int32(e.Cap), e.Outcome
 				arrived[i], bucket[i], decided[i], token[i], expires[i] = ns(e.ArrivedAt), e.Bucket, ns(e.DecidedAt), e.Token, ns(e.ExpiresAt)
+				step[i] = e.CueStep
 			}
-			rest.Queue(insertEntries, b.DropID, seq, user, login, unit, capv, outcome, arrived, bucket, decided, token, expires)
+			rest.Queue(insertEntries, b.DropID, seq, user, login, unit, capv, outcome, arrived, bucket, decided, token, expires, step)
 		}
 		for _, e := range b.Update {
 			rest.Queue(updateEntry, e.Outcome, e.Unit, e.Token, ns(e.ExpiresAt), ns(e.DecidedAt), b.DropID, e.UserID, e.Seq).
@@ -598,7 +599,7 @@ func scanEntry(row pgx.Row) (claims.Entry, error) {
 	var e claims.Entry
 	var arrived, decided, expires, redeemed int64
 	var tok *string
-	err := row.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &redeemed)
+	err := row.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &e.CueStep, &redeemed)
 	e.ArrivedAt, e.DecidedAt, e.ExpiresAt, e.Redeemed = fromNS(arrived), fromNS(decided), fromNS(expires), fromNS(redeemed)
 	if tok != nil {
 		e.Token = *tok

@@ -78,10 +78,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (drop_id, user_id, 
 `
 
 // columnsAdded are columns later than the first schema, added to ledgers
-// created before them.
+// created before them, with the value that means "none".
 var columnsAdded = []struct{ table, column, def string }{
 	{"drops", "budget_ns", "INTEGER NOT NULL DEFAULT 0"},
 	{"drops", "budget_basis", "TEXT NOT NULL DEFAULT ''"},
+	{"drops", "listen_step_ns", "INTEGER NOT NULL DEFAULT 0"},
+	{"entries", "cue_step", "INTEGER NOT NULL DEFAULT 0"},
 }
 
 func addColumns(ctx context.Context, db *sql.DB) error {
@@ -308,13 +310,13 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO drops (id, channel, sku, title, stock, remaining, price_minor, currency,
 			opens_at, closes_at, grace_ns, cap, stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code,
 			seed, seed_hash, state, closed_at, close_reason, created_at, budget_ns, budget_basis,
-			pay_window_ns, pay_methods)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			pay_window_ns, pay_methods, listen_step_ns)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 			d.ID, d.Channel, d.SKU, d.Title, d.Stock, d.Stock, d.PriceMinor, d.Currency,
 			ns(d.OpensAt), ns(d.ClosesAt), int64(d.Grace), d.Cap, string(stages), d.LimitedRunID, d.CreatorID,
 			string(d.Policy), int64(d.BucketWidth), d.ClaimCode, int64(d.CueCode), d.Seed, d.SeedHash, string(d.State),
 			ns(d.ClosedAt), d.CloseReason, ns(d.CreatedAt), int64(d.Budget), d.BudgetBasis,
-			int64(d.PayWindow), strings.Join(d.PayMethods, ","))
+			int64(d.PayWindow), strings.Join(d.PayMethods, ","), int64(d.ListenStep))
 		if isUnique(err) {
 			return fmt.Errorf("drop %s: %w", d.ID, claims.ErrDropExists)
 		}
@@ -324,17 +326,17 @@ func (l *Ledger) CreateDrop(ctx context.Context, d *claims.Drop) error {
 
 const dropColumns = `id, channel, sku, title, stock, remaining, price_minor, currency, opens_at, closes_at, grace_ns, cap,
 	stages, limited_run_id, creator_id, policy, bucket_ns, claim_code, cue_code, seed, seed_hash, state, closed_at,
-	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods`
+	close_reason, created_at, budget_ns, budget_basis, pay_window_ns, pay_methods, listen_step_ns`
 
 type scanner interface{ Scan(...any) error }
 
 func scanDrop(s scanner) (*claims.Drop, error) {
 	var d claims.Drop
-	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow int64
+	var opens, closes, grace, bucket, cue, closed, created, budget, payWindow, listen int64
 	var stages, policy, state, methods string
 	if err := s.Scan(&d.ID, &d.Channel, &d.SKU, &d.Title, &d.Stock, &d.Remaining, &d.PriceMinor, &d.Currency,
 		&opens, &closes, &grace, &d.Cap, &stages, &d.LimitedRunID, &d.CreatorID, &policy, &bucket, &d.ClaimCode,
-		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods); err != nil {
+		&cue, &d.Seed, &d.SeedHash, &state, &closed, &d.CloseReason, &created, &budget, &d.BudgetBasis, &payWindow, &methods, &listen); err != nil {
 		return nil, err
 	}
 	d.Budget = time.Duration(budget)
@@ -344,7 +346,7 @@ func scanDrop(s scanner) (*claims.Drop, error) {
 	d.PayWindow = time.Duration(payWindow)
 	d.OpensAt, d.ClosesAt, d.ClosedAt, d.CreatedAt = fromNS(opens), fromNS(closes), fromNS(closed), fromNS(created)
 	d.Grace, d.BucketWidth = time.Duration(grace), time.Duration(bucket)
-	d.CueCode = uint32(cue)
+	d.CueCode, d.ListenStep = uint32(cue), time.Duration(listen)
 	d.Policy, d.State = claims.Policy(policy), claims.State(state)
 	if err := json.Unmarshal([]byte(stages), &d.Stages); err != nil {
 		return nil, fmt.Errorf("drop %s stages: %w", d.ID, err)
@@ -393,14 +395,14 @@ func (l *Ledger) Drops(ctx context.Context, f claims.DropFilter) ([]*claims.Drop
 	return out, rows.Err()
 }
 
-const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, redeemed_at"
+const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_at, bucket, decided_at, token, expires_at, cue_step, redeemed_at"
 
 // insertChunk rows go into one INSERT statement.
 const insertChunk = 64
 
 var insertSQL = func() map[int]string {
 	m := map[int]string{}
-	row := "(?,?,?,?,?,?,?,?,?,?,?,?,0)"
+	row := "(?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
 	for _, n := range []int{1, insertChunk} {
 		m[n] = "INSERT INTO entries (" + entryColumns + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 	}
@@ -413,7 +415,7 @@ func entryArgs(args []any, e *claims.Entry) []any {
 		tok = e.Token
 	}
 	return append(args, e.DropID, e.Seq, e.UserID, e.Login, storedUnit(e), e.Cap, e.Outcome, ns(e.ArrivedAt), e.Bucket,
-		ns(e.DecidedAt), tok, ns(e.ExpiresAt))
+		ns(e.DecidedAt), tok, ns(e.ExpiresAt), e.CueStep)
 }
 
 // storedUnit is the unit column: the won unit, or -seq for an entry that
@@ -454,7 +456,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 			return fmt.Errorf("drop %s, %d wins: %w", b.DropID, b.Wins, claims.ErrStockExhausted)
 		}
 	}
-	args := make([]any, 0, 12*insertChunk)
+	args := make([]any, 0, 13*insertChunk)
 	for i := 0; i < len(b.Insert); {
 		n := 1
 		if len(b.Insert)-i >= insertChunk {
@@ -537,7 +539,7 @@ func scanEntry(s scanner) (claims.Entry, error) {
 	var e claims.Entry
 	var arrived, decided, expires, redeemed int64
 	var tok sql.NullString
-	err := s.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &redeemed)
+	err := s.Scan(&e.DropID, &e.Seq, &e.UserID, &e.Login, &e.Unit, &e.Cap, &e.Outcome, &arrived, &e.Bucket, &decided, &tok, &expires, &e.CueStep, &redeemed)
 	e.ArrivedAt, e.DecidedAt, e.ExpiresAt, e.Redeemed = fromNS(arrived), fromNS(decided), fromNS(expires), fromNS(redeemed)
 	e.Token = tok.String
 	if e.Unit < 0 {

@@ -38,6 +38,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	id := fs.Arg(0)
 	var rep claims.AuditReport
+	var heard string // a listen drop's entries by step, when the ledger is at hand
 	if *url != "" {
 		u := strings.TrimRight(strings.TrimSpace(*url), "/") + "/api/drops/" + id + "/audit"
 		if err := getJSON(ctx, u, os.Getenv("MICRODROP_ADMIN_TOKEN"), &rep); err != nil {
@@ -69,6 +70,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			rep = claims.AuditPaid(d, es, hs)
 		}
+		if d.Listening() {
+			heard = claims.HeardSteps(es)
+		}
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(rep)
@@ -90,6 +94,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "  seed hash %s\n", rep.SeedHash)
 	if rep.Seed != "" {
 		fmt.Fprintf(stdout, "  seed      %s (hash verified: %v)\n", rep.Seed, rep.SeedVerified)
+	}
+	if heard != "" {
+		fmt.Fprintf(stdout, "  listen drop, entries by the step of the code heard: %s\n", heard)
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(stdout, "  problems:\n    %s\n", strings.Join(rep.Problems, "\n    "))

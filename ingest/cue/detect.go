@@ -16,6 +16,11 @@ const (
 	// minPreambleShare is the mean share of the 16 tone energies that the expected preamble
 	// tones must hold. A clean cue scores ~0.95; noise scores ~1/16.
 	minPreambleShare = 0.3
+	// maxPreambleMisses is how many of the 4 preamble symbols may have another tone as the
+	// strongest: through a room a reverberant music chord can outweigh one of them. The
+	// preamble tones are distinct, so no shift of a cue matches 3 of 4, and a miss still
+	// costs its share and the frame's SNR; the CRC does the rest.
+	maxPreambleMisses = 1
 	// MinSNRDB is the least mean in-band SNR (chosen tone against the mean of the other 15
 	// tones, over all 16 symbols) a detection must have. Picking the loudest of 16 noise bins
 	// alone yields about 5.3 dB, so the gate sits clearly above that.
@@ -270,13 +275,19 @@ func (rx *profileRx) score(start int64, syms *[frameSymbols]byte) float64 {
 func (rx *profileRx) evaluate(start int64) (candidate, bool) {
 	c := candidate{block: start}
 	var share float64
+	misses := 0
 	for j, want := range preamble {
 		e := rx.window(start, j)
 		k, total := argmax(e)
-		if k != int(want) || total == 0 {
+		if total == 0 {
 			return c, false
 		}
-		share += e[k] / total
+		if k != int(want) {
+			if misses++; misses > maxPreambleMisses {
+				return c, false
+			}
+		}
+		share += e[want] / total
 	}
 	if share/preambleSymbols < minPreambleShare {
 		return c, false

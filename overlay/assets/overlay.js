@@ -151,6 +151,10 @@
   // ---- state ----------------------------------------------------------
   function apply(f) {
     st.frames++;
+    if (f.kind === "cue.step") { // a listen drop's next code: play it, change nothing else
+      if (f.step && st.drop && st.drop.id === f.drop_id) playCue(f.step.code);
+      return;
+    }
     if (f.drop) {
       var newDrop = !st.drop || st.drop.id !== f.drop.id;
       st.drop = f.drop;
