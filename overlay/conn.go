@@ -555,11 +555,34 @@ func goAway(t *topic, deadline time.Time) {
 	for c := range t.clients {
 		wg.Go(func() {
 			_ = c.conn.WriteControl(websocket.CloseMessage, msg, deadline)
+			// The closing handshake (RFC 6455 7.1.1): stop sending, then let
+			// the read loop take the client's close (or whatever it was
+			// still sending) before the socket goes. Closing at once with
+			// unread bytes in our receive buffer makes the kernel reset the
+			// connection, and a reset throws away what the client had not
+			// read yet, the close frame among it.
+			halfClose(c.conn.NetConn())
+			_ = c.conn.SetReadDeadline(deadline)
+			select {
+			case <-c.gone: // the read loop ended and kicked
+			case <-time.After(time.Until(deadline)):
+			}
 			c.kick()
 		})
 		delete(t.clients, c)
 	}
 	wg.Wait()
+}
+
+// halfClose shuts the write side of a TCP connection, under the frame
+// guard if there is one.
+func halfClose(nc net.Conn) {
+	if g, ok := nc.(*guardedConn); ok {
+		nc = g.Conn
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
 
 // admit reserves a client slot; false when the hub is full.
