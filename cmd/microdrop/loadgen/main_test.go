@@ -40,9 +40,10 @@ func runTestChild(role string) error {
 	ctl := os.NewFile(3, "control")
 	switch role {
 	case roleEcho:
-		// As microdrop's main does: SIGINT ends the context, not the process.
-		_, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-		defer stop()
+		// As microdrop's main does, SIGINT does not end the process. It is
+		// caught until the process exits: a handler removed on the way out
+		// would let a SIGINT that lands after stdin's end kill it.
+		signal.Notify(make(chan os.Signal, 1), os.Interrupt)
 		fmt.Fprintln(os.Stderr, "echo child ready")
 		serveControl(os.Stdin, ctl, &profiler{}, func(cmd, arg string) (string, error) {
 			if cmd == "echo" {
