@@ -158,31 +158,9 @@ func (s *Service) Budget(channel string) (time.Duration, string) {
 // assumption. A live drop keeps the window it published. It runs until ctx
 // ends or the Service closes.
 func (s *Service) LearnCueDelays(ctx context.Context, bus microdrop.Bus) {
-	select {
-	case <-s.quit:
-		return
-	default:
-	}
-	sub := bus.Subscribe(1024)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.quit:
-				return
-			case e, ok := <-sub.C():
-				if !ok {
-					return
-				}
-				if e.Kind != microdrop.CueAired || e.Cue == nil || e.Cue.DelayMS <= 0 || e.Channel == "" {
-					continue
-				}
-				s.budgets.observe(NormalizeChannel(e.Channel), e.Cue.Stream, time.Duration(e.Cue.DelayMS)*time.Millisecond)
-			}
+	s.onCueAired(ctx, bus, func(_ context.Context, e microdrop.Event) {
+		if e.Channel != "" {
+			s.budgets.observe(NormalizeChannel(e.Channel), e.Cue.Stream, time.Duration(e.Cue.DelayMS)*time.Millisecond)
 		}
-	}()
+	})
 }
