@@ -27,6 +27,12 @@ const (
 	// AccountRefunds is money owed back to viewers until the provider has
 	// paid it out.
 	AccountRefunds = "refunds"
+	// AccountCreatorTransit is a creator's money in a payout that has
+	// started and is not yet paid out ("creator_transit:<creator id>").
+	AccountCreatorTransit = "creator_transit"
+	// AccountPaidOut is money that has left microdrop for a creator
+	// ("paid_out:<provider>": stripe_connect, or file for a payout file).
+	AccountPaidOut = "paid_out"
 )
 
 // WalletAccount is a viewer's wallet.
@@ -39,6 +45,17 @@ func CreatorAccount(creatorID string) string {
 	}
 	return AccountCreator + ":" + creatorID
 }
+
+// CreatorTransitAccount is a creator's money in payouts under way.
+func CreatorTransitAccount(creatorID string) string {
+	if creatorID == "" {
+		creatorID = "default"
+	}
+	return AccountCreatorTransit + ":" + creatorID
+}
+
+// PaidOutAccount is where money paid out through a provider goes.
+func PaidOutAccount(provider string) string { return AccountPaidOut + ":" + provider }
 
 // ClearingAccount is a payment provider's clearing account.
 func ClearingAccount(provider string) string { return AccountClearing + ":" + provider }
@@ -59,6 +76,16 @@ const (
 	MoveTopUp  = "top_up"
 	MovePay    = "pay"
 	MoveRefund = "refund"
+	// MovePayout starts a payout: creator:<id> to creator_transit:<id>.
+	// Its key is "payout:<payout id>".
+	MovePayout = "payout"
+	// MovePayoutPaid finishes one: creator_transit:<id> to
+	// paid_out:<provider>. Its key is "payout:<payout id>:paid"; the
+	// ledger reports it as payout.paid in the same transaction.
+	MovePayoutPaid = "payout_paid"
+	// MovePayoutReturned undoes a payout the provider refused:
+	// creator_transit:<id> back to creator:<id> ("payout:<id>:returned").
+	MovePayoutReturned = "payout_returned"
 )
 
 // Movement is one balanced set of postings: for every currency the amounts
