@@ -339,16 +339,13 @@ func (s *Service) ReleaseHold(ctx context.Context, id, userID string) (Hold, err
 	return ended[0], nil
 }
 
-// fee is the platform's share of amount.
-func (s *Service) fee(amount int64) int64 { return amount * int64(s.opts.FeeBasisPoints) / 10_000 }
-
 // payPostings takes amount from account into the creator's balance and
-// the platform's fee.
+// the platform's fee (the creator's own fee, else the default).
 func (s *Service) payPostings(from string, d *Drop, h Hold) []Posting {
-	fee := s.fee(h.AmountMinor)
+	fee := s.FeeFor(d.Creator()).Of(h.AmountMinor)
 	ps := []Posting{{Account: from, Currency: h.Currency, Amount: -h.AmountMinor}}
 	if net := h.AmountMinor - fee; net != 0 {
-		ps = append(ps, Posting{Account: CreatorAccount(d.CreatorID), Currency: h.Currency, Amount: net})
+		ps = append(ps, Posting{Account: CreatorAccount(d.Creator()), Currency: h.Currency, Amount: net})
 	}
 	if fee != 0 {
 		ps = append(ps, Posting{Account: AccountPlatformFee, Currency: h.Currency, Amount: fee})
@@ -438,7 +435,11 @@ func (s *Service) AuditMoney(ctx context.Context) (MoneyReport, error) {
 }
 
 func formatMoney(minor int64, currency string) string {
-	return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, currency)
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, currency)
 }
 
 // HoldStatus is a hold as its owner sees it: what is left to do and, once

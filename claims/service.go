@@ -34,8 +34,12 @@ type Options struct {
 	// failed to commit is rebuilt from the ledger and finished again; it
 	// doubles up to 10 s. 100 ms when zero.
 	FinalRetryBackoff time.Duration
-	// FeeBasisPoints is the platform's fee on each paid hold, in 1/100 %.
+	// FeeBasisPoints is the platform's fee on each paid hold, in 1/100 %,
+	// for creators without their own fee in Fees.
 	FeeBasisPoints int
+	// Fees are per-creator fees, by creator id (a drop's creator, else its
+	// channel).
+	Fees map[string]Fee
 }
 
 func (o *Options) fill() {
@@ -108,6 +112,7 @@ type Service struct {
 	deciders  *deciders
 	ended     *lru.Cache[string, *Drop]
 	health    health
+	refunding sync.Mutex // one refund at a time: each reads what was refunded before it
 
 	wg        sync.WaitGroup // deciders and background work
 	quit      chan struct{}  // closed by Close

@@ -157,6 +157,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		w.Close()
 		return nil, fmt.Errorf("ledger books in %s: %w", path, err)
 	}
+	if _, err := w.ExecContext(ctx, payoutSchema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger payouts in %s: %w", path, err)
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		w.Close()
