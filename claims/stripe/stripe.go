@@ -68,11 +68,7 @@ func New(svc *claims.Service, c Config) (*Cards, error) {
 	if c.Tolerance <= 0 {
 		c.Tolerance = webhook.DefaultTolerance
 	}
-	cfg := &stripego.BackendConfig{LeveledLogger: &stripego.LeveledLogger{Level: stripego.LevelNull}, MaxNetworkRetries: stripego.Int64(2)}
-	if c.APIBase != "" {
-		cfg.URL = stripego.String(strings.TrimRight(c.APIBase, "/"))
-	}
-	client := stripego.NewClient(c.SecretKey, stripego.WithBackends(stripego.NewBackendsWithConfig(cfg)))
+	client := newClient(c)
 	return &Cards{svc: svc, client: client, secret: c.WebhookSecret, publicURL: strings.TrimRight(c.PublicURL, "/"),
 		tolerance: c.Tolerance, log: c.Logger.With("component", "stripe")}, nil
 }
