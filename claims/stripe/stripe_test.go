@@ -41,6 +41,7 @@ type fixture struct {
 	clock *clock
 	hook  *httptest.Server
 	cards *stripe.Cards
+	mock  string // stripe-mock's URL
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -66,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	hook := httptest.NewServer(cards)
 	t.Cleanup(hook.Close)
-	return &fixture{svc: svc, books: svc.Books(), clock: ck, hook: hook, cards: cards}
+	return &fixture{svc: svc, books: svc.Books(), clock: ck, hook: hook, cards: cards, mock: mock}
 }
 
 func sessionEvent(id, typ, session, hold string, amount int64, currency, status string) []byte {
