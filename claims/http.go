@@ -26,6 +26,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	identity  Identity     // who web claims are for (identity.go)
 	cards     CardCheckout // nil: card payments off
+	payouts   *Payouts     // nil: creator money routes off
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the

@@ -76,7 +76,85 @@ type CreatorConfig struct {
 	// ShopURL, when set, is where offer pages send buyers (with the drop,
 	// SKU and run as query parameters); else microdrop's own claim page.
 	ShopURL string `yaml:"shop_url"`
+	// FeeBasisPoints and FeeFixedMinor are this creator's platform fee
+	// per paid hold (percentage in 1/100 %, plus a fixed amount in minor
+	// units); unset: payments.fee_basis_points.
+	FeeBasisPoints *int   `yaml:"fee_basis_points"`
+	FeeFixedMinor  int64  `yaml:"fee_fixed_minor"`
+	Payout         Payout `yaml:"payout"`
 }
+
+// Payout is when and how a creator's balance is paid out.
+type Payout struct {
+	// Schedule is daily, weekly (on Weekday) or threshold (when the
+	// balance reaches ThresholdMinor); empty: never.
+	Schedule       string `yaml:"schedule"`
+	Weekday        string `yaml:"weekday"`
+	ThresholdMinor int64  `yaml:"threshold_minor"`
+	MinimumMinor   int64  `yaml:"minimum_minor"`
+	Currency       string `yaml:"currency"`
+	// ConnectAccount is the creator's Stripe Connect account (acct_...);
+	// empty: payout files in the data dir's payouts/.
+	ConnectAccount string `yaml:"connect_account"`
+}
+
+// Fees are the creators' own platform fees.
+func (c *Config) Fees() map[string]claims.Fee {
+	out := map[string]claims.Fee{}
+	for id, cr := range c.Creators {
+		if cr.FeeBasisPoints == nil && cr.FeeFixedMinor == 0 {
+			continue
+		}
+		f := claims.Fee{BasisPoints: c.Payments.FeeBasisPoints, FixedMinor: cr.FeeFixedMinor}
+		if cr.FeeBasisPoints != nil {
+			f.BasisPoints = *cr.FeeBasisPoints
+		}
+		out[id] = f
+	}
+	return out
+}
+
+// PayoutPlans are the creators' payout settings.
+func (c *Config) PayoutPlans() (map[string]claims.PayoutPlan, error) {
+	out := map[string]claims.PayoutPlan{}
+	var errs []error
+	for id, cr := range c.Creators {
+		p := cr.Payout
+		if p.Schedule == "" && p.Weekday == "" && p.ThresholdMinor == 0 && p.MinimumMinor == 0 && p.Currency == "" && p.ConnectAccount == "" {
+			continue
+		}
+		plan := claims.PayoutPlan{Schedule: p.Schedule, ThresholdMinor: p.ThresholdMinor, MinimumMinor: p.MinimumMinor,
+			Currency: strings.ToUpper(p.Currency), ConnectAccount: p.ConnectAccount}
+		if p.Schedule == "" {
+			errs = append(errs, fmt.Errorf("creators.%s.payout.schedule: daily, weekly or threshold", id))
+			continue
+		}
+		if p.Schedule == claims.ScheduleWeekly {
+			wd, ok := weekdays[strings.ToLower(p.Weekday)]
+			if !ok {
+				errs = append(errs, fmt.Errorf("creators.%s.payout.weekday: %q must be a day of the week, like monday", id, p.Weekday))
+				continue
+			}
+			plan.Weekday = wd
+		} else if p.Weekday != "" {
+			errs = append(errs, fmt.Errorf("creators.%s.payout.weekday: only for schedule weekly", id))
+			continue
+		}
+		if err := plan.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("creators.%s.payout: %w", id, err))
+			continue
+		}
+		if plan.ConnectAccount != "" && c.Payments.Stripe.SecretKey == "" {
+			errs = append(errs, fmt.Errorf("creators.%s.payout.connect_account: needs payments.stripe.secret_key", id))
+			continue
+		}
+		out[id] = plan
+	}
+	return out, errors.Join(errs...)
+}
+
+var weekdays = map[string]time.Weekday{"sunday": time.Sunday, "monday": time.Monday, "tuesday": time.Tuesday,
+	"wednesday": time.Wednesday, "thursday": time.Thursday, "friday": time.Friday, "saturday": time.Saturday}
 
 // ClaimsConfig tunes drops and claims.
 type ClaimsConfig struct {
@@ -403,6 +481,14 @@ func (c *Config) Validate() error {
 		if cr.ShopURL != "" && !strings.HasPrefix(cr.ShopURL, "https://") && !strings.HasPrefix(cr.ShopURL, "http://") {
 			bad("creators.%s.shop_url: %q must start with https://", id, cr.ShopURL)
 		}
+		if f := (claims.Fee{FixedMinor: cr.FeeFixedMinor}); cr.FeeBasisPoints != nil || f.FixedMinor != 0 {
+			if cr.FeeBasisPoints != nil {
+				f.BasisPoints = *cr.FeeBasisPoints
+			}
+			if err := f.Validate(); err != nil {
+				bad("creators.%s: fee_basis_points/fee_fixed_minor: %v", id, err)
+			}
+		}
 		if a := cr.Avatar; a != "" && !strings.HasPrefix(a, "https://") && !strings.HasPrefix(a, "http://") {
 			if st, err := os.Stat(a); err != nil || !st.Mode().IsRegular() {
 				bad("creators.%s.avatar: %q is neither an image file nor an https:// URL", id, a)
@@ -427,6 +513,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Chat.Prefix == "" || len(c.Chat.Prefix) > 3 {
 		bad("chat.prefix: 1 to 3 characters, like !")
+	}
+	if _, err := c.PayoutPlans(); err != nil {
+		errs = append(errs, err)
 	}
 	c.validateSignIn(bad)
 	h := c.Highlights

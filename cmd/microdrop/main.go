@@ -43,6 +43,8 @@ Usage:
   microdrop receipt verify --keys URL|FILE RECEIPT
                                    verify a purchase receipt offline against published keys
   microdrop cue encode|detect      the audio cue codec
+  microdrop payouts run [--config F] [--data DIR]
+                                   pay creators what is due, resuming an unfinished run
   microdrop export --session S --out bundle.zip
                                    export a post-stream highlight bundle
   microdrop verify [--key FILE] bundle.zip|DIR
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReceipt(ctx, args[1:], stdout, stderr)
 	case "export":
 		return runExport(ctx, args[1:], stdout, stderr)
+	case "payouts":
+		return runPayoutsCmd(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return runVerify(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

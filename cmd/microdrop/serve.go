@@ -52,6 +52,10 @@ type Main struct {
 	Ingest   *ingest.Server
 	// Viewers is viewer sign-in and identity (serve_viewer.go).
 	Viewers *viewer.Auth
+	// Payouts runs creator payouts on schedule (payouts.go); PayoutTick
+	// is how often its scheduler looks at the clock (a minute when zero).
+	Payouts    *claims.Payouts
+	PayoutTick time.Duration
 
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string
@@ -208,6 +212,7 @@ func (m *Main) Run(ctx context.Context) error {
 			CommitTimeout:      time.Duration(m.Config.Claims.CommitTimeout),
 			Budget:             budget,
 			FeeBasisPoints:     m.Config.Payments.FeeBasisPoints,
+			Fees:               m.Config.Fees(),
 		},
 	})
 	if err != nil {
@@ -250,6 +255,10 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Mux.Handle("POST /webhooks/stripe", cards)
 		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",
 			"checkout.session.completed, checkout.session.async_payment_succeeded, checkout.session.async_payment_failed, checkout.session.expired")
+	}
+	if err := m.startPayouts(svc); err != nil {
+		_ = ln.Close()
+		return err
 	}
 	m.Mux.Handle("/api/", m.api)
 	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", m.api.ReceiptKeysHandler())
