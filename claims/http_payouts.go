@@ -24,11 +24,7 @@ func (h *Handler) WithPayouts(p *Payouts) *Handler {
 }
 
 func (h *Handler) creatorBalances(w http.ResponseWriter, r *http.Request) {
-	named := map[string]string{}
-	for id, p := range h.payouts.d.Plans {
-		named[id] = p.Currency
-	}
-	bs, err := h.svc.CreatorBalances(r.Context(), h.payouts.store, named)
+	bs, err := h.payouts.Balances(r.Context())
 	if err != nil {
 		h.fail(w, r, err)
 		return

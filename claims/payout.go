@@ -468,3 +468,40 @@ func (p *Payouts) Close() error {
 	p.wg.Wait()
 	return nil
 }
+
+// Balances is every creator's balance, the creators with a payout plan
+// included.
+func (p *Payouts) Balances(ctx context.Context) ([]CreatorBalance, error) {
+	named := map[string]string{}
+	for id, plan := range p.d.Plans {
+		named[id] = plan.Currency
+	}
+	return p.d.Service.CreatorBalances(ctx, p.store, named)
+}
+
+// Plan is a creator's payout plan.
+func (p *Payouts) Plan(creator string) (PayoutPlan, bool) {
+	plan, ok := p.d.Plans[creator]
+	return plan, ok
+}
+
+// String says a plan in words, for the dashboard.
+func (p PayoutPlan) String() string {
+	if p.Schedule == "" {
+		return "no payouts"
+	}
+	s := p.Schedule
+	switch p.Schedule {
+	case ScheduleWeekly:
+		s += " on " + p.Weekday.String()
+	case ScheduleThreshold:
+		s += " at " + formatMoney(p.ThresholdMinor, p.Currency)
+	}
+	if p.MinimumMinor > 0 {
+		s += ", minimum " + formatMoney(p.MinimumMinor, p.Currency)
+	}
+	if p.ConnectAccount != "" {
+		return s + ", Stripe Connect " + p.ConnectAccount
+	}
+	return s + ", payout file"
+}

@@ -112,6 +112,9 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	for _, ch := range s.channels {
 		v.Overlays = append(v.Overlays, templates.DashboardOverlay{Channel: ch, URL: s.OverlayURL(ch)})
 	}
+	if s.payouts != nil {
+		v.Creators = s.dashCreators(ctx)
+	}
 	ds, err := s.claims.Recent(ctx, "", 20)
 	if err != nil {
 		s.log.Warn("dashboard: list drops", "err", err)

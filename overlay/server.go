@@ -70,6 +70,9 @@ type Deps struct {
 	// Cards, when set, opens card checkouts for the claim page's "Pay by
 	// card" (claims/stripe); without it the page offers no card payment.
 	Cards claims.CardCheckout
+	// Payouts, when set, shows creators' balances on the dashboard and
+	// their statements at /dashboard/creators/{id}/statement.
+	Payouts *claims.Payouts
 }
 
 // Server serves the overlay, its WebSocket hub, the dashboard, the claim
@@ -91,6 +94,7 @@ type Server struct {
 	hub       *Hub
 	viewers   *viewer.Auth
 	cards     claims.CardCheckout
+	payouts   *claims.Payouts
 	stats     *statsSampler
 	feed      *feed
 	mux       *http.ServeMux
@@ -163,7 +167,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
 		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
-		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards,
+		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards, payouts: d.Payouts,
 		hub:    newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:  newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
 		feed:   newFeed(50),
@@ -219,6 +223,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /ws/overlay/{channel}", s.overlayWS)
 	s.mux.HandleFunc("GET /dashboard", s.dashboard)
 	s.mux.HandleFunc("GET /dashboard/live.json", s.adminGET(s.dashboardLive))
+	s.mux.HandleFunc("GET /dashboard/creators/{id}/statement", s.adminGET(s.statement))
 	s.mux.HandleFunc("POST /dashboard/login", s.login)
 	s.mux.HandleFunc("POST /dashboard/logout", s.adminForm(s.logout))
 	s.mux.HandleFunc("POST /dashboard/drops", s.adminForm(s.openDrop))
