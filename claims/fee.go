@@ -181,3 +181,14 @@ func refundOf(m Movement, currency string) int64 {
 	}
 	return n
 }
+
+// Refunded is what the refunds among a hold's movements paid back.
+func Refunded(ms []Movement, h Hold) int64 {
+	var n int64
+	for _, m := range ms {
+		if m.Kind == MoveRefund && m.HoldID == h.ID && strings.HasPrefix(m.Key, "refund:"+h.ID+":") {
+			n += refundOf(m, h.Currency)
+		}
+	}
+	return n
+}

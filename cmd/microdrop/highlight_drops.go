@@ -48,9 +48,29 @@ func (x ledgerDrops) Claims(ctx context.Context, dropID string) ([]highlight.Cla
 		return nil, err
 	}
 	out := make([]highlight.Claim, len(es))
+	paid := map[int64]claims.Hold{}
+	books, _ := x.l.(claims.Books)
+	if books != nil {
+		hs, err := books.Holds(ctx, claims.HoldFilter{DropID: dropID, State: claims.HoldPaid})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hs {
+			paid[h.Seq] = h
+		}
+	}
 	for i, e := range es {
 		out[i] = highlight.Claim{Seq: e.Seq, UserID: e.UserID, Outcome: e.Outcome, Won: e.Outcome == claims.OutcomeWon,
 			Unit: e.Unit, ArrivedAt: e.ArrivedAt, DecidedAt: e.DecidedAt, Redeemed: e.Redeemed}
+		// A claim's hold is the drop's entry: its payment and refunds
+		// carry the drop's creator and limited run through to the bundle.
+		if h, ok := paid[e.Seq]; ok {
+			ms, err := books.Movements(ctx, h.ID)
+			if err != nil {
+				return nil, err
+			}
+			out[i].PaidMinor, out[i].RefundedMinor = h.AmountMinor, claims.Refunded(ms, h)
+		}
 	}
 	return out, nil
 }

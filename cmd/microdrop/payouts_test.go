@@ -179,3 +179,28 @@ creators:
 		t.Fatalf("%d paid movements, books %+v, payout %+v", paid, rep, po)
 	}
 }
+
+// The export reads each claim's payment and refunds, so claims.csv and
+// the manifest carry paid/refunded per drop and revenue per creator.
+func TestExportReadsPaymentsOfClaims(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	d := seedPaidHold(t, data, "crea", 4500)
+	l, err := sqlite.Open(ctx, filepath.Join(data, "ledger.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	signer, _ := claims.NewTokenSigner([]byte("seed-key-0123456789abcdef"))
+	svc, err := claims.New(claims.Deps{Ledger: l, Bus: microdrop.NewMemoryBus(), Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.RefundHold(ctx, claims.Refund{Key: "r1", HoldID: claims.HoldID(d.ID, 1), AmountMinor: 500, At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := ledgerDrops{l}.Claims(ctx, d.ID)
+	if err != nil || len(cs) != 1 || cs[0].PaidMinor != 4500 || cs[0].RefundedMinor != 500 {
+		t.Fatalf("claims %+v %v", cs, err)
+	}
+}

@@ -50,6 +50,9 @@ type Claim struct {
 	ArrivedAt time.Time
 	DecidedAt time.Time
 	Redeemed  time.Time
+	// Paid is what the claim's hold was paid (0: not paid, or a free
+	// drop), Refunded what was paid back of it.
+	PaidMinor, RefundedMinor int64
 }
 
 // DropSource is what the export reads of the drops ledger.

@@ -360,9 +360,11 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 		m.Drops = append(m.Drops, x.dropResult(d, es, cues))
 		for _, e := range es {
 			rows = append(rows, []string{d.ID, strconv.FormatInt(e.Seq, 10), x.userHash(e.UserID), e.Outcome,
-				strconv.Itoa(e.Unit), rfc(e.ArrivedAt), rfc(e.DecidedAt), rfc(e.Redeemed)})
+				strconv.Itoa(e.Unit), rfc(e.ArrivedAt), rfc(e.DecidedAt), rfc(e.Redeemed),
+				d.CreatorID, d.LimitedRunID, strconv.FormatInt(e.PaidMinor, 10), strconv.FormatInt(e.RefundedMinor, 10)})
 		}
 	}
+	m.Creators = creatorRevenue(m.Drops)
 	if err := x.addImages(ctx, &m, add); err != nil {
 		return m, err
 	}
@@ -393,7 +395,8 @@ func (x *Exporter) Write(ctx context.Context, p Plan, w io.Writer, progress Prog
 
 	err := add("claims.csv", zip.Deflate, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"drop_id", "seq", "user_hash", "outcome", "unit", "arrived_at", "decided_at", "redeemed_at"})
+		_ = cw.Write([]string{"drop_id", "seq", "user_hash", "outcome", "unit", "arrived_at", "decided_at", "redeemed_at",
+			"creator_id", "limited_run_id", "paid_minor", "refunded_minor"})
 		_ = cw.WriteAll(rows)
 		return cw.Error()
 	})
@@ -553,6 +556,13 @@ func (x *Exporter) dropResult(d Drop, es []Claim, cues []CueRecord) ManifestDrop
 	}
 	if d.ClosedAt.IsZero() {
 		md.ClosedAt = time.Time{}
+	}
+	for _, e := range es {
+		if e.PaidMinor > 0 {
+			md.PaidHolds++
+			md.PaidMinor += e.PaidMinor
+			md.RefundedMinor += e.RefundedMinor
+		}
 	}
 	if d.Final && len(d.Seed) > 0 {
 		md.Seed = hex.EncodeToString(d.Seed)
@@ -795,4 +805,31 @@ func (x *Exporter) addPoster(ctx context.Context, h Highlight, add func(string, 
 		_, err := w.Write(jpg)
 		return err
 	})
+}
+
+// creatorRevenue sums the drops' payments per creator (a drop's creator,
+// else its channel) and currency.
+func creatorRevenue(ds []ManifestDrop) []ManifestCreator {
+	var out []ManifestCreator
+	idx := map[[2]string]int{}
+	for _, d := range ds {
+		if d.PaidMinor == 0 {
+			continue
+		}
+		who := d.CreatorID
+		if who == "" {
+			who = d.Channel
+		}
+		k := [2]string{who, d.Currency}
+		i, ok := idx[k]
+		if !ok {
+			out = append(out, ManifestCreator{CreatorID: who, Currency: d.Currency})
+			i = len(out) - 1
+			idx[k] = i
+		}
+		out[i].PaidMinor += d.PaidMinor
+		out[i].RefundedMinor += d.RefundedMinor
+		out[i].RevenueMinor = out[i].PaidMinor - out[i].RefundedMinor
+	}
+	return out
 }

@@ -42,6 +42,9 @@ type Manifest struct {
 	Images        []ManifestImage   `json:"images"`
 	// Stills are the evidence of each drop's moment on air.
 	Stills []ManifestStill `json:"stills,omitempty"`
+	// Creators is the revenue of the bundle's drops per creator (a drop's
+	// creator, else its channel) and currency.
+	Creators []ManifestCreator `json:"creators,omitempty"`
 	// Keys are the Ed25519 public keys (by key id) that the bundle's
 	// signatures verify with. A verifier should pin the key id it trusts:
 	// whoever rewrites a bundle can also replace these.
@@ -165,6 +168,21 @@ type ManifestDrop struct {
 	Seed       string `json:"seed,omitempty"`
 	// Image is the SHA-256 of the drop's product image in images/.
 	Image string `json:"image,omitempty"`
+	// PaidHolds are the units paid for, PaidMinor what was paid for them
+	// and RefundedMinor what was paid back since.
+	PaidHolds     int   `json:"paid_holds,omitempty"`
+	PaidMinor     int64 `json:"paid_minor,omitempty"`
+	RefundedMinor int64 `json:"refunded_minor,omitempty"`
+}
+
+// ManifestCreator is a creator's revenue from the bundle's drops: paid
+// less refunded (before the platform's fee).
+type ManifestCreator struct {
+	CreatorID     string `json:"creator_id"`
+	Currency      string `json:"currency"`
+	PaidMinor     int64  `json:"paid_minor"`
+	RefundedMinor int64  `json:"refunded_minor"`
+	RevenueMinor  int64  `json:"revenue_minor"`
 }
 
 // ManifestClip is one highlight in the bundle.
