@@ -143,7 +143,7 @@ func (p PayoutPlan) Validate() error {
 		return errors.New("minimum and threshold are minor units, not negative")
 	}
 	if p.ConnectAccount != "" && (!strings.HasPrefix(p.ConnectAccount, "acct_") || len(p.ConnectAccount) > 64 || !idPattern.MatchString(p.ConnectAccount)) {
-		return fmt.Errorf("connect_account %q must be a Stripe account id, acct_...", p.ConnectAccount)
+		return fmt.Errorf("connect_account %q must be a Stripe account id (acct_ and letters or digits)", p.ConnectAccount)
 	}
 	return nil
 }
