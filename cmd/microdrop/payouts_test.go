@@ -87,7 +87,7 @@ creators:
 	var mu sync.Mutex
 	var child *exec.Cmd
 	killed := make(chan struct{})
-	rec.OnResponse = func(r stripetest.Request) {
+	rec.OnResponse(func(r stripetest.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		if r.Path == "/v1/transfers" && child != nil {
@@ -96,7 +96,7 @@ creators:
 			child = nil
 			close(killed)
 		}
-	}
+	})
 	run := func() (string, error) {
 		cmd := exec.Command(microdropBinary(t), "payouts", "run", "--config", cfg, "--data", data)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -18,13 +18,20 @@ type Request struct {
 
 // Recorder stands between a client and stripe-mock and records every
 // call, so a test can count what was sent (stripe-mock itself keeps no
-// state to ask). OnResponse, when set, runs after stripe-mock answered
-// and before the answer goes back.
+// state to ask).
 type Recorder struct {
 	URL        string
-	OnResponse func(Request)
 	mu         sync.Mutex
+	onResponse func(Request)
 	reqs       []Request
+}
+
+// OnResponse sets f to run after stripe-mock answered a call and before
+// the answer goes back (nil: none).
+func (r *Recorder) OnResponse(f func(Request)) {
+	r.mu.Lock()
+	r.onResponse = f
+	r.mu.Unlock()
 }
 
 // Record starts a recorder in front of the stripe-mock at base.
@@ -40,7 +47,7 @@ func Record(tb testing.TB, base string) *Recorder {
 		r := Request{Method: resp.Request.Method, Path: resp.Request.URL.Path, IdempotencyKey: resp.Request.Header.Get("Idempotency-Key"), Status: resp.StatusCode}
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, r)
-		on := rec.OnResponse
+		on := rec.onResponse
 		rec.mu.Unlock()
 		if on != nil {
 			on(r)
