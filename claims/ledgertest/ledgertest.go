@@ -45,6 +45,7 @@ func tok(i int) string { return fmt.Sprintf("TOKEN%011d", i) }
 func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
 	t.Run("Books", func(t *testing.T) { runBooks(t, open) })
+	t.Run("Outbox", func(t *testing.T) { runOutbox(t, open) })
 	t.Run("CreateAndGetDrop", func(t *testing.T) {
 		l := open(t)
 		d := NewDrop("d1", 10)
