@@ -104,7 +104,9 @@ type EventDrop struct {
 	ID, Channel, SKU, LimitedRunID, CreatorID string
 }
 
-func eventID(kind, subject string) string { return "msg_" + strings.ReplaceAll(kind, ".", "_") + "_" + subject }
+func eventID(kind, subject string) string {
+	return "msg_" + strings.ReplaceAll(kind, ".", "_") + "_" + subject
+}
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {

@@ -73,7 +73,7 @@ type Ledger struct {
 	log    *slog.Logger
 	holder claims.Pseudonym
 	id     string
-	ttl  time.Duration
+	ttl    time.Duration
 	// schema scopes liveness locks (which are database-wide) to the
 	// replicas sharing these tables.
 	schema string
