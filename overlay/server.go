@@ -21,6 +21,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/webhook"
 	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -70,6 +71,10 @@ type Deps struct {
 	// Cards, when set, opens card checkouts for the claim page's "Pay by
 	// card" (claims/stripe); without it the page offers no card payment.
 	Cards claims.CardCheckout
+	// Webhooks, when set, shows the webhook endpoints on the dashboard
+	// with their delivery log, a redeliver and a re-enable action, and a
+	// notice per disabled endpoint.
+	Webhooks *webhook.Handler
 }
 
 // Server serves the overlay, its WebSocket hub, the dashboard, the claim
@@ -91,6 +96,7 @@ type Server struct {
 	hub       *Hub
 	viewers   *viewer.Auth
 	cards     claims.CardCheckout
+	webhooks  *webhook.Handler
 	stats     *statsSampler
 	feed      *feed
 	mux       *http.ServeMux
@@ -163,7 +169,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
 		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
-		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards,
+		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards, webhooks: d.Webhooks,
 		hub:    newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:  newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
 		feed:   newFeed(50),
@@ -224,6 +230,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /dashboard/drops", s.adminForm(s.openDrop))
 	s.mux.HandleFunc("POST /dashboard/drops/{id}/close", s.adminForm(s.closeDrop))
 	s.mux.HandleFunc("POST /dashboard/drops/{id}/extend", s.adminForm(s.extendDrop))
+	s.mux.HandleFunc("POST /dashboard/webhooks/{id}/enable", s.adminForm(s.enableEndpoint))
+	s.mux.HandleFunc("POST /dashboard/webhooks/{id}/deliveries/{event}/redeliver", s.adminForm(s.redeliver))
 	s.mux.HandleFunc("GET /c/{id}", s.claimPage)
 	s.mux.HandleFunc("POST /c/{id}", s.claimSubmit)
 	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/pay", s.holdPay)

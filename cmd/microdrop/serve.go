@@ -358,15 +358,14 @@ func (m *Main) healthz(w http.ResponseWriter, r *http.Request) {
 
 // alerts are the problems the dashboard shows in a banner.
 func (m *Main) alerts() []templates.DashboardAlert {
-	as := m.webhookAlerts()
 	tc := m.twitch.Load()
 	if tc == nil {
-		return as
+		return nil
 	}
 	if h := tc.Health(); !h.OK {
-		as = append(as, templates.DashboardAlert{What: "Twitch chat is not working: " + h.Reason + ".", Fix: "To fix it: " + h.Fix + "."})
+		return []templates.DashboardAlert{{What: "Twitch chat is not working: " + h.Reason + ".", Fix: "To fix it: " + h.Fix + "."}}
 	}
-	return as
+	return nil
 }
 
 func (m *Main) onClose(name string, fn func() error) {

@@ -144,7 +144,7 @@ func TestWebhooksSurviveKill9(t *testing.T) {
 		t.Fatalf("no fourth delivery in 30s; %d received", rcv.unique())
 	}
 	s.kill()
-	close(release) // the answer goes to a dead server
+	close(release)                         // the answer goes to a dead server
 	startServer(t, data, freePort(t), nil) // on the same data dir; stopped at cleanup
 	deadline := time.Now().Add(60 * time.Second)
 	for rcv.unique() < len(want) && time.Now().Before(deadline) {
