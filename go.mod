@@ -37,7 +37,10 @@ require (
 
 require github.com/stripe/stripe-go/v82 v82.5.1
 
-require golang.org/x/image v0.44.0 // indirect
+require (
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
+	golang.org/x/image v0.44.0 // indirect
+)
 
 require (
 	codeberg.org/polyfloyd/go-errorlint v1.9.1 // indirect

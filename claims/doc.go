@@ -36,6 +36,9 @@
 // payment, so a payment racing an expiry leaves one outcome. Money is the
 // double-entry Books (money.go) in the same ledger; receipts are signed
 // with Ed25519 (receipt.go). Card payments come through claims/stripe.
+// Every change of a hold, and every finished payout, writes an event to
+// the ledger's outbox in the same transaction (outbox.go); claims/webhook
+// delivers it after commit. A free drop's claims write none.
 //
 // Adapters live in subpackages named after their dependency: claims/sqlite
 // (the embedded default), claims/postgres (shared by replicas, with leases),

@@ -91,10 +91,14 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.dashboardView(r.Context())
 	v.CSRF = s.admin.CSRFToken(r)
-	if id := r.URL.Query().Get("done"); id != "" && len(id) <= 64 {
-		v.Notice = r.URL.Query().Get("what") + " " + id
-		if w := r.URL.Query().Get("what"); w != "opened" && w != "closed" && w != "extended" {
-			v.Notice = ""
+	if id := r.URL.Query().Get("done"); id != "" && len(id) <= 128 {
+		switch what := r.URL.Query().Get("what"); what {
+		case "opened", "closed", "extended":
+			v.Notice = what + " " + id
+		case "enabled":
+			v.Notice = "enabled webhook endpoint " + id + "; its failed deliveries are retried"
+		case "redelivering":
+			v.Notice = "redelivering " + id
 		}
 	}
 	render(w, r, http.StatusOK, templates.Dashboard(v))
@@ -133,6 +137,10 @@ func (s *Server) dashboardView(ctx context.Context) templates.DashboardView {
 	if s.alerts != nil {
 		v.Alerts = s.alerts()
 	}
+	var alerts []templates.DashboardAlert
+	v.Webhooks, alerts = s.dashWebhooks(ctx)
+	v.WebhooksOn = s.webhooks != nil
+	v.Alerts = append(v.Alerts, alerts...)
 	v.RTSPURL, v.WHIPURL = s.publish[0], s.publish[1]
 	return v
 }

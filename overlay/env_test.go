@@ -106,7 +106,7 @@ func newEnvWith(t *testing.T, hooks envHooks) *env {
 	if hooks.viewers != nil {
 		auth = hooks.viewers(ts.URL, mux)
 	}
-	od := overlay.Deps{Viewers: auth}
+	od := overlay.Deps{Viewers: auth, Ledger: ledger}
 	if hooks.overlay != nil {
 		hooks.overlay(svc, &od)
 	}

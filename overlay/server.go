@@ -21,6 +21,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/webhook"
 	"github.com/microdrop/microdrop/overlay/viewer"
 	"github.com/microdrop/microdrop/templates"
 )
@@ -73,6 +74,10 @@ type Deps struct {
 	// Payouts, when set, shows creators' balances on the dashboard and
 	// their statements at /dashboard/creators/{id}/statement.
 	Payouts *claims.Payouts
+	// Webhooks, when set, shows the webhook endpoints on the dashboard
+	// with their delivery log, a redeliver and a re-enable action, and a
+	// notice per disabled endpoint.
+	Webhooks *webhook.Handler
 }
 
 // Server serves the overlay, its WebSocket hub, the dashboard, the claim
@@ -95,6 +100,7 @@ type Server struct {
 	viewers   *viewer.Auth
 	cards     claims.CardCheckout
 	payouts   *claims.Payouts
+	webhooks  *webhook.Handler
 	stats     *statsSampler
 	feed      *feed
 	mux       *http.ServeMux
@@ -167,7 +173,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		claims: d.Claims, admin: d.Admin, log: log, now: d.Now, publicURL: pub,
 		keys: keys, channels: channels, grace: d.DefaultGrace, streams: d.Streams, alerts: d.Alerts, publish: [2]string{d.PublishRTSP, d.PublishWHIP}, profile: d.CueProfile,
-		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards, payouts: d.Payouts,
+		origins: d.AllowedOrigins, viewers: d.Viewers, cards: d.Cards, payouts: d.Payouts, webhooks: d.Webhooks,
 		hub:    newHub(d.Claims, entries, channels, pub, log, d.Now, d.Hub),
 		stats:  newStatsSampler(d.Claims.Metrics(), d.Gatherer, d.Now),
 		feed:   newFeed(50),
@@ -229,6 +235,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /dashboard/drops", s.adminForm(s.openDrop))
 	s.mux.HandleFunc("POST /dashboard/drops/{id}/close", s.adminForm(s.closeDrop))
 	s.mux.HandleFunc("POST /dashboard/drops/{id}/extend", s.adminForm(s.extendDrop))
+	s.mux.HandleFunc("POST /dashboard/webhooks/{id}/enable", s.adminForm(s.enableEndpoint))
+	s.mux.HandleFunc("POST /dashboard/webhooks/{id}/deliveries/{event}/redeliver", s.adminForm(s.redeliver))
 	s.mux.HandleFunc("GET /c/{id}", s.claimPage)
 	s.mux.HandleFunc("POST /c/{id}", s.claimSubmit)
 	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/pay", s.holdPay)

@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 	ctx := context.Background()
 	t.Run("Books", func(t *testing.T) { runBooks(t, open) })
 	t.Run("Payouts", func(t *testing.T) { runPayouts(t, open) })
+	t.Run("Outbox", func(t *testing.T) { runOutbox(t, open) })
 	t.Run("CreateAndGetDrop", func(t *testing.T) {
 		l := open(t)
 		d := NewDrop("d1", 10)

@@ -58,6 +58,11 @@ func post(ctx context.Context, tx pgx.Tx, m *claims.Movement) (bool, error) {
 		}
 		return false, err
 	}
+	if ev, ok := claims.PayoutOutboxEvent(*m); ok {
+		if err := writeEvents(ctx, tx, ev); err != nil {
+			return false, err
+		}
+	}
 	return true, nil
 }
 
@@ -223,7 +228,7 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 			return err
 		}
 		h.State, h.SettledAt, h.Method = claims.HoldPaid, fromNS(ns(at)), method
-		return nil
+		return l.holdEvents(ctx, tx, h.DropID, at, []string{claims.EventHoldPaid}, []claims.Hold{h})
 	})
 	return h, applied, err
 }
@@ -243,12 +248,12 @@ func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 			errs[i] = fmt.Errorf("hold %s: %w", passes[i].HoldID, claims.ErrPassNotTried)
 			continue
 		}
-		errs[i] = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error { return pass(ctx, tx, &passes[i]) })
+		errs[i] = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error { return l.pass(ctx, tx, &passes[i]) })
 	}
 	return errs
 }
 
-func pass(ctx context.Context, tx pgx.Tx, p *claims.Pass) error {
+func (l *Ledger) pass(ctx context.Context, tx pgx.Tx, p *claims.Pass) error {
 	h, err := scanHold(tx.QueryRow(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = $1 FOR UPDATE", p.HoldID))
 	if err != nil {
 		return err
@@ -276,8 +281,13 @@ func pass(ctx context.Context, tx pgx.Tx, p *claims.Pass) error {
 	if ct.RowsAffected() != 1 {
 		return fmt.Errorf("entry %s#%d is not a win: %w", h.DropID, h.Seq, claims.ErrHoldSettled)
 	}
+	kind := claims.EventHoldExpired
+	if p.State == claims.HoldReleased {
+		kind = claims.EventHoldPassed
+	}
+	h.State, h.SettledAt, h.PassedTo = p.State, p.At, to
 	if p.Next == nil {
-		return nil
+		return l.holdEvents(ctx, tx, h.DropID, p.At, []string{kind}, []claims.Hold{h})
 	}
 	n := p.Next
 	if n.DropID != h.DropID || n.PassedFrom != h.ID || n.State != claims.HoldAwaiting {
@@ -292,8 +302,10 @@ func pass(ctx context.Context, tx pgx.Tx, p *claims.Pass) error {
 	if ct.RowsAffected() != 1 {
 		return fmt.Errorf("entry %s#%d is no longer waiting: %w", n.DropID, n.Seq, claims.ErrHoldSettled)
 	}
-	_, err = tx.Exec(ctx, insertHoldSQL, holdArgs(n)...)
-	return commitErr(err)
+	if _, err = tx.Exec(ctx, insertHoldSQL, holdArgs(n)...); err != nil {
+		return commitErr(err)
+	}
+	return l.holdEvents(ctx, tx, h.DropID, p.At, []string{kind, claims.EventHoldWon}, []claims.Hold{h, *n})
 }
 
 // RedeemHold marks a paid hold picked up, once.
@@ -301,7 +313,15 @@ func (l *Ledger) RedeemHold(ctx context.Context, id string, at time.Time) (claim
 	if err := l.check(); err != nil {
 		return claims.Hold{}, err
 	}
-	h, err := scanHold(l.pool.QueryRow(ctx, "UPDATE holds SET redeemed_at = $2 WHERE id = $1 AND state = 'paid' AND redeemed_at = 0 RETURNING "+holdColumns, id, ns(at)))
+	var h claims.Hold
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var err error
+		h, err = scanHold(tx.QueryRow(ctx, "UPDATE holds SET redeemed_at = $2 WHERE id = $1 AND state = 'paid' AND redeemed_at = 0 RETURNING "+holdColumns, id, ns(at)))
+		if err != nil {
+			return err
+		}
+		return l.holdEvents(ctx, tx, h.DropID, at, []string{claims.EventPickupRedeemed}, []claims.Hold{h})
+	})
 	if err == nil {
 		return h, nil
 	}

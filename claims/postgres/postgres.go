@@ -63,14 +63,17 @@ type Options struct {
 	ReplicaID string
 	// LeaseTTL is how long a drop lease lasts without renewal (3s).
 	LeaseTTL time.Duration
+	// Holder names buyers in outbox events: the receipts' holder id.
+	Holder claims.Pseudonym
 }
 
 // Ledger is the PostgreSQL claims.Ledger.
 type Ledger struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
-	id   string
-	ttl  time.Duration
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	holder claims.Pseudonym
+	id     string
+	ttl    time.Duration
 	// schema scopes liveness locks (which are database-wide) to the
 	// replicas sharing these tables.
 	schema string
@@ -115,7 +118,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: connect to postgres: %w", redact(err))
 	}
-	l := &Ledger{pool: pool, log: o.Logger.With("component", "ledger", "ledger", "postgres"), id: o.ReplicaID, ttl: o.LeaseTTL,
+	l := &Ledger{pool: pool, log: o.Logger.With("component", "ledger", "ledger", "postgres"), holder: o.Holder, id: o.ReplicaID, ttl: o.LeaseTTL,
 		quit: make(chan struct{}), done: make(chan struct{})}
 	if err := l.migrate(ctx); err != nil {
 		pool.Close()
@@ -568,10 +571,22 @@ func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
 					return nil
 				})
 		}
-		if rest.Len() == 0 {
+		if rest.Len() > 0 {
+			if err := tx.SendBatch(ctx, rest).Close(); err != nil {
+				return err
+			}
+		}
+		if len(b.Holds) == 0 {
 			return nil
 		}
-		return tx.SendBatch(ctx, rest).Close()
+		// Only priced drops have holds: a free drop's claims write no
+		// outbox row and take no outbox lock. Events go last, so the
+		// lock is held from here to the commit only.
+		kinds := make([]string, len(b.Holds))
+		for i := range kinds {
+			kinds[i] = claims.EventHoldWon
+		}
+		return l.holdEvents(ctx, tx, b.DropID, b.Holds[0].CreatedAt, kinds, b.Holds)
 	})
 	return commitErr(err)
 }

@@ -19,7 +19,9 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	ledgertest.Run(t, func(t *testing.T) claims.Ledger { return postgres.MustOpen(t) })
+	ledgertest.Run(t, func(t *testing.T) claims.Ledger {
+		return postgres.MustOpenURL(t, postgres.TestURL(t), postgres.Options{Holder: ledgertest.Holder})
+	})
 }
 
 // Replicas starting together on an empty schema: the advisory lock lets one

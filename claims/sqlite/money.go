@@ -128,6 +128,11 @@ func post(ctx context.Context, tx *sql.Tx, m *claims.Movement) (bool, error) {
 			return false, err
 		}
 	}
+	if ev, ok := claims.PayoutOutboxEvent(*m); ok {
+		if err := writeEvents(ctx, tx, ev); err != nil {
+			return false, err
+		}
+	}
 	return true, nil
 }
 
@@ -289,7 +294,7 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 			return err
 		}
 		h.State, h.SettledAt, h.Method = claims.HoldPaid, fromNS(ns(at)), method
-		return nil
+		return l.holdEvent(ctx, tx, claims.EventHoldPaid, h, at)
 	})
 	return h, applied, err
 }
@@ -300,7 +305,7 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 	errs := make([]error, len(passes))
 	err := l.submit(ctx, len(passes), func(ctx context.Context, tx *sql.Tx) error {
-		ps, err := preparePass(ctx, tx)
+		ps, err := l.preparePass(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -329,22 +334,27 @@ func (l *Ledger) PassHolds(ctx context.Context, passes []claims.Pass) []error {
 // passStmts are the statements of a pass, prepared once per call: parsing
 // them cost more than running them when 10,000 holds fall due at once.
 type passStmts struct {
-	hold, end, passed, won, unwon, insert *sql.Stmt
+	hold, end, passed, won, unwon, insert, drop, event *sql.Stmt
+	holder                                             claims.Pseudonym
+	drops                                              map[string]claims.EventDrop
 }
 
-func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
-	ps := &passStmts{}
+func (l *Ledger) preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
+	ps := &passStmts{holder: l.holder, drops: map[string]claims.EventDrop{}}
 	for _, q := range []struct {
 		dst **sql.Stmt
 		sql string
 	}{
 		{&ps.hold, "SELECT " + holdColumns + " FROM holds WHERE id = ?"},
 		{&ps.end, `UPDATE holds SET state = ?, settled_at = ?, passed_to = ?
-			WHERE id = ? AND state = 'awaiting' AND (? OR deadline <= ?) RETURNING drop_id, seq`},
+			WHERE id = ? AND state = 'awaiting' AND (? OR deadline <= ?) RETURNING drop_id, seq, user_id, unit, amount_minor, currency, passed_from`},
 		{&ps.passed, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND outcome = ?"},
 		{&ps.won, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ? AND user_id = ? AND outcome = ?"},
 		{&ps.unwon, "UPDATE entries SET outcome = ?, unit = ? WHERE drop_id = ? AND seq = ?"},
 		{&ps.insert, "INSERT INTO holds (" + holdColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"},
+		{&ps.drop, "SELECT channel, sku, limited_run_id, creator_id FROM drops WHERE id = ?"},
+		{&ps.event, `INSERT INTO outbox (event_id, kind, drop_id, channel, created_at, body)
+			VALUES (?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING`},
 	} {
 		st, err := tx.PrepareContext(ctx, q.sql)
 		if err != nil {
@@ -357,7 +367,7 @@ func preparePass(ctx context.Context, tx *sql.Tx) (*passStmts, error) {
 }
 
 func (ps *passStmts) close() {
-	for _, st := range []*sql.Stmt{ps.hold, ps.end, ps.passed, ps.won, ps.unwon, ps.insert} {
+	for _, st := range []*sql.Stmt{ps.hold, ps.end, ps.passed, ps.won, ps.unwon, ps.insert, ps.drop, ps.event} {
 		if st != nil {
 			st.Close()
 		}
@@ -388,7 +398,9 @@ func (ps *passStmts) pass(ctx context.Context, p *claims.Pass) (refused, err err
 	}
 	var dropID string
 	var seq int64
-	err = ps.end.QueryRowContext(ctx, string(p.State), ns(p.At), to, p.HoldID, p.State == claims.HoldReleased, ns(p.At)).Scan(&dropID, &seq)
+	ended := claims.Hold{ID: p.HoldID, State: p.State, PassedTo: to}
+	err = ps.end.QueryRowContext(ctx, string(p.State), ns(p.At), to, p.HoldID, p.State == claims.HoldReleased, ns(p.At)).
+		Scan(&dropID, &seq, &ended.UserID, &ended.Unit, &ended.AmountMinor, &ended.Currency, &ended.PassedFrom)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && n != nil && dropID != n.DropID) {
 		if n != nil {
 			if _, err := ps.unwon.ExecContext(ctx, claims.OutcomeLost, -n.Seq, n.DropID, n.Seq); err != nil {
@@ -415,12 +427,37 @@ func (ps *passStmts) pass(ctx context.Context, p *claims.Pass) (refused, err err
 	} else if k, _ := res.RowsAffected(); k != 1 {
 		return nil, fmt.Errorf("entry %s#%d of hold %s is not a win", dropID, seq, p.HoldID)
 	}
+	ended.DropID, ended.Seq = dropID, seq
+	kind := claims.EventHoldExpired
+	if p.State == claims.HoldReleased {
+		kind = claims.EventHoldPassed
+	}
+	if err := ps.report(ctx, kind, ended, p.At); err != nil {
+		return nil, err
+	}
 	if n == nil {
 		return nil, nil
 	}
-	_, err = ps.insert.ExecContext(ctx, n.ID, n.DropID, n.Seq, n.UserID, n.Unit, n.AmountMinor, n.Currency, string(n.State), ns(n.CreatedAt), ns(n.Deadline),
-		ns(n.SettledAt), n.PassedFrom, n.PassedTo, n.Method, ns(n.Redeemed))
-	return nil, err
+	if _, err = ps.insert.ExecContext(ctx, n.ID, n.DropID, n.Seq, n.UserID, n.Unit, n.AmountMinor, n.Currency, string(n.State), ns(n.CreatedAt), ns(n.Deadline),
+		ns(n.SettledAt), n.PassedFrom, n.PassedTo, n.Method, ns(n.Redeemed)); err != nil {
+		return nil, err
+	}
+	return nil, ps.report(ctx, claims.EventHoldWon, *n, p.At)
+}
+
+// report writes a pass's event to the outbox.
+func (ps *passStmts) report(ctx context.Context, kind string, h claims.Hold, at time.Time) error {
+	d, ok := ps.drops[h.DropID]
+	if !ok {
+		d.ID = h.DropID
+		if err := ps.drop.QueryRowContext(ctx, h.DropID).Scan(&d.Channel, &d.SKU, &d.LimitedRunID, &d.CreatorID); err != nil {
+			return fmt.Errorf("drop %s of an event: %w", h.DropID, err)
+		}
+		ps.drops[h.DropID] = d
+	}
+	ev := claims.HoldOutboxEvent(kind, d, h, ps.holder, at)
+	_, err := ps.event.ExecContext(ctx, ev.ID, ev.Kind, ev.DropID, ev.Channel, ns(ev.CreatedAt), string(ev.Body))
+	return err
 }
 
 // RedeemHold marks a paid hold picked up, once.
@@ -441,7 +478,7 @@ func (l *Ledger) RedeemHold(ctx context.Context, id string, at time.Time) (claim
 			return err
 		}
 		h.Redeemed = fromNS(ns(at))
-		return nil
+		return l.holdEvent(ctx, tx, claims.EventPickupRedeemed, h, at)
 	})
 	return h, err
 }

@@ -112,6 +112,8 @@ type Ledger struct {
 	write *sql.DB
 	read  *sql.DB
 	log   *slog.Logger
+	// holder names buyers in outbox events (nil: no holder_id).
+	holder claims.Pseudonym
 
 	stmts map[string]*sql.Stmt // prepared on the writer connection, used only by the writer
 
@@ -132,8 +134,21 @@ type op struct {
 // MaxGroup bounds how many entries one transaction carries.
 const MaxGroup = 16384
 
+// Options tune the ledger. Zero values take defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Holder names buyers in outbox events: the receipts' holder id.
+	Holder claims.Pseudonym
+}
+
 // Open opens (creating if needed) the ledger at path.
 func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
+	return OpenWith(ctx, path, Options{Logger: log})
+}
+
+// OpenWith opens (creating if needed) the ledger at path with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Ledger, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -161,6 +176,10 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		w.Close()
 		return nil, fmt.Errorf("ledger payouts in %s: %w", path, err)
 	}
+	if _, err := w.ExecContext(ctx, outboxSchema); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ledger outbox in %s: %w", path, err)
+	}
 	var mode string
 	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
 		w.Close()
@@ -172,7 +191,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(4)
-	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), ops: make(chan *op, 1024), done: make(chan struct{}),
+	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), holder: o.Holder, ops: make(chan *op, 1024), done: make(chan struct{}),
 		stmts: map[string]*sql.Stmt{}}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
@@ -510,6 +529,20 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 			return err
 		}
 		i += n
+	}
+	if len(b.Holds) > 0 {
+		// Only priced drops have holds: a free drop's claims write no
+		// outbox row.
+		d, err := eventDrop(ctx, tx, b.DropID)
+		if err != nil {
+			return err
+		}
+		for i := range b.Holds {
+			h := &b.Holds[i]
+			if err := writeEvents(ctx, tx, claims.HoldOutboxEvent(claims.EventHoldWon, d, *h, l.holder, h.CreatedAt)); err != nil {
+				return err
+			}
+		}
 	}
 	if s := b.State; s != nil {
 		res, err := l.exec(ctx, tx, updateState, string(s.State), ns(s.ClosesAt), int64(s.Grace), ns(s.ClosedAt), s.CloseReason, b.DropID)

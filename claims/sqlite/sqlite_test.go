@@ -11,7 +11,9 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	ledgertest.Run(t, func(t *testing.T) claims.Ledger { return sqlite.MustOpen(t) })
+	ledgertest.Run(t, func(t *testing.T) claims.Ledger {
+		return sqlite.MustOpenWith(t, sqlite.Options{Holder: ledgertest.Holder})
+	})
 }
 
 func TestSurvivesReopen(t *testing.T) {

@@ -17,3 +17,14 @@ func MustOpen(tb testing.TB) *Ledger {
 	tb.Cleanup(func() { _ = l.Close() })
 	return l
 }
+
+// MustOpenWith is MustOpen with options.
+func MustOpenWith(tb testing.TB, o Options) *Ledger {
+	tb.Helper()
+	l, err := OpenWith(context.Background(), filepath.Join(tb.TempDir(), "ledger.db"), o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = l.Close() })
+	return l
+}

@@ -19,16 +19,17 @@ import (
 // or PostgreSQL shared by several replicas (postgres://...; search_path=...
 // picks a schema). leases is set only for a shared ledger: this replica then
 // decides only the drops whose lease it holds (see placement).
-func (m *Main) openLedger(ctx context.Context) (l claims.Ledger, leases claims.DropLeases, err error) {
+// Outbox events name buyers by holder, the receipts' pseudonym.
+func (m *Main) openLedger(ctx context.Context, holder claims.Pseudonym) (l claims.Ledger, leases claims.DropLeases, err error) {
 	switch dsn := m.Config.Ledger; {
 	case dsn == "":
-		l, err = sqlite.Open(ctx, filepath.Join(m.Config.Data, "ledger.db"), m.Logger)
+		l, err = sqlite.OpenWith(ctx, filepath.Join(m.Config.Data, "ledger.db"), sqlite.Options{Logger: m.Logger, Holder: holder})
 		return l, nil, err
 	case strings.HasPrefix(dsn, "sqlite:"):
-		l, err = sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite:"), m.Logger)
+		l, err = sqlite.OpenWith(ctx, strings.TrimPrefix(dsn, "sqlite:"), sqlite.Options{Logger: m.Logger, Holder: holder})
 		return l, nil, err
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		pg, err := postgres.Open(ctx, dsn, postgres.Options{Logger: m.Logger})
+		pg, err := postgres.Open(ctx, dsn, postgres.Options{Logger: m.Logger, Holder: holder})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/microdrop/microdrop/chat/twitch"
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/stripe"
+	"github.com/microdrop/microdrop/claims/webhook"
 	"github.com/microdrop/microdrop/ingest"
 	"github.com/microdrop/microdrop/ingest/highlight"
 	"github.com/microdrop/microdrop/overlay/viewer"
@@ -60,12 +61,15 @@ type Main struct {
 	// HTTPAddr is the address actually listened on (after Run).
 	HTTPAddr string
 
-	server  *http.Server
-	api     *claims.Handler
-	cards   claims.CardCheckout // nil: card payments are off
-	closers []namedCloser
-	clips   highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
-	twitch  atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
+	server *http.Server
+	api    *claims.Handler
+	cards  claims.CardCheckout // nil: card payments are off
+	// webhooks is the webhook endpoint API, nil when the ledger keeps no
+	// outbox.
+	webhooks *webhook.Handler
+	closers  []namedCloser
+	clips    highlight.ClipMaker           // the Twitch client when its token has clips:edit: set by startChat, used by startHighlights
+	twitch   atomic.Pointer[twitch.Client] // set by startChat when Twitch is on; read by /healthz and the dashboard
 	// highlights is the highlight store, set by startHighlights (after
 	// chat starts): Twitch clips made for !clip are recorded in it.
 	highlights atomic.Pointer[highlight.SQLite]
@@ -172,7 +176,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.onClose("bus", closeBus)
 	m.registerBusMetrics()
 
-	ledger, leases, err := m.openLedger(ctx)
+	receipts, err := m.receiptSigner()
+	if err != nil {
+		return err
+	}
+	ledger, leases, err := m.openLedger(ctx, receipts.HolderID)
 	if err != nil {
 		return err
 	}
@@ -188,10 +196,6 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	budget, err := m.Config.Claims.Budget.Options()
-	if err != nil {
-		return err
-	}
-	receipts, err := m.receiptSigner()
 	if err != nil {
 		return err
 	}
@@ -261,6 +265,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Mux.Handle("/api/", m.api)
+	if err := m.startWebhooks(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	m.Mux.Handle("GET /.well-known/microdrop-receipt-keys", m.api.ReceiptKeysHandler())
 	m.Mux.HandleFunc("GET /healthz", m.healthz)
 	m.Mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))

@@ -1,0 +1,92 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/microdrop/microdrop/claims"
+)
+
+var _ claims.Outbox = (*Ledger)(nil)
+
+// lockOutbox is held, per transaction, by every writer of outbox rows.
+// A sequence hands out numbers at insert, not at commit: without the lock
+// a transaction holding seq 7 could commit after another's 8 had been
+// read, and a reader tailing by seq would never see 7. Only events take
+// it — the claims of a free drop write none.
+const lockOutbox = 0x6d64_0004
+
+// writeEvents adds events to the outbox inside tx, after taking the
+// outbox lock (until commit).
+func writeEvents(ctx context.Context, tx pgx.Tx, evs ...claims.OutboxEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))", lockOutbox); err != nil {
+		return fmt.Errorf("outbox lock: %w", err)
+	}
+	b := &pgx.Batch{}
+	for _, ev := range evs {
+		b.Queue(`INSERT INTO outbox (event_id, kind, drop_id, channel, created_at, body) VALUES ($1,$2,$3,$4,$5,$6)
+			ON CONFLICT (event_id) DO NOTHING`, ev.ID, ev.Kind, ev.DropID, ev.Channel, ns(ev.CreatedAt), string(ev.Body))
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// eventDrop reads what events say about a drop, inside tx.
+func eventDrop(ctx context.Context, tx pgx.Tx, dropID string) (claims.EventDrop, error) {
+	d := claims.EventDrop{ID: dropID}
+	err := tx.QueryRow(ctx, "SELECT channel, sku, limited_run_id, creator_id FROM drops WHERE id = $1", dropID).
+		Scan(&d.Channel, &d.SKU, &d.LimitedRunID, &d.CreatorID)
+	if err != nil {
+		return d, fmt.Errorf("drop %s of an event: %w", dropID, err)
+	}
+	return d, nil
+}
+
+// holdEvents writes events about holds of one drop inside tx.
+func (l *Ledger) holdEvents(ctx context.Context, tx pgx.Tx, dropID string, at time.Time, kinds []string, hs []claims.Hold) error {
+	d, err := eventDrop(ctx, tx, dropID)
+	if err != nil {
+		return err
+	}
+	evs := make([]claims.OutboxEvent, len(hs))
+	for i := range hs {
+		evs[i] = claims.HoldOutboxEvent(kinds[i], d, hs[i], l.holder, at)
+	}
+	return writeEvents(ctx, tx, evs...)
+}
+
+// OutboxAfter lists committed events after seq.
+func (l *Ledger) OutboxAfter(ctx context.Context, after int64, limit int) ([]claims.OutboxEvent, error) {
+	if err := l.check(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := l.pool.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
+		WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []claims.OutboxEvent
+	for rows.Next() {
+		var ev claims.OutboxEvent
+		var at int64
+		var body string
+		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &at, &body); err != nil {
+			return nil, err
+		}
+		ev.CreatedAt, ev.Body = fromNS(at), []byte(body)
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
