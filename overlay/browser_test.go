@@ -181,6 +181,9 @@ func TestBrowserOverlayShowsDrop(t *testing.T) {
 		t.Fatalf("countdown shows %q seconds left, want 1..90 by the server clock", left)
 	}
 	waitFor(t, ctx, "the countdown to move", fmt.Sprintf(`document.getElementById("card").dataset.left !== %q`, left))
+	// A screenshot mid-transition (the stock bar, the card) can blur the
+	// code under a loaded machine: take it when nothing is moving.
+	waitFor(t, ctx, "no running transition", `document.getAnimations().length === 0`)
 
 	img := transparentScreenshot(t, ctx)
 	if _, _, _, a := img.At(10, 10).RGBA(); a != 0 {
