@@ -76,6 +76,10 @@ const (
 	MoveTopUp  = "top_up"
 	MovePay    = "pay"
 	MoveRefund = "refund"
+	// MoveRefundPaid books a card refund the provider accepted: refunds
+	// to provider_clearing:<provider>. Its key is the refund's key and
+	// ":paid".
+	MoveRefundPaid = "refund_paid"
 	// MovePayout starts a payout: creator:<id> to creator_transit:<id>.
 	// Its key is "payout:<payout id>".
 	MovePayout = "payout"
@@ -218,6 +222,14 @@ type Books interface {
 	// passes after a refused one are not tried (ErrPassNotTried), since
 	// they were computed from a line that did not happen.
 	PassHolds(ctx context.Context, passes []Pass) []error
+	// PostRefund applies refund m (kind MoveRefund, key
+	// "refund:<hold>:<key>") of the paid hold m.HoldID in one transaction,
+	// on conditions checked inside it: the refunds of the hold already in
+	// the books pay back prior in total (ErrRefundRaced otherwise: m was
+	// computed from books that changed since), and prior plus what m pays
+	// back is at most the hold's amount (ErrRefundTooLarge); ErrNotPaid
+	// for a hold that is not paid. A replayed m.Key reports false.
+	PostRefund(ctx context.Context, m Movement, prior int64) (bool, error)
 	// RedeemHold marks a paid hold picked up, exactly once
 	// (ErrTokenUsed for a second time).
 	RedeemHold(ctx context.Context, id string, at time.Time) (Hold, error)

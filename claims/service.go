@@ -112,7 +112,9 @@ type Service struct {
 	deciders  *deciders
 	ended     *lru.Cache[string, *Drop]
 	health    health
-	refunding sync.Mutex // one refund at a time: each reads what was refunded before it
+	// cardRefunds pays card refunds back (RefundCardsWith); nil: owed only.
+	cardRefunds   CardRefunder
+	cardRefundsMu sync.Mutex
 
 	wg        sync.WaitGroup // deciders and background work
 	quit      chan struct{}  // closed by Close

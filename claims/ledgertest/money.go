@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
 )
 
@@ -306,4 +307,147 @@ func runBooks(t *testing.T, open Opener) {
 			t.Fatalf("revenue %d for %d paid", rep.Revenue["EUR"], paid.Load())
 		}
 	})
+	t.Run("RefundsNeverExceedThePayment", func(t *testing.T) {
+		l, b := books(t, open)
+		h := paidHold(t, l, b, "rf1")
+		refund := func(key string, amount int64) claims.Movement {
+			return claims.Movement{Key: "refund:" + h.ID + ":" + key, Kind: claims.MoveRefund, HoldID: h.ID, At: t0, Postings: []claims.Posting{
+				{Account: claims.WalletAccount(h.UserID), Currency: "EUR", Amount: amount},
+				{Account: claims.CreatorAccount("creator1"), Currency: "EUR", Amount: -amount}}}
+		}
+		// Bad conditions change nothing.
+		if _, err := b.PostRefund(ctx, refund("big", 4501), 0); !errors.Is(err, claims.ErrRefundTooLarge) {
+			t.Fatalf("a refund above the payment: %v", err)
+		}
+		if _, err := b.PostRefund(ctx, refund("stale", 100), 200); !errors.Is(err, claims.ErrRefundRaced) {
+			t.Fatalf("a refund computed from other books: %v", err)
+		}
+		unpaid := refund("u", 100)
+		unpaid.Key, unpaid.HoldID = "refund:"+claims.HoldID("rf1", 2)+":u", claims.HoldID("rf1", 2)
+		if _, err := b.PostRefund(ctx, unpaid, 0); !errors.Is(err, claims.ErrNotPaid) {
+			t.Fatalf("a refund of an unpaid hold: %v", err)
+		}
+		if ms, _ := b.Movements(ctx, h.ID); len(ms) != 1 {
+			t.Fatalf("refused refunds were recorded: %+v", ms)
+		}
+		// Two refunds that together exceed the payment race (as on two
+		// replicas), each computed from the books before either: one is
+		// applied, the other refused; a replay of the winner applies nothing.
+		const tries = 10
+		for i := range tries {
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			applied := make([]bool, 2)
+			for j := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					applied[j], errs[j] = b.PostRefund(ctx, refund(fmt.Sprintf("race%d-%d", i, j), 3000), claims.Refunded(mustMovements(t, b, h.ID), h))
+				}()
+			}
+			wg.Wait()
+			won := 0
+			for j := range 2 {
+				switch {
+				case errs[j] == nil && applied[j]:
+					won++
+				case errors.Is(errs[j], claims.ErrRefundRaced), errors.Is(errs[j], claims.ErrRefundTooLarge):
+				default:
+					t.Fatalf("race %d: refund %d: applied %v, %v", i, j, applied[j], errs[j])
+				}
+			}
+			if got := claims.Refunded(mustMovements(t, b, h.ID), h); won > 1 || got > h.AmountMinor {
+				t.Fatalf("race %d: %d refunds applied, %d refunded of %d", i, won, got, h.AmountMinor)
+			}
+			if won == 1 {
+				break // the hold has 1500 left: no later pair can fit
+			}
+		}
+		if got := claims.Refunded(mustMovements(t, b, h.ID), h); got != 3000 {
+			t.Fatalf("refunded %d after the races, want exactly one of 3000", got)
+		}
+		last := mustMovements(t, b, h.ID)
+		if applied, err := b.PostRefund(ctx, last[len(last)-1], 0); err != nil || applied {
+			t.Fatalf("replay of an applied refund: %v %v", applied, err)
+		}
+		audit(t, b)
+	})
+	t.Run("ServiceRefundsRaceAcrossReplicas", func(t *testing.T) {
+		l, b := books(t, open)
+		// Two services on one ledger, as two replicas: nothing is shared
+		// between them but the ledger.
+		replicas := make([]*claims.Service, 2)
+		for i := range replicas {
+			signer, _ := claims.NewTokenSigner([]byte("replica-key-0123456789"))
+			svc, err := claims.New(claims.Deps{Ledger: l, Bus: microdrop.NewMemoryBus(), Signer: signer, Now: func() time.Time { return t0 }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			replicas[i] = svc
+		}
+		// On each of several holds of 4500, both replicas refund 3000 at
+		// once: one is paid back, the other refused, whatever the timing.
+		const holds = 5
+		for i := range holds {
+			h := paidHold(t, l, b, fmt.Sprintf("rf2-%d", i))
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for j, svc := range replicas {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _, errs[j] = svc.RefundHold(ctx, claims.Refund{Key: fmt.Sprintf("r%d", j), HoldID: h.ID, AmountMinor: 3000, At: t0})
+				}()
+			}
+			wg.Wait()
+			ok := 0
+			for j, err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case !errors.Is(err, claims.ErrRefundTooLarge):
+					t.Fatalf("hold %s replica %d: %v", h.ID, j, err)
+				}
+			}
+			if got := claims.Refunded(mustMovements(t, b, h.ID), h); ok != 1 || got != 3000 {
+				t.Fatalf("hold %s: %d refunds of 3000 accepted, %d refunded; want 1 and 3000", h.ID, ok, got)
+			}
+		}
+		audit(t, b)
+	})
+}
+
+// paidHold records a won hold of 4500 in a new drop and pays it from the
+// winner's wallet (fee 450), with a second hold left awaiting.
+func paidHold(t *testing.T, l claims.Ledger, b claims.Books, dropID string) claims.Hold {
+	t.Helper()
+	ctx := context.Background()
+	if err := l.CreateDrop(ctx, NewDrop(dropID, 2)); err != nil {
+		t.Fatal(err)
+	}
+	due := t0.Add(10 * time.Minute)
+	w1, w2 := Win(dropID, 1, "a", 1, ""), Win(dropID, 2, "b", 1, "")
+	w1.Cap, w2.Cap = 1, 1
+	h := NewHold(dropID, 1, "a", due)
+	h2 := NewHold(dropID, 2, "b", due)
+	if err := l.Commit(ctx, claims.Batch{DropID: dropID, Wins: 2, Insert: []claims.Entry{w1, w2}, Holds: []claims.Hold{h, h2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Post(ctx, TopUp("top-"+dropID, "a", 5000)); err != nil {
+		t.Fatal(err)
+	}
+	paid, _, err := b.PayHold(ctx, h.ID, claims.PayWallet, WalletPay(h, 450), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paid
+}
+
+func mustMovements(t *testing.T, b claims.Books, holdID string) []claims.Movement {
+	t.Helper()
+	ms, err := b.Movements(context.Background(), holdID)
+	if err != nil {
+		t.Error(err)
+	}
+	return ms
 }

@@ -101,6 +101,14 @@ func (l *Ledger) Movements(ctx context.Context, holdID string) ([]claims.Movemen
 	if err := l.check(); err != nil {
 		return nil, err
 	}
+	return movements(ctx, l.pool, holdID)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func movements(ctx context.Context, db querier, holdID string) ([]claims.Movement, error) {
 	q := `SELECT m.seq, m.key, m.kind, m.hold_id, m.at, p.account, p.currency, p.amount
 		FROM movements m JOIN postings p ON p.movement = m.seq`
 	var args []any
@@ -108,7 +116,7 @@ func (l *Ledger) Movements(ctx context.Context, holdID string) ([]claims.Movemen
 		q += " WHERE m.hold_id = $1"
 		args = append(args, holdID)
 	}
-	rows, err := l.pool.Query(ctx, q+" ORDER BY m.seq, p.id", args...)
+	rows, err := db.Query(ctx, q+" ORDER BY m.seq, p.id", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +239,41 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 		return l.holdEvents(ctx, tx, h.DropID, at, []string{claims.EventHoldPaid}, []claims.Hold{h})
 	})
 	return h, applied, err
+}
+
+// PostRefund posts a refund of a paid hold on the condition that the
+// hold's refunds total prior and stay within its amount. The hold row is
+// locked first, so refunds of one hold on several replicas serialize and
+// each sees the ones committed before it.
+func (l *Ledger) PostRefund(ctx context.Context, m claims.Movement, prior int64) (bool, error) {
+	if err := l.check(); err != nil {
+		return false, err
+	}
+	if err := m.Validate(); err != nil {
+		return false, err
+	}
+	var applied bool
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		h, err := scanHold(tx.QueryRow(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = $1 FOR UPDATE", m.HoldID))
+		if err != nil {
+			return err
+		}
+		ms, err := movements(ctx, tx, h.ID)
+		if err != nil {
+			return err
+		}
+		for _, x := range ms {
+			if x.Key == m.Key {
+				return nil // a replay
+			}
+		}
+		if err := claims.CheckRefund(h, ms, m, prior); err != nil {
+			return err
+		}
+		applied, err = post(ctx, tx, &m)
+		return err
+	})
+	return applied, err
 }
 
 // PassHolds ends holds and hands their units on, each pass in its own

@@ -162,6 +162,14 @@ func (l *Ledger) Balance(ctx context.Context, account, currency string) (int64, 
 
 // Movements lists movements in the order applied.
 func (l *Ledger) Movements(ctx context.Context, holdID string) ([]claims.Movement, error) {
+	return movements(ctx, l.read, holdID)
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func movements(ctx context.Context, db querier, holdID string) ([]claims.Movement, error) {
 	q := `SELECT m.seq, m.key, m.kind, m.hold_id, m.at, p.account, p.currency, p.amount
 		FROM movements m JOIN postings p ON p.movement = m.seq`
 	var args []any
@@ -169,7 +177,7 @@ func (l *Ledger) Movements(ctx context.Context, holdID string) ([]claims.Movemen
 		q += " WHERE m.hold_id = ?"
 		args = append(args, holdID)
 	}
-	rows, err := l.read.QueryContext(ctx, q+" ORDER BY m.seq, p.rowid", args...)
+	rows, err := db.QueryContext(ctx, q+" ORDER BY m.seq, p.rowid", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +305,37 @@ func (l *Ledger) PayHold(ctx context.Context, id, method string, m claims.Moveme
 		return l.holdEvent(ctx, tx, claims.EventHoldPaid, h, at)
 	})
 	return h, applied, err
+}
+
+// PostRefund posts a refund of a paid hold on the condition that the
+// hold's refunds total prior and stay within its amount. The ledger's one
+// writer serializes it with every other write.
+func (l *Ledger) PostRefund(ctx context.Context, m claims.Movement, prior int64) (bool, error) {
+	if err := m.Validate(); err != nil {
+		return false, err
+	}
+	var applied bool
+	err := l.submit(ctx, len(m.Postings), func(ctx context.Context, tx *sql.Tx) error {
+		h, err := scanHold(tx.QueryRowContext(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = ?", m.HoldID))
+		if err != nil {
+			return err
+		}
+		ms, err := movements(ctx, tx, h.ID)
+		if err != nil {
+			return err
+		}
+		for _, x := range ms {
+			if x.Key == m.Key {
+				return nil // a replay
+			}
+		}
+		if err := claims.CheckRefund(h, ms, m, prior); err != nil {
+			return err
+		}
+		applied, err = post(ctx, tx, &m)
+		return err
+	})
+	return applied, err
 }
 
 // PassHolds ends holds and hands their units on, in one transaction. Each
