@@ -11,8 +11,10 @@
 // its hold ended, or that does not match the hold's amount and currency,
 // is not credited: it is booked as owed back and refunded through the
 // API (the unit has gone on down the line; a viewer who paid late gets
-// their money back rather than someone else's unit). It never stores
-// card data: Checkout collects it on Stripe's pages.
+// their money back rather than someone else's unit). Refunds of paid
+// holds (claims.Service.RefundHold) go back through the Refund API too
+// (RefundCard), keyed by the refund. It never stores card data: Checkout
+// collects it on Stripe's pages.
 package stripe
 
 import (
@@ -191,4 +193,46 @@ func (c *Cards) refund(ctx context.Context, s stripego.CheckoutSession, p claims
 	}
 	c.log.Warn("card payment refunded", "hold", p.HoldID, "session", s.ID, "refund", rf.ID)
 	return c.svc.Refunded(ctx, p, s.ID)
+}
+
+var _ claims.CardRefunder = (*Cards)(nil)
+
+// RefundCard pays a card refund back: it reads the Checkout Session the
+// hold was paid with for its payment intent, then creates a Refund of the
+// amount against it with the refund's idempotency key, so a retried
+// refund is answered with the refund Stripe already made. Stripe accepts
+// a refund it reports succeeded or pending; failed or canceled is an
+// error (the refund stays owed).
+func (c *Cards) RefundCard(ctx context.Context, r claims.CardRefund) (string, error) {
+	if r.Provider != "stripe" || !strings.HasPrefix(r.PaymentID, "cs_") {
+		return "", fmt.Errorf("refund of hold %s: payment %s:%s is no Stripe Checkout Session", r.HoldID, r.Provider, r.PaymentID)
+	}
+	s, err := c.client.V1CheckoutSessions.Retrieve(ctx, r.PaymentID, nil)
+	if err != nil {
+		return "", fmt.Errorf("refund of hold %s: read session %s: %w", r.HoldID, r.PaymentID, err)
+	}
+	if s.PaymentIntent == nil || s.PaymentIntent.ID == "" {
+		return "", fmt.Errorf("refund of hold %s: session %s names no payment intent", r.HoldID, r.PaymentID)
+	}
+	rp := &stripego.RefundCreateParams{
+		PaymentIntent: stripego.String(s.PaymentIntent.ID),
+		Amount:        stripego.Int64(r.AmountMinor),
+		Reason:        stripego.String(string(stripego.RefundReasonRequestedByCustomer)),
+		Metadata:      map[string]string{"hold": r.HoldID, "refund": r.IdempotencyKey},
+	}
+	rp.SetIdempotencyKey(r.IdempotencyKey)
+	rf, err := c.client.V1Refunds.Create(ctx, rp)
+	if err != nil {
+		return "", fmt.Errorf("refund of hold %s: %w", r.HoldID, err)
+	}
+	switch rf.Status {
+	case stripego.RefundStatusSucceeded, stripego.RefundStatusPending:
+	default:
+		return "", fmt.Errorf("refund of hold %s: Stripe's refund %s is %s", r.HoldID, rf.ID, rf.Status)
+	}
+	if rf.Amount != r.AmountMinor {
+		return "", fmt.Errorf("refund of hold %s: Stripe's refund %s is of %d, not %d", r.HoldID, rf.ID, rf.Amount, r.AmountMinor)
+	}
+	c.log.Info("card refund made", "hold", r.HoldID, "refund", rf.ID, "payment_intent", s.PaymentIntent.ID, "amount", r.AmountMinor)
+	return rf.ID, nil
 }

@@ -255,6 +255,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		m.api.WithCards(cards)
 		m.cards = cards
+		svc.RefundCardsWith(cards) // refunds of card payments go back through Stripe
 		// Stripe calls this; the signature, not the admin token, vouches.
 		m.Mux.Handle("POST /webhooks/stripe", cards)
 		log.Info("card payments are on (Stripe Checkout); point a Stripe webhook at /webhooks/stripe", "events",
