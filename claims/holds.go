@@ -431,7 +431,15 @@ func (s *Service) AuditMoney(ctx context.Context) (MoneyReport, error) {
 	if err != nil {
 		return MoneyReport{}, err
 	}
-	return AuditMoney(ms, hs), nil
+	pb, ok := s.ledger.(PayoutBooks)
+	if !ok {
+		return AuditMoney(ms, hs), nil
+	}
+	ps, err := pb.Payouts(ctx, PayoutFilter{})
+	if err != nil {
+		return MoneyReport{}, err
+	}
+	return AuditMoneyAndPayouts(ms, hs, ps), nil
 }
 
 func formatMoney(minor int64, currency string) string {

@@ -242,6 +242,7 @@ type Books interface {
 type MoneyReport struct {
 	Movements int                         `json:"movements"`
 	Holds     int                         `json:"holds"`
+	Payouts   int                         `json:"payouts,omitempty"`
 	Totals    map[string]int64            `json:"totals"`   // per currency: 0 when balanced
 	Balances  map[string]map[string]int64 `json:"balances"` // account -> currency -> balance
 	Revenue   map[string]int64            `json:"revenue"`  // per currency: paid holds
@@ -249,12 +250,32 @@ type MoneyReport struct {
 	Problems  []string                    `json:"problems,omitempty"`
 }
 
-// AuditMoney recomputes the books from movements and holds alone.
+// AuditMoney recomputes the books from movements and holds alone: every
+// currency sums to zero, no wallet is below zero, every hold's state
+// matches its payment, and no hold's refunds pay back more than its
+// payment (nor a refund of a hold that is not paid); a card refund booked
+// paid back belongs to a refund and pays back no more than it owed.
 func AuditMoney(moves []Movement, holds []Hold) MoneyReport {
-	rep := MoneyReport{Movements: len(moves), Holds: len(holds), Totals: map[string]int64{},
+	return auditMoney(moves, holds, nil, false)
+}
+
+// AuditMoneyAndPayouts is AuditMoney that also proves the payouts against
+// their movements: a pending payout has none; in transit, exactly its
+// MovePayout; paid, its MovePayout and MovePayoutPaid; returned, none or
+// its MovePayout and MovePayoutReturned; each of its amount; and no
+// payout movement names an unknown payout.
+func AuditMoneyAndPayouts(moves []Movement, holds []Hold, payouts []Payout) MoneyReport {
+	return auditMoney(moves, holds, payouts, true)
+}
+
+func auditMoney(moves []Movement, holds []Hold, payouts []Payout, withPayouts bool) MoneyReport {
+	rep := MoneyReport{Movements: len(moves), Holds: len(holds), Payouts: len(payouts), Totals: map[string]int64{},
 		Balances: map[string]map[string]int64{}, Revenue: map[string]int64{}}
 	problem := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
 	paid := map[string][]Movement{}
+	refunds := map[string][]Movement{}
+	owed := map[string]Movement{}
+	var paidBack, payoutMoves []Movement
 	keys := map[string]bool{}
 	for _, m := range moves {
 		if keys[m.Key] {
@@ -271,8 +292,36 @@ func AuditMoney(moves []Movement, holds []Hold) MoneyReport {
 			}
 			rep.Balances[p.Account][p.Currency] += p.Amount
 		}
-		if m.Kind == MovePay && m.HoldID != "" {
+		switch {
+		case m.Kind == MovePay && m.HoldID != "":
 			paid[m.HoldID] = append(paid[m.HoldID], m)
+		case m.Kind == MoveRefund && m.HoldID != "" && strings.HasPrefix(m.Key, "refund:"+m.HoldID+":"):
+			refunds[m.HoldID] = append(refunds[m.HoldID], m)
+			owed[m.Key] = m
+		case m.Kind == MoveRefundPaid:
+			paidBack = append(paidBack, m)
+		case m.Kind == MovePayout || m.Kind == MovePayoutPaid || m.Kind == MovePayoutReturned:
+			payoutMoves = append(payoutMoves, m)
+		}
+	}
+	for _, m := range paidBack {
+		r, ok := owed[strings.TrimSuffix(m.Key, ":paid")]
+		var back, due int64
+		for _, p := range m.Postings {
+			if p.Account == AccountRefunds && p.Amount < 0 {
+				back -= p.Amount
+			}
+		}
+		for _, p := range r.Postings {
+			if p.Account == AccountRefunds && p.Amount > 0 {
+				due += p.Amount
+			}
+		}
+		switch {
+		case !ok || !strings.HasSuffix(m.Key, ":paid") || r.HoldID != m.HoldID:
+			problem("refund paid back %s belongs to no refund", m.Key)
+		case back != due:
+			problem("refund %s owed %d back but %d was paid back", r.Key, due, back)
 		}
 	}
 	for c, t := range rep.Totals {
@@ -295,11 +344,19 @@ func AuditMoney(moves []Movement, holds []Hold) MoneyReport {
 	for _, h := range holds {
 		ms := paid[h.ID]
 		delete(paid, h.ID)
+		rs := refunds[h.ID]
+		delete(refunds, h.ID)
 		if h.State != HoldPaid {
 			if len(ms) > 0 {
 				problem("hold %s is %s but has %d payments", h.ID, h.State, len(ms))
 			}
+			if len(rs) > 0 {
+				problem("hold %s is %s but has %d refunds", h.ID, h.State, len(rs))
+			}
 			continue
+		}
+		if back := Refunded(rs, h); back > h.AmountMinor {
+			problem("hold %s is paid %d %s but its refunds pay back %d", h.ID, h.AmountMinor, h.Currency, back)
 		}
 		if len(ms) != 1 {
 			problem("hold %s is paid but has %d payments", h.ID, len(ms))
@@ -319,9 +376,75 @@ func AuditMoney(moves []Movement, holds []Hold) MoneyReport {
 	for id := range paid {
 		problem("payment for unknown hold %s", id)
 	}
+	for id := range refunds {
+		problem("refund for unknown hold %s", id)
+	}
+	if withPayouts {
+		auditPayouts(payouts, payoutMoves, problem)
+	}
 	if len(rep.Problems) > 20 {
 		rep.Problems = append(rep.Problems[:20], fmt.Sprintf("... and %d more", len(rep.Problems)-20))
 	}
 	rep.Balanced = len(rep.Problems) == 0
 	return rep
+}
+
+// auditPayouts checks each payout's state against its movements.
+func auditPayouts(payouts []Payout, moves []Movement, problem func(string, ...any)) {
+	byPayout := map[string]map[string]Movement{} // payout id -> kind -> movement
+	for _, m := range moves {
+		id := strings.TrimPrefix(m.Key, "payout:")
+		switch m.Kind {
+		case MovePayoutPaid:
+			id = strings.TrimSuffix(id, ":paid")
+		case MovePayoutReturned:
+			id = strings.TrimSuffix(id, ":returned")
+		}
+		if byPayout[id] == nil {
+			byPayout[id] = map[string]Movement{}
+		}
+		byPayout[id][m.Kind] = m
+	}
+	payouts = append([]Payout(nil), payouts...)
+	sort.Slice(payouts, func(i, j int) bool { return payouts[i].ID < payouts[j].ID })
+	for _, po := range payouts {
+		ms := byPayout[po.ID]
+		delete(byPayout, po.ID)
+		_, transit := ms[MovePayout]
+		_, paid := ms[MovePayoutPaid]
+		_, returned := ms[MovePayoutReturned]
+		var ok bool
+		switch po.State {
+		case PayoutPending:
+			ok = !transit && !paid && !returned
+		case PayoutInTransit:
+			ok = transit && !paid && !returned
+		case PayoutPaid:
+			ok = transit && paid && !returned
+		case PayoutReturned:
+			ok = !paid && transit == returned
+		}
+		if !ok {
+			problem("payout %s is %s but has movements: in transit %v, paid %v, returned %v", po.ID, po.State, transit, paid, returned)
+		}
+		for kind, m := range ms {
+			var moved int64
+			for _, p := range m.Postings {
+				if p.Amount > 0 && p.Currency == po.Currency {
+					moved += p.Amount
+				}
+			}
+			if moved != po.AmountMinor {
+				problem("payout %s is of %d %s but its %s movement moves %d", po.ID, po.AmountMinor, po.Currency, kind, moved)
+			}
+		}
+	}
+	ids := make([]string, 0, len(byPayout))
+	for id := range byPayout {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		problem("payout movement for unknown payout %s", id)
+	}
 }

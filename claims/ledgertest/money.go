@@ -63,6 +63,13 @@ func audit(t *testing.T, b claims.Books) claims.MoneyReport {
 		t.Fatal(err)
 	}
 	rep := claims.AuditMoney(ms, hs)
+	if pb, ok := b.(claims.PayoutBooks); ok {
+		ps, err := pb.Payouts(ctx, claims.PayoutFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep = claims.AuditMoneyAndPayouts(ms, hs, ps)
+	}
 	if !rep.Balanced {
 		t.Fatalf("books do not balance: %v", rep.Problems)
 	}

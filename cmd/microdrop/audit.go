@@ -158,14 +158,18 @@ func auditMoney(ctx context.Context, url, data string, asJSON bool, stdout io.Wr
 		if err != nil {
 			return err
 		}
-		rep = claims.AuditMoney(ms, hs)
+		ps, err := l.Payouts(ctx, claims.PayoutFilter{})
+		if err != nil {
+			return err
+		}
+		rep = claims.AuditMoneyAndPayouts(ms, hs, ps)
 	}
 	if asJSON {
 		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return err
 		}
 	} else {
-		verdict := "BALANCED: every currency sums to zero and every hold matches its postings"
+		verdict := "BALANCED: every currency sums to zero, every hold matches its postings and refunds, every payout its movements"
 		if !rep.Balanced {
 			verdict = "NOT BALANCED"
 		}
