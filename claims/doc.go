@@ -36,9 +36,20 @@
 // payment, so a payment racing an expiry leaves one outcome. Money is the
 // double-entry Books (money.go) in the same ledger; receipts are signed
 // with Ed25519 (receipt.go). Card payments come through claims/stripe.
-// Every change of a hold, and every finished payout, writes an event to
-// the ledger's outbox in the same transaction (outbox.go); claims/webhook
-// delivers it after commit. A free drop's claims write none.
+//
+// Settlement: a paid hold credits its creator at once, less the creator's
+// fee (fee.go). A refund (RefundHold) reverses creator credit and fee in
+// proportion; the ledger checks inside the refund's own transaction that
+// a hold's refunds never pass its payment (Books.PostRefund), and a card
+// refund goes back through the provider (CardRefunder) and is booked paid
+// back only once the provider accepted it. Payouts (payout.go) move a
+// creator's balance to in transit and then paid out, each step in the
+// ledger transaction of its movement, through Stripe Connect or a payout
+// file, resumable with the payout id as idempotency key; statements
+// (statement.go) and AuditMoneyAndPayouts read them back. Every change of
+// a hold, and every finished payout, writes an event to the ledger's
+// outbox in the same transaction (outbox.go); claims/webhook delivers it
+// after commit, at least once. A free drop's claims write none.
 //
 // Adapters live in subpackages named after their dependency: claims/sqlite
 // (the embedded default), claims/postgres (shared by replicas, with leases),
