@@ -153,7 +153,9 @@ func (b *Bus) subject(e microdrop.Event) string {
 }
 
 // Publish stores the event in the stream and returns it with Seq set to its
-// stream sequence, which orders events across all replicas.
+// stream sequence, which orders events across all replicas. An event with
+// an ID is stored once per duplicate window (two minutes): publishing it
+// again returns the first one's sequence and delivers nothing.
 func (b *Bus) Publish(ctx context.Context, e microdrop.Event) (microdrop.Event, error) {
 	e.Seq = 0
 	data, err := json.Marshal(e)
@@ -165,7 +167,13 @@ func (b *Bus) Publish(ctx context.Context, e microdrop.Event) (microdrop.Event, 
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	ack, err := b.js.Publish(ctx, b.subject(e), data)
+	var opts []jetstream.PublishOpt
+	if e.ID != "" {
+		// The stream keeps one message per id within its duplicate
+		// window: a republish by the outbox relay is dropped.
+		opts = append(opts, jetstream.WithMsgID(e.ID))
+	}
+	ack, err := b.js.Publish(ctx, b.subject(e), data, opts...)
 	if err != nil {
 		return e, fmt.Errorf("bus: publish %s: %w", e.Kind, err)
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,4 +90,65 @@ func (l *Ledger) OutboxAfter(ctx context.Context, after int64, limit int) ([]cla
 		out = append(out, ev)
 	}
 	return out, rows.Err()
+}
+
+var _ claims.OutboxRelay = (*Ledger)(nil)
+
+// RelayOutbox publishes, in order, the outbox events past the relayed
+// position and moves the position past those publish accepted, in one
+// transaction holding the position row: while another replica relays it
+// returns at once with nothing done. A crash mid-round rolls the position
+// back, so the next round publishes those events again (with their ids,
+// for the bus to drop the copies).
+func (l *Ledger) RelayOutbox(ctx context.Context, limit int, publish func(claims.OutboxEvent) error) (int, error) {
+	if err := l.check(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	n := 0
+	var pubErr error
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var at int64
+		err := tx.QueryRow(ctx, "SELECT seq FROM outbox_relay WHERE name = 'bus' FOR UPDATE SKIP LOCKED").Scan(&at)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // another replica relays
+		}
+		if err != nil {
+			return fmt.Errorf("outbox relay position: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
+			WHERE seq > $1 ORDER BY seq LIMIT $2`, at, limit)
+		if err != nil {
+			return err
+		}
+		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claims.OutboxEvent, error) {
+			var ev claims.OutboxEvent
+			var created int64
+			var body string
+			err := r.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &created, &body)
+			ev.CreatedAt, ev.Body = fromNS(created), []byte(body)
+			return ev, err
+		})
+		if err != nil {
+			return err
+		}
+		last := at
+		for _, ev := range evs {
+			if pubErr = publish(ev); pubErr != nil {
+				break
+			}
+			last, n = ev.Seq, n+1
+		}
+		if last == at {
+			return nil
+		}
+		_, err = tx.Exec(ctx, "UPDATE outbox_relay SET seq = $1 WHERE name = 'bus'", last)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, pubErr
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/claims/webhook"
@@ -44,4 +45,19 @@ func (m *Main) openWebhookStore(ctx context.Context) (*webhook.Store, error) {
 		return webhook.OpenPostgresStore(ctx, dsn, owner)
 	}
 	return webhook.OpenStore(ctx, filepath.Join(m.Config.Data, "webhooks.db"))
+}
+
+// startRelay, in scale-out (a shared bus), publishes to the bus the hold
+// events the ledger's outbox holds past the last relayed one, so a replica
+// killed between its commit and its publish loses none; the bus drops the
+// copies of events the service did publish (they carry the same id).
+func (m *Main) startRelay() {
+	src, ok := m.Ledger.(claims.OutboxRelay)
+	books, isBooks := m.Ledger.(claims.Books)
+	if !ok || !isBooks || m.Config.Bus == "" {
+		return
+	}
+	r := claims.NewRelay(src, books.Hold, m.Bus, m.Logger, time.Second)
+	r.Start()
+	m.onClose("outbox relay", r.Close)
 }
