@@ -19,7 +19,9 @@ type downBus struct{ microdrop.Bus }
 
 var errDown = errors.New("bus down")
 
-func (downBus) Publish(_ context.Context, e microdrop.Event) (microdrop.Event, error) { return e, errDown }
+func (downBus) Publish(_ context.Context, e microdrop.Event) (microdrop.Event, error) {
+	return e, errDown
+}
 
 // quiet fails if s receives anything within d.
 func quiet(t *testing.T, s *microdrop.Subscription, d time.Duration) {
