@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,11 +23,42 @@ type OutboxRelay interface {
 	RelayOutbox(ctx context.Context, limit int, publish func(OutboxEvent) error) (int, error)
 }
 
-// Relay publishes the outbox's hold events to the bus after commit, each
-// with the id the service's own publish carries (BusEventID), so a bus that
-// dedupes (JetStream's Nats-Msg-Id) delivers each once whether the service
-// published it before a crash or not. The wins' bus events (drop.claimed)
-// are not in the outbox and are not relayed.
+// WinRelay is a ledger whose wins are published to the bus by a relay,
+// tailing each recent drop's entries by arrival seq (no row is written per
+// claim: only the relay's position per drop, by the relay).
+type WinRelay interface {
+	// RelayWins passes each recent drop's decided wins past its relayed
+	// seq to publish, in seq order, stopping a drop at its first entry
+	// not decided yet, and moves the positions past those it accepted.
+	// While another replica relays it does nothing.
+	RelayWins(ctx context.Context, limit int, publish func(WinEvent) error) (int, error)
+}
+
+// WinEvent is a win as the relay reads it from the entries.
+type WinEvent struct {
+	DropID, Channel string
+	Seq             int64
+	UserID, Login   string
+	Unit            int
+	DecidedAt       time.Time
+	// Remaining is the drop's stock when relayed (the service's own
+	// event has the stock right after the win; the overlay keeps the
+	// lower).
+	Remaining int
+}
+
+// WinEventID is the id of the drop.claimed event of the entry seq of a
+// drop, the same from the decider and from the relay.
+func WinEventID(dropID string, seq int64) string {
+	return "win_" + dropID + "_" + strconv.FormatInt(seq, 10)
+}
+
+// Relay publishes to the bus after commit what the ledger holds past the
+// last relayed position: the outbox's hold events and, with a WinRelay,
+// the wins (drop.claimed). Each carries the id the service's own publish
+// carries (BusEventID, WinEventID), so a bus that dedupes (JetStream's
+// Nats-Msg-Id) delivers each once whether the service published it before
+// a crash or not.
 type Relay struct {
 	src   OutboxRelay
 	holds func(ctx context.Context, id string) (Hold, error)
@@ -51,11 +83,35 @@ func NewRelay(src OutboxRelay, holds func(ctx context.Context, id string) (Hold,
 	return &Relay{src: src, holds: holds, bus: bus, log: log.With("component", "outbox-relay"), poll: poll}
 }
 
-// Step relays what the outbox holds past the relayed position (up to a
-// thousand events) and returns how many outbox events it moved past.
+// Step relays what the outbox and the wins hold past the relayed
+// positions (up to a thousand of each) and returns how many outbox events
+// and wins it moved past.
 func (r *Relay) Step(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	n, err := r.outbox(ctx)
+	if err != nil {
+		return n, err
+	}
+	wr, ok := r.src.(WinRelay)
+	if !ok {
+		return n, nil
+	}
+	for range 10 {
+		m, err := wr.RelayWins(ctx, 100, func(w WinEvent) error {
+			_, err := r.bus.Publish(ctx, microdrop.Event{ID: WinEventID(w.DropID, w.Seq), Kind: microdrop.Claimed, Channel: w.Channel, DropID: w.DropID, At: w.DecidedAt,
+				Claim: &microdrop.ClaimView{UserID: w.UserID, Login: w.Login, Outcome: OutcomeWon, Units: w.Unit, Remaining: w.Remaining}})
+			return err
+		})
+		n += m
+		if err != nil || m < 100 {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (r *Relay) outbox(ctx context.Context) (int, error) {
 	total := 0
 	for range 10 {
 		n, err := r.src.RelayOutbox(ctx, 100, func(ev OutboxEvent) error {
