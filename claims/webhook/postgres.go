@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 	error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS webhook_attempts_by_event ON webhook_attempts (endpoint_id, event_id);
+CREATE TABLE IF NOT EXISTS webhook_addresses (
+	hold_id TEXT PRIMARY KEY,
+	address TEXT NOT NULL,
+	updated_at BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS webhook_lease (
 	name TEXT PRIMARY KEY,
 	owner TEXT NOT NULL,

@@ -233,4 +233,23 @@ func TestPostgresLeaseFences(t *testing.T) {
 	if err := b.store.Record(ctx, d, at, ""); err != nil {
 		t.Fatal(err)
 	}
+	// A shipping address given on one replica is read on the other (the
+	// worker adds it to fulfilment deliveries), and saving it again
+	// replaces it; a bad one is refused and changes nothing.
+	addr := claims.ShippingAddress{Line1: "Hauptstr. 5", City: "Berlin", PostalCode: "10115", Country: "de"}
+	for _, line := range []string{"Hauptstr. 5", "Hauptstr. 7"} {
+		addr.Line1 = line
+		if err := a.h.SetShippingAddress(ctx, "r1-1", addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.h.SetShippingAddress(ctx, "r1-1", claims.ShippingAddress{Line1: "x", City: "y", PostalCode: "1", Country: "Germany"}); err == nil {
+		t.Fatal("a bad country was accepted")
+	}
+	if got, err := b.h.ShippingAddress(ctx, "r1-1"); err != nil || got == nil || got.Line1 != "Hauptstr. 7" || got.Country != "DE" {
+		t.Fatalf("the other replica reads %+v %v", got, err)
+	}
+	if got, err := b.h.ShippingAddress(ctx, "r1-2"); err != nil || got != nil {
+		t.Fatalf("a hold without an address: %+v %v", got, err)
+	}
 }

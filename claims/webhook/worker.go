@@ -357,13 +357,17 @@ func (w *Worker) send(ctx context.Context, ep Endpoint, d Delivery, now time.Tim
 	if err != nil {
 		return 0, 0, fmt.Errorf("endpoint secret: %w", err)
 	}
-	sig, err := wh.Sign(d.EventID, now, d.Body)
+	body, err := w.bodyFor(ctx, ep, d)
+	if err != nil {
+		return 0, 0, err
+	}
+	sig, err := wh.Sign(d.EventID, now, body)
 	if err != nil {
 		return 0, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.o.AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(d.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, fmt.Errorf("request: %w", err)
 	}
