@@ -83,8 +83,13 @@ func NewRelay(src OutboxRelay, holds func(ctx context.Context, id string) (Hold,
 	return &Relay{src: src, holds: holds, bus: bus, log: log.With("component", "outbox-relay"), poll: poll}
 }
 
+// A round relays at most relayPages pages of relayPage events (wins: per
+// drop), so it keeps up with a burst of wins well inside the bus's
+// two-minute duplicate window.
+const relayPage, relayPages = 500, 20
+
 // Step relays what the outbox and the wins hold past the relayed
-// positions (up to a thousand of each) and returns how many outbox events
+// positions (up to relayPages pages of relayPage each) and returns how many outbox events
 // and wins it moved past.
 func (r *Relay) Step(ctx context.Context) (int, error) {
 	r.mu.Lock()
@@ -97,14 +102,14 @@ func (r *Relay) Step(ctx context.Context) (int, error) {
 	if !ok {
 		return n, nil
 	}
-	for range 10 {
-		m, err := wr.RelayWins(ctx, 100, func(w WinEvent) error {
+	for range relayPages {
+		m, err := wr.RelayWins(ctx, relayPage, func(w WinEvent) error {
 			_, err := r.bus.Publish(ctx, microdrop.Event{ID: WinEventID(w.DropID, w.Seq), Kind: microdrop.Claimed, Channel: w.Channel, DropID: w.DropID, At: w.DecidedAt,
 				Claim: &microdrop.ClaimView{UserID: w.UserID, Login: w.Login, Outcome: OutcomeWon, Units: w.Unit, Remaining: w.Remaining}})
 			return err
 		})
 		n += m
-		if err != nil || m < 100 {
+		if err != nil || m < relayPage {
 			return n, err
 		}
 	}
@@ -113,8 +118,8 @@ func (r *Relay) Step(ctx context.Context) (int, error) {
 
 func (r *Relay) outbox(ctx context.Context) (int, error) {
 	total := 0
-	for range 10 {
-		n, err := r.src.RelayOutbox(ctx, 100, func(ev OutboxEvent) error {
+	for range relayPages {
+		n, err := r.src.RelayOutbox(ctx, relayPage, func(ev OutboxEvent) error {
 			e, ok, err := r.busEvent(ctx, ev)
 			if err != nil || !ok {
 				return err
@@ -123,7 +128,7 @@ func (r *Relay) outbox(ctx context.Context) (int, error) {
 			return err
 		})
 		total += n
-		if err != nil || n < 100 {
+		if err != nil || n < relayPage {
 			return total, err
 		}
 	}
