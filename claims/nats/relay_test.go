@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"sync"
 	"testing"
@@ -394,4 +395,46 @@ func TestFanOutDropsRepeatedIDs(t *testing.T) {
 		t.Fatalf("want %s then %s, got %s then %s", ev.ID, other.ID, got[0].ID, got[1].ID)
 	}
 	quiet(t, sub, 300*time.Millisecond)
+}
+
+// BenchmarkRelayWins: one op relays a drop's 2,000 committed wins from
+// Postgres to NATS JetStream (tailing entries, one publish each, awaiting
+// its ack), as after a replica died before publishing them.
+func BenchmarkRelayWins(b *testing.B) {
+	ctx := context.Background()
+	u := postgres.TestURL(b)
+	bus := open(b, natstest.BusURL(b))
+	l := postgres.MustOpenURL(b, u, postgres.Options{})
+	relay := claims.NewRelay(l, l.Hold, bus, nil, 0)
+	const wins = 2000
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		id := fmt.Sprintf("bench%d", i)
+		d := ledgertest.NewDrop(id, wins)
+		d.PriceMinor = 0
+		if err := l.CreateDrop(ctx, d); err != nil {
+			b.Fatal(err)
+		}
+		es := make([]claims.Entry, wins)
+		for j := range es {
+			es[j] = ledgertest.Win(id, int64(j+1), fmt.Sprintf("u%d", j), 1, fmt.Sprintf("TOKEN%s%07d", id, j))
+		}
+		if err := l.Commit(ctx, claims.Batch{DropID: id, Wins: wins, Insert: es}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		n := 0
+		for n < wins {
+			m, err := relay.Step(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m == 0 {
+				b.Fatalf("relayed %d of %d", n, wins)
+			}
+			n += m
+		}
+	}
+	b.ReportMetric(float64(wins*b.N)/b.Elapsed().Seconds(), "wins/s")
 }
