@@ -26,6 +26,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	identity  Identity     // who web claims are for (identity.go)
 	cards     CardCheckout // nil: card payments off
+	addresses AddressBook  // nil: no shipping addresses
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the

@@ -107,7 +107,7 @@ func (s *Server) holdView(ctx context.Context, d *claims.Drop, h claims.Hold, ca
 	if (h.State == claims.HoldExpired || h.State == claims.HoldReleased) && h.PassedTo == "" {
 		v.Message = strings.TrimSuffix(v.Message, ": the unit passed on to the next viewer in line.") + ": nobody was waiting, so the unit stays unsold."
 	}
-	if s.webhooks != nil && shippable(h) {
+	if s.webhooks != nil && h.Shippable() {
 		v.AddressURL = holdPath(d.ID, h.ID, "address")
 		a, err := s.webhooks.ShippingAddress(ctx, h.ID)
 		if err != nil {
@@ -118,12 +118,6 @@ func (s *Server) holdView(ctx context.Context, d *claims.Drop, h claims.Hold, ca
 		}
 	}
 	return v, nil
-}
-
-// shippable: a hold awaiting payment, or paid and not picked up, may be
-// given a shipping address.
-func shippable(h claims.Hold) bool {
-	return h.State == claims.HoldAwaiting || h.State == claims.HoldPaid && h.Redeemed.IsZero()
 }
 
 // holdAddress saves the shipping address of the viewer's own hold. It goes
@@ -137,7 +131,7 @@ func (s *Server) holdAddress(w http.ResponseWriter, r *http.Request) {
 		s.renderHoldError(w, r, v, microdrop.Errorf(microdrop.ENOTFOUND, "this server ships nothing: it has no fulfilment webhooks"))
 		return
 	}
-	if !shippable(h) {
+	if !h.Shippable() {
 		s.renderHoldError(w, r, v, microdrop.Errorf(microdrop.ECONFLICT, "this unit can no longer be shipped: it is %s", h.State))
 		return
 	}

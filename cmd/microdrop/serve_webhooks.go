@@ -27,6 +27,7 @@ func (m *Main) startWebhooks(ctx context.Context) error {
 	// The worker stops before the store and the ledger close.
 	m.onClose("webhooks", w.Close)
 	m.webhooks = webhook.NewHandler(st, w, ob, m.Admin)
+	m.api.WithAddresses(m.webhooks)
 	m.Mux.Handle("/api/webhooks/", m.webhooks)
 	return nil
 }
