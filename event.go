@@ -36,7 +36,13 @@ const (
 // Highlight and Cue for theirs.
 type Event struct {
 	// Seq is assigned by the Bus: strictly increasing per bus.
-	Seq     uint64    `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// ID, when set, names the fact the event reports, the same on every
+	// publish of it (the outbox event's id for hold events): a bus that
+	// dedupes keeps one (JetStream's Nats-Msg-Id, within its duplicate
+	// window), so the outbox relay may publish again what the service
+	// already published.
+	ID      string    `json:"id,omitempty"`
 	Kind    Kind      `json:"kind"`
 	Channel string    `json:"channel"`
 	DropID  string    `json:"drop_id,omitempty"`

@@ -689,7 +689,7 @@ func (dc *decider) award(cr *claimReq, now time.Time, job *commitJob) {
 	job.wins++
 	job.insert = append(job.insert, e)
 	job.replies = append(job.replies, pendingReply{cr: cr, entry: len(job.insert) - 1, res: res})
-	job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
+	job.events = append(job.events, microdrop.Event{ID: WinEventID(dc.d.ID, e.Seq), Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 		Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: unit, Remaining: dc.d.Remaining}})
 }
 
@@ -866,7 +866,7 @@ func (dc *decider) draw(now time.Time, job *commitJob) {
 				e.ExpiresAt = now.Add(dc.s.opts.TokenTTL).UTC()
 			}
 			job.wins++
-			job.events = append(job.events, microdrop.Event{Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
+			job.events = append(job.events, microdrop.Event{ID: WinEventID(dc.d.ID, e.Seq), Kind: microdrop.Claimed, Channel: dc.d.Channel, DropID: dc.d.ID, At: now,
 				Claim: &microdrop.ClaimView{UserID: e.UserID, Login: e.Login, Outcome: OutcomeWon, Units: 1, Remaining: dc.d.Remaining}})
 		} else {
 			e.Outcome = OutcomeLost

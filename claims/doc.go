@@ -49,7 +49,12 @@
 // (statement.go) and AuditMoneyAndPayouts read them back. Every change of
 // a hold, and every finished payout, writes an event to the ledger's
 // outbox in the same transaction (outbox.go); claims/webhook delivers it
-// after commit, at least once. A free drop's claims write none.
+// after commit, at least once. A free drop's claims write none. In
+// scale-out the Relay (relay.go) publishes to the bus, after commit, the
+// hold events past the outbox's relayed position and the wins past each
+// recent drop's relayed entry seq, with the ids the service's own
+// publishes carry (BusEventID, WinEventID), so a replica killed between
+// commit and publish loses none and a bus that dedupes delivers each once.
 //
 // Adapters live in subpackages named after their dependency: claims/sqlite
 // (the embedded default), claims/postgres (shared by replicas, with leases),

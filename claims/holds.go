@@ -283,7 +283,27 @@ func (t *holdTimer) retryLater(dropID string, ids []string, now time.Time) {
 }
 
 func holdEvent(kind microdrop.Kind, d *Drop, h Hold, login string, at time.Time) microdrop.Event {
-	return microdrop.Event{Kind: kind, Channel: d.Channel, DropID: d.ID, At: at, Hold: h.View(login)}
+	return microdrop.Event{ID: BusEventID(kind, h.ID), Kind: kind, Channel: d.Channel, DropID: d.ID, At: at, Hold: h.View(login)}
+}
+
+// BusEventID is the id of the bus event of kind about hold: the id of the
+// outbox event reporting the same fact, so the service's publish after
+// commit and the outbox relay's (RelayOutbox) are one message to a bus
+// that dedupes. HoldPassed tells the next holder of their hold, which the
+// outbox reports as that hold's hold.won; HoldReleased is the outbox's
+// hold.passed.
+func BusEventID(kind microdrop.Kind, hold string) string {
+	switch kind {
+	case microdrop.HoldPaid:
+		return eventID(EventHoldPaid, hold)
+	case microdrop.HoldExpired:
+		return eventID(EventHoldExpired, hold)
+	case microdrop.HoldReleased:
+		return eventID(EventHoldPassed, hold)
+	case microdrop.HoldPassed:
+		return eventID(EventHoldWon, hold)
+	}
+	return ""
 }
 
 // View is what subscribers may see of a hold.

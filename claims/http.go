@@ -27,6 +27,7 @@ type Handler struct {
 	identity  Identity     // who web claims are for (identity.go)
 	cards     CardCheckout // nil: card payments off
 	payouts   *Payouts     // nil: creator money routes off
+	addresses AddressBook  // nil: no shipping addresses
 }
 
 // NewHandler returns the API handler. publicURL is where viewers reach the

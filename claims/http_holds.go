@@ -16,6 +16,7 @@ func (h *Handler) holdRoutes() {
 	h.mux.HandleFunc("GET /api/holds/{id}", h.adminOnly(h.getHold))
 	h.mux.HandleFunc("POST /api/holds/{id}/pay", h.adminOnly(h.payHold))
 	h.mux.HandleFunc("POST /api/holds/{id}/release", h.adminOnly(h.releaseHold))
+	h.mux.HandleFunc("PUT /api/holds/{id}/address", h.adminOnly(h.holdAddress))
 	h.mux.HandleFunc("POST /api/wallets/{user}/topup", h.adminOnly(h.topUp))
 	h.mux.HandleFunc("GET /api/wallets/{user}", h.adminOnly(h.wallet))
 	h.mux.HandleFunc("GET /api/money/audit", h.adminOnly(h.moneyAudit))
@@ -171,4 +172,60 @@ func (h *Handler) holdSummary(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	microdrop.WriteJSON(w, http.StatusOK, sum)
+}
+
+// AddressBook keeps holders' shipping addresses for fulfilment webhooks
+// (claims/webhook). It never hands one back to the API.
+type AddressBook interface {
+	SetShippingAddress(ctx context.Context, holdID string, a ShippingAddress) error
+}
+
+// WithAddresses lets holders give a shipping address (PUT
+// /api/holds/{id}/address); without it the route answers 404.
+func (h *Handler) WithAddresses(a AddressBook) *Handler {
+	h.addresses = a
+	return h
+}
+
+// HoldAddressBody is a holder's shipping address for their hold; the
+// admin token vouches for user_id, whose hold it must be.
+type HoldAddressBody struct {
+	UserID  string           `json:"user_id"`
+	Address *ShippingAddress `json:"address"`
+}
+
+// Shippable reports whether a shipping address may be given for h: it
+// awaits payment, or is paid and not picked up.
+func (h Hold) Shippable() bool {
+	return h.State == HoldAwaiting || h.State == HoldPaid && h.Redeemed.IsZero()
+}
+
+func (h *Handler) holdAddress(w http.ResponseWriter, r *http.Request) {
+	if h.addresses == nil {
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.ENOTFOUND, "this server ships nothing: it has no fulfilment webhooks"))
+		return
+	}
+	var b HoldAddressBody
+	if err := microdrop.DecodeJSON(w, r, &b); err != nil {
+		microdrop.WriteError(w, err)
+		return
+	}
+	if b.Address == nil {
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.EINVALID, "address is required: line1, city, postal_code and country at least"))
+		return
+	}
+	hold, err := h.svc.HoldFor(r.Context(), r.PathValue("id"), b.UserID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if !hold.Shippable() {
+		microdrop.WriteError(w, microdrop.Errorf(microdrop.ECONFLICT, "this unit can no longer be shipped: it is %s", hold.State))
+		return
+	}
+	if err := h.addresses.SetShippingAddress(r.Context(), hold.ID, *b.Address); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -2,14 +2,17 @@ package claims_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/claims"
+	"github.com/microdrop/microdrop/claims/webhook"
 )
 
 func TestHoldsAPI(t *testing.T) {
@@ -104,5 +107,78 @@ func TestHoldsAPI(t *testing.T) {
 	}
 	if st, _ := c.do("GET", "/api/drops/"+id+"/holds", "", ""); st != 401 {
 		t.Fatalf("hold summary without admin: %d", st)
+	}
+}
+
+// PUT /api/holds/{id}/address: the admin vouches for the viewer, whose
+// hold it must be; a bad address is refused and saves nothing; nothing in
+// the API hands an address back.
+func TestHoldAddressAPI(t *testing.T) {
+	f := newFixture(t, claims.Options{})
+	st, err := webhook.OpenStore(t.Context(), filepath.Join(t.TempDir(), "webhooks.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	wh := webhook.NewHandler(st, webhook.NewWorker(webhook.Deps{Outbox: f.ledger, Store: st}), f.ledger, microdrop.Admin{Token: adminToken})
+	off := claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil)
+	h := claims.NewHandler(f.svc, microdrop.Admin{Token: adminToken}, "http://localhost:8080", nil).WithAddresses(wh)
+	mux := http.NewServeMux()
+	mux.Handle("/api/", h)
+	mux.Handle("/off/", http.StripPrefix("/off", off))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c := apiClient{t, srv.URL}
+	code, body := c.do("POST", "/api/drops", adminToken, `{"channel":"streamer","sku":"hoodie","stock":2,"price_minor":4500,"currency":"EUR","duration":"90s","policy":"fcfs","pay":["wallet"],"pay_window":"10m"}`)
+	if code != 201 {
+		t.Fatalf("open: %d %v", code, body)
+	}
+	drop := body["drop"].(map[string]any)["id"].(string)
+	holds := map[string]string{}
+	for _, u := range []string{"ann", "ben"} {
+		code, won := c.do("POST", "/api/drops/"+drop+"/claims", adminToken, `{"user_id":"`+u+`","login":"`+u+`"}`)
+		if code != 200 || won["hold_id"] == nil {
+			t.Fatalf("claim by %s: %d %v", u, code, won)
+		}
+		holds[u] = won["hold_id"].(string)
+	}
+	addr := `"address":{"recipient":"Ann","line1":"Hauptstr. 5","city":"Berlin","postal_code":"10115","country":"de"}`
+	path := "/api/holds/" + holds["ann"] + "/address"
+	for _, tc := range []struct {
+		name, path, auth, body string
+		want                   int
+	}{
+		{"without the admin token", path, "", `{"user_id":"ann",` + addr + `}`, 401},
+		{"with a wrong token", path, "nope", `{"user_id":"ann",` + addr + `}`, 401},
+		{"for another viewer's hold", path, adminToken, `{"user_id":"ben",` + addr + `}`, 404},
+		{"for an unknown hold", "/api/holds/nope-1/address", adminToken, `{"user_id":"ann",` + addr + `}`, 404},
+		{"without an address", path, adminToken, `{"user_id":"ann"}`, 400},
+		{"without a city", path, adminToken, `{"user_id":"ann","address":{"line1":"x","postal_code":"1","country":"DE"}}`, 400},
+		{"with a bidi override", path, adminToken, `{"user_id":"ann","address":{"line1":"x\u202e","city":"y","postal_code":"1","country":"DE"}}`, 400},
+		{"with an unknown field", path, adminToken, `{"user_id":"ann","adress":{}}`, 400},
+		{"on a server without webhooks", "/off" + path, adminToken, `{"user_id":"ann",` + addr + `}`, 404},
+	} {
+		if code, body := c.do("PUT", tc.path, tc.auth, tc.body); code != tc.want {
+			t.Errorf("address %s: %d %v, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	if a, err := wh.ShippingAddress(t.Context(), holds["ann"]); err != nil || a != nil {
+		t.Fatalf("a refused address was saved: %+v %v", a, err)
+	}
+	if code, body := c.do("PUT", path, adminToken, `{"user_id":"ann",`+addr+`}`); code != 204 || body != nil {
+		t.Fatalf("ann's address: %d %v, want 204 and no body", code, body)
+	}
+	if a, err := wh.ShippingAddress(t.Context(), holds["ann"]); err != nil || a == nil || a.Line1 != "Hauptstr. 5" || a.Country != "DE" {
+		t.Fatalf("saved address: %+v %v", a, err)
+	}
+	if _, got := c.do("GET", "/api/holds/"+holds["ann"]+"?user_id=ann", adminToken, ""); strings.Contains(fmt.Sprint(got), "Hauptstr") {
+		t.Fatalf("the hold API shows the address: %v", got)
+	}
+	// A released hold ships nothing.
+	if code, _ := c.do("POST", "/api/holds/"+holds["ben"]+"/release", adminToken, `{"user_id":"ben"}`); code != 200 {
+		t.Fatalf("release: %d", code)
+	}
+	if code, _ := c.do("PUT", "/api/holds/"+holds["ben"]+"/address", adminToken, `{"user_id":"ben",`+addr+`}`); code != 409 {
+		t.Fatalf("address for a released hold: %d, want 409", code)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/microdrop/microdrop"
 )
 
 // Outbox event kinds: what the ledger reports, in the same transaction as
@@ -92,6 +94,47 @@ type EventData struct {
 	RedeemedAt   *time.Time `json:"redeemed_at,omitempty"`
 	PayoutID     string     `json:"payout_id,omitempty"`
 	Provider     string     `json:"provider,omitempty"`
+	// ShippingAddress is set only in deliveries to an endpoint marked for
+	// fulfilment, and only when the holder gave one; the outbox row never
+	// holds it.
+	ShippingAddress *ShippingAddress `json:"shipping_address,omitempty"`
+}
+
+// ShippingAddress is where a holder wants their unit sent. The holder
+// alone gives it and sees it; it goes to fulfilment endpoints only.
+type ShippingAddress struct {
+	Recipient  string `json:"recipient,omitempty"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2,omitempty"`
+	City       string `json:"city"`
+	PostalCode string `json:"postal_code"`
+	Region     string `json:"region,omitempty"`
+	// Country is the ISO 3166-1 alpha-2 code, e.g. "DE".
+	Country string `json:"country"`
+}
+
+// Check refuses an address missing a required line or holding anything
+// but plain text, with a message that names the field.
+func (a *ShippingAddress) Check() error {
+	a.Country = strings.ToUpper(strings.TrimSpace(a.Country))
+	for _, f := range []struct {
+		name     string
+		v        *string
+		required bool
+	}{{"recipient", &a.Recipient, false}, {"line1", &a.Line1, true}, {"line2", &a.Line2, false}, {"city", &a.City, true},
+		{"postal_code", &a.PostalCode, true}, {"region", &a.Region, false}} {
+		*f.v = strings.TrimSpace(*f.v)
+		if f.required && *f.v == "" {
+			return microdrop.Errorf(microdrop.EINVALID, "shipping address: %s is required", f.name)
+		}
+		if err := microdrop.CheckText("shipping address "+f.name, *f.v, 100); err != nil {
+			return err
+		}
+	}
+	if len(a.Country) != 2 || a.Country[0] < 'A' || a.Country[0] > 'Z' || a.Country[1] < 'A' || a.Country[1] > 'Z' {
+		return microdrop.Errorf(microdrop.EINVALID, "shipping address: country must be a two-letter ISO code, like DE or US")
+	}
+	return nil
 }
 
 // Pseudonym names a creator's buyer without naming them: the holder id of

@@ -107,7 +107,41 @@ func (s *Server) holdView(ctx context.Context, d *claims.Drop, h claims.Hold, ca
 	if (h.State == claims.HoldExpired || h.State == claims.HoldReleased) && h.PassedTo == "" {
 		v.Message = strings.TrimSuffix(v.Message, ": the unit passed on to the next viewer in line.") + ": nobody was waiting, so the unit stays unsold."
 	}
+	if s.webhooks != nil && h.Shippable() {
+		v.AddressURL = holdPath(d.ID, h.ID, "address")
+		a, err := s.webhooks.ShippingAddress(ctx, h.ID)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			v.ShipTo = &templates.ShipTo{Recipient: a.Recipient, Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, Region: a.Region, Country: a.Country}
+		}
+	}
 	return v, nil
+}
+
+// holdAddress saves the shipping address of the viewer's own hold. It goes
+// to fulfilment webhook endpoints only; nobody else sees it.
+func (s *Server) holdAddress(w http.ResponseWriter, r *http.Request) {
+	v, h, _, ok := s.holdAction(w, r)
+	if !ok {
+		return
+	}
+	if s.webhooks == nil {
+		s.renderHoldError(w, r, v, microdrop.Errorf(microdrop.ENOTFOUND, "this server ships nothing: it has no fulfilment webhooks"))
+		return
+	}
+	if !h.Shippable() {
+		s.renderHoldError(w, r, v, microdrop.Errorf(microdrop.ECONFLICT, "this unit can no longer be shipped: it is %s", h.State))
+		return
+	}
+	a := claims.ShippingAddress{Recipient: r.PostFormValue("recipient"), Line1: r.PostFormValue("line1"), Line2: r.PostFormValue("line2"),
+		City: r.PostFormValue("city"), PostalCode: r.PostFormValue("postal_code"), Region: r.PostFormValue("region"), Country: r.PostFormValue("country")}
+	if err := s.webhooks.SetShippingAddress(r.Context(), h.ID, a); err != nil {
+		s.renderHoldError(w, r, v, err)
+		return
+	}
+	s.seeClaimPage(w, r, v.DropID)
 }
 
 // minutes says a duration in ms the way a viewer reads it.

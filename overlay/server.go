@@ -241,6 +241,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /c/{id}", s.claimSubmit)
 	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/pay", s.holdPay)
 	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/release", s.holdRelease)
+	s.mux.HandleFunc("POST /c/{id}/holds/{hold}/address", s.holdAddress)
 	s.mux.HandleFunc("GET /c/{id}/holds/{hold}/receipt.svg", s.holdReceiptQR)
 	s.mux.HandleFunc("GET /receipt", s.receiptPage)
 	s.mux.HandleFunc("GET /redeem", s.redeemPage)

@@ -2,6 +2,7 @@ package overlay_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -266,4 +267,166 @@ func TestDashboardWebhooks(t *testing.T) {
 	if len(log) != 2 || log[0].State != webhook.Delivered || log[1].State != webhook.Delivered {
 		t.Fatalf("after enabling, every delivery should be delivered: %+v", log)
 	}
+}
+
+// bodyReceiver keeps every delivery's body.
+type bodyReceiver struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (b *bodyReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	b.bodies = append(b.bodies, string(body))
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (b *bodyReceiver) all() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.bodies, "\n")
+}
+
+// A holder may give a shipping address for their own hold on the claim
+// page; only they see it, and only an endpoint marked for fulfilment gets
+// it, in the deliveries about that hold.
+func TestShippingAddress(t *testing.T) {
+	ctx := context.Background()
+	clock := &testClock{t: time.Now()}
+	rs, err := claims.NewReceiptSigner([]byte("holder-secret-0123456789"), []byte("receipt-seed-0123456789abcdef012"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *webhook.Handler
+	var worker *webhook.Worker
+	e := newEnvWith(t, envHooks{
+		claims: func(cd *claims.Deps) { cd.Now, cd.Receipts = clock.Now, rs },
+		overlay: func(_ *claims.Service, od *overlay.Deps) {
+			od.Now = clock.Now
+			ob := od.Ledger.(claims.Outbox)
+			st, err := webhook.OpenStore(ctx, filepath.Join(t.TempDir(), "webhooks.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			worker = webhook.NewWorker(webhook.Deps{Outbox: ob, Store: st, Now: clock.Now})
+			h = webhook.NewHandler(st, worker, ob, microdrop.NewAdmin(testAdminTok, false, nil))
+			od.Webhooks = h
+		}})
+	shop, other := &bodyReceiver{}, &bodyReceiver{}
+	for _, r := range []struct {
+		rc         *bodyReceiver
+		fulfilment bool
+	}{{shop, true}, {other, false}} {
+		ts := httptest.NewServer(r.rc)
+		t.Cleanup(ts.Close)
+		u, f := ts.URL, r.fulfilment
+		if _, err := h.Create(ctx, webhook.EndpointBody{URL: &u, Kinds: claims.EventKinds, Fulfilment: &f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dr := e.openDrop(`{"channel":"streamer","sku":"hoodie","title":"Hoodie","stock":1,"price_minor":4500,"currency":"EUR","duration":"60s","policy":"fcfs","pay":["wallet"],"pay_window":"10m"}`)
+	page := e.ts.URL + "/c/" + dr.Drop.ID
+	ann, ben := newBrowser(t), newBrowser(t)
+	annCSRF := ann.csrf(page)
+	code, body := ann.post(page, url.Values{"csrf": {annCSRF}})
+	m := regexp.MustCompile(`action="(/c/[^/"]+/holds/([^/"]+)/address)"`).FindStringSubmatch(body)
+	if code != http.StatusOK || m == nil || !strings.Contains(body, "Have it shipped (optional)") {
+		t.Fatalf("ann's hold should offer a shipping address: %d\n%s", code, body)
+	}
+	addrURL, holdID := e.ts.URL+m[1], m[2]
+	if err := worker.Step(ctx); err != nil { // hold.won goes out before any address
+		t.Fatal(err)
+	}
+
+	good := url.Values{"csrf": {annCSRF}, "recipient": {"Ann Example"}, "line1": {"Hauptstr. 5"}, "city": {"Berlin"}, "postal_code": {"10115"}, "country": {"de"}}
+	with := func(k, v string) url.Values {
+		out := url.Values{}
+		for key, vs := range good {
+			out[key] = vs
+		}
+		out.Set(k, v)
+		return out
+	}
+	benCSRF := ben.csrf(page)
+	for _, tc := range []struct {
+		name string
+		b    *viewerBrowser
+		form url.Values
+		want int
+		says string
+	}{
+		{"without a viewer session", newBrowser(t), good, http.StatusUnauthorized, "sign in first"},
+		{"without the CSRF token", ann, with("csrf", "00ff"), http.StatusForbidden, "stale"},
+		{"by another viewer", ben, with("csrf", benCSRF), http.StatusNotFound, "no such hold"},
+		{"without a street", ann, with("line1", " "), http.StatusBadRequest, "line1 is required"},
+		{"with a country name", ann, with("country", "Germany"), http.StatusBadRequest, "two-letter ISO code"},
+		{"with a control character", ann, with("city", "Ber\u202elin"), http.StatusBadRequest, "control, bidi or invisible"},
+		{"too long", ann, with("line2", strings.Repeat("x", 101)), http.StatusBadRequest, "longer than 100"},
+	} {
+		if code, body := tc.b.post(addrURL, tc.form); code != tc.want || !strings.Contains(body, tc.says) {
+			t.Errorf("address %s: %d, want %d saying %q", tc.name, code, tc.want, tc.says)
+		}
+	}
+	if a, err := h.ShippingAddress(ctx, holdID); err != nil || a != nil {
+		t.Fatalf("a refused address was saved: %+v %v", a, err)
+	}
+	code, body = ann.post(addrURL, good)
+	if code != http.StatusOK || !strings.Contains(body, `<span id="ship-to">Hauptstr. 5, 10115 Berlin, DE</span>`) {
+		t.Fatalf("ann's page should show her address: %d\n%s", code, body)
+	}
+	// Nobody else sees it: not ben's claim page, not the dashboard.
+	if _, body := ben.get(page); strings.Contains(body, "Hauptstr") || strings.Contains(body, "Ann Example") {
+		t.Fatal("ben's claim page shows ann's address")
+	}
+	jar, _ := cookiejar.New(nil)
+	admin := &http.Client{Jar: jar}
+	resp, err := admin.PostForm(e.ts.URL+"/dashboard/login", url.Values{"token": {testAdminTok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dash, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(dash), `id="webhooks"`) || strings.Contains(string(dash), "Hauptstr") {
+		t.Fatal("the dashboard shows a holder's address")
+	}
+
+	if _, err := e.svc.TopUp(ctx, "t1", holdOwner(t, e, holdID), "admin", 5000, "EUR", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := ann.post(strings.TrimSuffix(addrURL, "/address")+"/pay", url.Values{"csrf": {annCSRF}, "method": {"wallet"}}); code != http.StatusOK || !strings.Contains(body, `data-state="paid"`) {
+		t.Fatalf("pay: %d\n%s", code, body)
+	}
+	if err := worker.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var paid claims.EventBody
+	for _, b := range strings.Split(shop.all(), "\n") {
+		if strings.Contains(b, `"hold.paid"`) {
+			if err := json.Unmarshal([]byte(b), &paid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if a := paid.Data.ShippingAddress; a == nil || *a != (claims.ShippingAddress{Recipient: "Ann Example", Line1: "Hauptstr. 5", City: "Berlin", PostalCode: "10115", Country: "DE"}) || paid.Data.HoldID != holdID {
+		t.Fatalf("the fulfilment endpoint's hold.paid should carry the address: %+v\n%s", paid.Data, shop.all())
+	}
+	if o := other.all(); !strings.Contains(o, `"hold.paid"`) || strings.Contains(o, "Hauptstr") || strings.Contains(o, "shipping_address") {
+		t.Fatalf("an endpoint not marked for fulfilment got the address (or no hold.paid):\n%s", o)
+	}
+	if strings.Contains(strings.Split(shop.all(), "\n")[0], "Hauptstr") {
+		t.Fatal("the hold.won sent before the address was given carries it")
+	}
+}
+
+// holdOwner is the user id holding holdID.
+func holdOwner(t *testing.T, e *env, holdID string) string {
+	t.Helper()
+	h, err := e.svc.Books().Hold(context.Background(), holdID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.UserID
 }

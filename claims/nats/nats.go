@@ -7,8 +7,10 @@
 // deciding a drop (claims.Forwarder), over core NATS request-reply.
 //
 // It must never be the record of anything: the ledger is. A publish that
-// fails after a commit loses only the event (subscribers resync from a
-// snapshot), never the claim.
+// fails after a commit loses only that publish, never the claim: the
+// outbox relay (claims.Relay) publishes the wins and hold events again
+// from the ledger with the same Nats-Msg-Id, which the stream dedupes;
+// other events are resynced from a snapshot.
 package nats
 
 import (
@@ -22,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -53,7 +56,13 @@ type Bus struct {
 	mu   sync.Mutex
 	subs map[*microdrop.Subscription]struct{}
 	last uint64 // stream sequence of the last event fanned out
+	// seen holds the ids of the latest events fanned out, to drop a
+	// repeat the stream did not.
+	seen *lru.Cache[string, struct{}]
 }
+
+// seenIDs is how many event ids a replica remembers to drop repeats.
+const seenIDs = 1 << 16
 
 var (
 	_ microdrop.Bus    = (*Bus)(nil)
@@ -115,7 +124,8 @@ func Open(ctx context.Context, servers string, o Options) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("bus: JetStream stream %s: %w (is JetStream enabled? nats-server -js)", o.Stream, err)
 	}
-	b := &Bus{nc: nc, js: js, opts: o, log: log, stream: stream, subs: map[*microdrop.Subscription]struct{}{}}
+	seen, _ := lru.New[string, struct{}](seenIDs) // a positive size never fails
+	b := &Bus{nc: nc, js: js, opts: o, log: log, stream: stream, subs: map[*microdrop.Subscription]struct{}{}, seen: seen}
 	// One ordered consumer per replica, fanned out in memory: every local
 	// subscriber sees the stream's order.
 	cons, err := js.OrderedConsumer(ctx, o.Stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
@@ -153,7 +163,9 @@ func (b *Bus) subject(e microdrop.Event) string {
 }
 
 // Publish stores the event in the stream and returns it with Seq set to its
-// stream sequence, which orders events across all replicas.
+// stream sequence, which orders events across all replicas. An event with
+// an ID is stored once per duplicate window (two minutes): publishing it
+// again returns the first one's sequence and delivers nothing.
 func (b *Bus) Publish(ctx context.Context, e microdrop.Event) (microdrop.Event, error) {
 	e.Seq = 0
 	data, err := json.Marshal(e)
@@ -165,7 +177,13 @@ func (b *Bus) Publish(ctx context.Context, e microdrop.Event) (microdrop.Event, 
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
-	ack, err := b.js.Publish(ctx, b.subject(e), data)
+	var opts []jetstream.PublishOpt
+	if e.ID != "" {
+		// The stream keeps one message per id within its duplicate
+		// window: a republish by the outbox relay is dropped.
+		opts = append(opts, jetstream.WithMsgID(e.ID))
+	}
+	ack, err := b.js.Publish(ctx, b.subject(e), data, opts...)
 	if err != nil {
 		return e, fmt.Errorf("bus: publish %s: %w", e.Kind, err)
 	}
@@ -195,6 +213,15 @@ func (b *Bus) fanOut(m jetstream.Msg) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.last = e.Seq
+	if e.ID != "" {
+		// A copy the stream kept because it came after its duplicate
+		// window (the relay republished late): local subscribers get the
+		// event once.
+		if _, dup := b.seen.Get(e.ID); dup {
+			return
+		}
+		b.seen.Add(e.ID, struct{}{})
+	}
 	for s := range b.subs {
 		s.Deliver(e)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/microdrop/microdrop/claims/nats/natstest"
 )
 
-func open(t *testing.T, url string) *mdnats.Bus {
+func open(t testing.TB, url string) *mdnats.Bus {
 	t.Helper()
 	servers, o, err := mdnats.ParseURL(url)
 	if err != nil {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,4 +90,163 @@ func (l *Ledger) OutboxAfter(ctx context.Context, after int64, limit int) ([]cla
 		out = append(out, ev)
 	}
 	return out, rows.Err()
+}
+
+var _ claims.OutboxRelay = (*Ledger)(nil)
+
+// RelayOutbox publishes, in order, the outbox events past the relayed
+// position and moves the position past those publish accepted, in one
+// transaction holding the position row: while another replica relays it
+// returns at once with nothing done. A crash mid-round rolls the position
+// back, so the next round publishes those events again (with their ids,
+// for the bus to drop the copies).
+func (l *Ledger) RelayOutbox(ctx context.Context, limit int, publish func(claims.OutboxEvent) error) (int, error) {
+	if err := l.check(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	n := 0
+	var pubErr error
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var at int64
+		err := tx.QueryRow(ctx, "SELECT seq FROM outbox_relay WHERE name = 'bus' FOR UPDATE SKIP LOCKED").Scan(&at)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // another replica relays
+		}
+		if err != nil {
+			return fmt.Errorf("outbox relay position: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
+			WHERE seq > $1 ORDER BY seq LIMIT $2`, at, limit)
+		if err != nil {
+			return err
+		}
+		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claims.OutboxEvent, error) {
+			var ev claims.OutboxEvent
+			var created int64
+			var body string
+			err := r.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &created, &body)
+			ev.CreatedAt, ev.Body = fromNS(created), []byte(body)
+			return ev, err
+		})
+		if err != nil {
+			return err
+		}
+		last := at
+		for _, ev := range evs {
+			if pubErr = publish(ev); pubErr != nil {
+				break
+			}
+			last, n = ev.Seq, n+1
+		}
+		if last == at {
+			return nil
+		}
+		_, err = tx.Exec(ctx, "UPDATE outbox_relay SET seq = $1 WHERE name = 'bus'", last)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, pubErr
+}
+
+var _ claims.WinRelay = (*Ledger)(nil)
+
+// winRelayRecent is how long after its close a drop's wins are still
+// relayed.
+const winRelayRecent = time.Hour
+
+// RelayWins publishes, per live or recently closed drop, the wins past its
+// relayed seq, in seq order, stopping at the drop's first entry not
+// decided yet (a raffle's, until the draw), in one transaction holding the
+// relay's lock row: while another replica relays it returns at once. A win
+// handed on from an ended hold is skipped (the bus reports it as
+// hold.passed, from the outbox). It returns how many entries it moved past.
+func (l *Ledger) RelayWins(ctx context.Context, limit int, publish func(claims.WinEvent) error) (int, error) {
+	if err := l.check(); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	n := 0
+	var pubErr error
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var lock int64
+		err := tx.QueryRow(ctx, "SELECT seq FROM outbox_relay WHERE name = 'wins' FOR UPDATE SKIP LOCKED").Scan(&lock)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // another replica relays
+		}
+		if err != nil {
+			return fmt.Errorf("win relay lock: %w", err)
+		}
+		type drop struct {
+			id, channel string
+			remaining   int
+			at          int64
+		}
+		rows, err := tx.Query(ctx, `SELECT d.id, d.channel, d.remaining, COALESCE(r.seq, 0) FROM drops d LEFT JOIN win_relay r ON r.drop_id = d.id
+			WHERE d.state IN `+liveStates+` OR d.closes_at > $1`, ns(time.Now().Add(-winRelayRecent)))
+		if err != nil {
+			return err
+		}
+		drops, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (drop, error) {
+			var d drop
+			return d, r.Scan(&d.id, &d.channel, &d.remaining, &d.at)
+		})
+		if err != nil {
+			return err
+		}
+		for _, d := range drops {
+			rows, err := tx.Query(ctx, `SELECT e.seq, e.user_id, e.login, e.unit, e.outcome, e.decided_at, COALESCE(h.passed_from, '')
+				FROM entries e LEFT JOIN holds h ON h.drop_id = e.drop_id AND h.seq = e.seq
+				WHERE e.drop_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3`, d.id, d.at, limit)
+			if err != nil {
+				return err
+			}
+			type entry struct {
+				w             claims.WinEvent
+				outcome, from string
+			}
+			es, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (entry, error) {
+				var e entry
+				var decided int64
+				err := r.Scan(&e.w.Seq, &e.w.UserID, &e.w.Login, &e.w.Unit, &e.outcome, &decided, &e.from)
+				e.w.DropID, e.w.Channel, e.w.Remaining, e.w.DecidedAt = d.id, d.channel, d.remaining, fromNS(decided)
+				return e, err
+			})
+			if err != nil {
+				return err
+			}
+			last := d.at
+			for _, e := range es {
+				if e.outcome == claims.OutcomeEntered {
+					break // undecided: its draw comes later
+				}
+				if (e.outcome == claims.OutcomeWon || e.outcome == claims.OutcomePassed) && e.from == "" {
+					if pubErr = publish(e.w); pubErr != nil {
+						break
+					}
+				}
+				last, n = e.w.Seq, n+1
+			}
+			if last != d.at {
+				if _, err := tx.Exec(ctx, `INSERT INTO win_relay (drop_id, seq) VALUES ($1, $2)
+					ON CONFLICT (drop_id) DO UPDATE SET seq = EXCLUDED.seq`, d.id, last); err != nil {
+					return err
+				}
+			}
+			if pubErr != nil {
+				return nil // keep what was published; the rest next round
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, pubErr
 }

@@ -16,9 +16,19 @@
 // event waits while an earlier one is pending. Time is the injected clock,
 // so tests drive the 72-hour schedule.
 //
-// Endpoints, queues and the delivery log live in the Store (SQLite in the
-// data dir). The admin API (Handler) manages endpoints — the secret is
-// shown once, at creation — and shows the log with a redeliver action.
+// Endpoints, queues and the delivery log live in the Store: SQLite in the
+// data dir for a single node, or, with the shared Postgres ledger, tables
+// in its database (webhook_*), which every replica sees. There one
+// replica at a time delivers: the holder of the delivery lease, a row
+// renewed every LeaseTTL/3 and taken over only once it has lapsed (or was
+// given up at shutdown). Every write the worker makes (queueing, recording
+// an attempt) checks the lease in its transaction, holding the row FOR
+// SHARE, so a replica that lost the lease records nothing; an attempt it
+// had already sent is sent again by the new holder with the same
+// webhook-id (at least once, duplicates only across a failover). The
+// admin API (Handler) manages endpoints — the secret is shown once, at
+// creation — and shows the log with a redeliver action; it works on any
+// replica.
 //
 // It must never deliver an event to an endpoint of another channel, never
 // send a user id, name or email (events carry the receipts' pseudonymous

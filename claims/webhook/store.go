@@ -70,13 +70,19 @@ type Attempt struct {
 // ErrNotFound is an unknown endpoint or delivery.
 var ErrNotFound = &microdrop.Error{Code: microdrop.ENOTFOUND, Message: "no such webhook endpoint or delivery"}
 
-// Store keeps endpoints, their queues and the delivery log in SQLite.
+// Store keeps endpoints, their queues and the delivery log: in SQLite
+// (webhooks.db in the data dir) for a single node, or in the Postgres
+// database of a shared ledger, where every replica sees the same
+// endpoints, queues and log, and one replica at a time — the holder of
+// the delivery lease (Lead) — delivers.
 type Store struct {
-	db *sql.DB
+	db conn
+	// owner names this replica in the delivery lease (Postgres only).
+	owner string
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS endpoints (
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
 	id TEXT PRIMARY KEY,
 	channel TEXT NOT NULL,
 	url TEXT NOT NULL,
@@ -89,8 +95,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
 	created_at INTEGER NOT NULL,
 	cursor INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS deliveries (
-	endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+	endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
 	seq INTEGER NOT NULL,
 	event_id TEXT NOT NULL,
 	kind TEXT NOT NULL,
@@ -105,10 +111,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	delivered_at INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (endpoint_id, seq)
 );
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (endpoint_id, drop_id, seq) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (endpoint_id, drop_id, seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS webhook_attempts (
 	id INTEGER PRIMARY KEY AUTOINCREMENT,
-	endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+	endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints (id) ON DELETE CASCADE,
 	event_id TEXT NOT NULL,
 	n INTEGER NOT NULL,
 	at INTEGER NOT NULL,
@@ -116,21 +122,26 @@ CREATE TABLE IF NOT EXISTS attempts (
 	latency_ns INTEGER NOT NULL,
 	error TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (endpoint_id, event_id);
+CREATE INDEX IF NOT EXISTS webhook_attempts_by_event ON webhook_attempts (endpoint_id, event_id);
+CREATE TABLE IF NOT EXISTS webhook_addresses (
+	hold_id TEXT PRIMARY KEY,
+	address TEXT NOT NULL,
+	updated_at INTEGER NOT NULL
+);
 `
 
-// OpenStore opens (creating) the store at path.
+// OpenStore opens (creating) the SQLite store at path.
 func OpenStore(ctx context.Context, path string) (*Store, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("webhook store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; reads are small
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("webhook store schema in %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: conn{DB: db}}, nil
 }
 
 // Close closes the store.
@@ -173,14 +184,14 @@ func scanEndpoint(r scanner) (Endpoint, error) {
 // outbox is now (from), so it gets events from its creation on.
 func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint) error {
 	kinds, _ := json.Marshal(e.Kinds)
-	_, err := s.db.ExecContext(ctx, "INSERT INTO endpoints ("+endpointColumns+") VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+	_, err := s.db.ExecContext(ctx, "INSERT INTO webhook_endpoints ("+endpointColumns+") VALUES (?,?,?,?,?,?,?,?,?,?,?)",
 		e.ID, e.Channel, e.URL, e.Secret, string(kinds), e.Fulfilment, e.Disabled, e.DisabledReason, ns(e.DisabledAt), ns(e.CreatedAt), e.Cursor)
 	return err
 }
 
 // Endpoints lists endpoints, oldest first.
 func (s *Store) Endpoints(ctx context.Context) ([]Endpoint, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+endpointColumns+" FROM endpoints ORDER BY created_at, id")
+	rows, err := s.db.QueryContext(ctx, "SELECT "+endpointColumns+" FROM webhook_endpoints ORDER BY created_at, id")
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +209,7 @@ func (s *Store) Endpoints(ctx context.Context) ([]Endpoint, error) {
 
 // Endpoint returns one endpoint.
 func (s *Store) Endpoint(ctx context.Context, id string) (Endpoint, error) {
-	return scanEndpoint(s.db.QueryRowContext(ctx, "SELECT "+endpointColumns+" FROM endpoints WHERE id = ?", id))
+	return scanEndpoint(s.db.QueryRowContext(ctx, "SELECT "+endpointColumns+" FROM webhook_endpoints WHERE id = ?", id))
 }
 
 // UpdateEndpoint saves url, kinds, fulfilment and the disabled state. An
@@ -211,18 +222,18 @@ func (s *Store) UpdateEndpoint(ctx context.Context, e Endpoint, now time.Time) e
 	}
 	defer func() { _ = tx.Rollback() }()
 	var was bool
-	if err := tx.QueryRowContext(ctx, "SELECT disabled FROM endpoints WHERE id = ?", e.ID).Scan(&was); errors.Is(err, sql.ErrNoRows) {
+	if err := tx.QueryRowContext(ctx, "SELECT disabled FROM webhook_endpoints WHERE id = ?", e.ID).Scan(&was); errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
 	} else if err != nil {
 		return err
 	}
 	kinds, _ := json.Marshal(e.Kinds)
-	if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET url = ?, kinds = ?, fulfilment = ?, disabled = ?, disabled_reason = ?, disabled_at = ?
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET url = ?, kinds = ?, fulfilment = ?, disabled = ?, disabled_reason = ?, disabled_at = ?
 		WHERE id = ?`, e.URL, string(kinds), e.Fulfilment, e.Disabled, e.DisabledReason, ns(e.DisabledAt), e.ID); err != nil {
 		return err
 	}
 	if was && !e.Disabled {
-		if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', first_at = 0, next_at = ? WHERE endpoint_id = ? AND state = 'failed'`,
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET state = 'pending', first_at = 0, next_at = ? WHERE endpoint_id = ? AND state = 'failed'`,
 			ns(now), e.ID); err != nil {
 			return err
 		}
@@ -232,7 +243,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, e Endpoint, now time.Time) e
 
 // DeleteEndpoint removes an endpoint with its queue and log.
 func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM endpoints WHERE id = ?", id)
+	res, err := s.db.ExecContext(ctx, "DELETE FROM webhook_endpoints WHERE id = ?", id)
 	if err != nil {
 		return err
 	}
@@ -243,20 +254,24 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 }
 
 // Enqueue adds deliveries to an endpoint's queue and moves its cursor to
-// cursor, in one transaction.
+// cursor, in one transaction, only while this replica holds the delivery
+// lease (ErrNotLeader otherwise).
 func (s *Store) Enqueue(ctx context.Context, endpointID string, cursor int64, ds []Delivery) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
+	if err := s.fence(ctx, tx); err != nil {
+		return err
+	}
 	for _, d := range ds {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (endpoint_id, seq, event_id, kind, drop_id, body, state, next_at)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (endpoint_id, seq, event_id, kind, drop_id, body, state, next_at)
 			VALUES (?,?,?,?,?,?,'pending',?) ON CONFLICT DO NOTHING`, endpointID, d.Seq, d.EventID, d.Kind, d.DropID, string(d.Body), ns(d.NextAt)); err != nil {
 			return err
 		}
 	}
-	res, err := tx.ExecContext(ctx, "UPDATE endpoints SET cursor = ? WHERE id = ? AND cursor < ?", cursor, endpointID, cursor)
+	res, err := tx.ExecContext(ctx, "UPDATE webhook_endpoints SET cursor = ? WHERE id = ? AND cursor < ?", cursor, endpointID, cursor)
 	if err != nil {
 		return err
 	}
@@ -302,9 +317,9 @@ func (s *Store) deliveries(ctx context.Context, q string, args ...any) ([]Delive
 // per drop).
 func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Delivery, error) {
 	cols := "d." + strings.ReplaceAll(deliveryColumns, ", ", ", d.")
-	return s.deliveries(ctx, "SELECT "+cols+` FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-		WHERE d.state = 'pending' AND e.disabled = 0 AND d.next_at <= ?
-		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.drop_id = d.drop_id
+	return s.deliveries(ctx, "SELECT "+cols+` FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		WHERE d.state = 'pending' AND NOT e.disabled AND d.next_at <= ?
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.drop_id = d.drop_id
 			AND p.state = 'pending' AND p.seq < d.seq)
 		ORDER BY d.next_at, d.seq LIMIT ?`, ns(now), limit)
 }
@@ -313,22 +328,26 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Delivery, 
 // none is).
 func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 	var n sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT min(d.next_at) FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-		WHERE d.state = 'pending' AND e.disabled = 0
-		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.drop_id = d.drop_id
+	err := s.db.QueryRowContext(ctx, `SELECT min(d.next_at) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		WHERE d.state = 'pending' AND NOT e.disabled
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.drop_id = d.drop_id
 			AND p.state = 'pending' AND p.seq < d.seq)`).Scan(&n)
 	return fromNS(n.Int64), err
 }
 
 // Record saves an attempt and the delivery's new state, and disables its
-// endpoint with reason when that is set, in one transaction.
+// endpoint with reason when that is set, in one transaction, only while
+// this replica holds the delivery lease (ErrNotLeader otherwise).
 func (s *Store) Record(ctx context.Context, d Delivery, a Attempt, disable string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, first_at = ?, next_at = ?, last_status = ?, last_error = ?, delivered_at = ?
+	if err := s.fence(ctx, tx); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET state = ?, attempts = ?, first_at = ?, next_at = ?, last_status = ?, last_error = ?, delivered_at = ?
 		WHERE endpoint_id = ? AND seq = ?`, d.State, d.Attempts, ns(d.FirstAt), ns(d.NextAt), d.LastStatus, d.LastError, ns(d.DeliveredAt), d.EndpointID, d.Seq)
 	if err != nil {
 		return err
@@ -336,12 +355,12 @@ func (s *Store) Record(ctx context.Context, d Delivery, a Attempt, disable strin
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound // the endpoint was deleted meanwhile
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO attempts (endpoint_id, event_id, n, at, status, latency_ns, error) VALUES (?,?,?,?,?,?,?)",
+	if _, err := tx.ExecContext(ctx, "INSERT INTO webhook_attempts (endpoint_id, event_id, n, at, status, latency_ns, error) VALUES (?,?,?,?,?,?,?)",
 		a.EndpointID, a.EventID, a.N, ns(a.At), a.Status, int64(a.Latency), a.Error); err != nil {
 		return err
 	}
 	if disable != "" {
-		if _, err := tx.ExecContext(ctx, "UPDATE endpoints SET disabled = 1, disabled_reason = ?, disabled_at = ? WHERE id = ?", disable, ns(a.At), d.EndpointID); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE webhook_endpoints SET disabled = ?, disabled_reason = ?, disabled_at = ? WHERE id = ?", true, disable, ns(a.At), d.EndpointID); err != nil {
 			return err
 		}
 	}
@@ -350,13 +369,13 @@ func (s *Store) Record(ctx context.Context, d Delivery, a Attempt, disable strin
 
 // Deliveries lists an endpoint's deliveries, newest first.
 func (s *Store) Deliveries(ctx context.Context, endpointID string, limit int) ([]Delivery, error) {
-	return s.deliveries(ctx, "SELECT "+deliveryColumns+" FROM deliveries WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?", endpointID, limit)
+	return s.deliveries(ctx, "SELECT "+deliveryColumns+" FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY seq DESC LIMIT ?", endpointID, limit)
 }
 
 // Attempts lists the attempts of one delivery (all of the endpoint's when
 // eventID is empty), oldest first.
 func (s *Store) Attempts(ctx context.Context, endpointID, eventID string) ([]Attempt, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT endpoint_id, event_id, n, at, status, latency_ns, error FROM attempts
+	rows, err := s.db.QueryContext(ctx, `SELECT endpoint_id, event_id, n, at, status, latency_ns, error FROM webhook_attempts
 		WHERE endpoint_id = ? AND (? = '' OR event_id = ?) ORDER BY id`, endpointID, eventID, eventID)
 	if err != nil {
 		return nil, err
@@ -378,7 +397,7 @@ func (s *Store) Attempts(ctx context.Context, endpointID, eventID string) ([]Att
 // Redeliver puts a delivery back in its queue, due at now, with a fresh
 // retry schedule.
 func (s *Store) Redeliver(ctx context.Context, endpointID, eventID string, now time.Time) (Delivery, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', first_at = 0, next_at = ? WHERE endpoint_id = ? AND event_id = ?`,
+	res, err := s.db.ExecContext(ctx, `UPDATE webhook_deliveries SET state = 'pending', first_at = 0, next_at = ? WHERE endpoint_id = ? AND event_id = ?`,
 		ns(now), endpointID, eventID)
 	if err != nil {
 		return Delivery{}, err
@@ -386,5 +405,5 @@ func (s *Store) Redeliver(ctx context.Context, endpointID, eventID string, now t
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Delivery{}, ErrNotFound
 	}
-	return scanDelivery(s.db.QueryRowContext(ctx, "SELECT "+deliveryColumns+" FROM deliveries WHERE endpoint_id = ? AND event_id = ?", endpointID, eventID))
+	return scanDelivery(s.db.QueryRowContext(ctx, "SELECT "+deliveryColumns+" FROM webhook_deliveries WHERE endpoint_id = ? AND event_id = ?", endpointID, eventID))
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -41,7 +42,14 @@ type Options struct {
 	// Poll is how often the worker looks at the outbox and the queues on
 	// its own (500ms); Kick wakes it at once.
 	Poll time.Duration
+	// LeaseTTL is how long the delivery lease of a shared (Postgres)
+	// store lasts without renewal (5s); it is renewed every third of it.
+	// A replica that dies holding it is replaced after at most LeaseTTL.
+	LeaseTTL time.Duration
 }
+
+// LeaseTTL is the default delivery lease.
+const LeaseTTL = 5 * time.Second
 
 // Deps are what the worker needs.
 type Deps struct {
@@ -65,7 +73,10 @@ type Worker struct {
 	kick chan struct{}
 	mu   sync.Mutex // one Step at a time
 	quit chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
+	// leading: this replica holds the delivery lease (always, for a
+	// store that is not shared).
+	leading atomic.Bool
 }
 
 // NewWorker makes a worker; Start runs it.
@@ -86,6 +97,9 @@ func NewWorker(d Deps) *Worker {
 	if o.Poll <= 0 {
 		o.Poll = 500 * time.Millisecond
 	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = LeaseTTL
+	}
 	if d.Client == nil {
 		d.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
@@ -101,11 +115,13 @@ func NewWorker(d Deps) *Worker {
 	return &Worker{d: d, o: o, log: d.Logger.With("component", "webhooks"), kick: make(chan struct{}, 1)}
 }
 
-// Start runs the worker until Close.
+// Start runs the worker until Close. With a shared store it also keeps
+// the delivery lease while it holds it, and takes it when it lapses.
 func (w *Worker) Start() {
-	w.quit, w.done = make(chan struct{}), make(chan struct{})
+	w.quit = make(chan struct{})
+	w.done.Add(2)
 	go func() {
-		defer close(w.done)
+		defer w.done.Done()
 		t := time.NewTicker(w.o.Poll)
 		defer t.Stop()
 		for {
@@ -120,16 +136,62 @@ func (w *Worker) Start() {
 			}
 		}
 	}()
+	go func() {
+		// Renewed apart from the rounds, which may wait on a slow
+		// endpoint for AttemptTimeout, longer than the lease.
+		defer w.done.Done()
+		t := time.NewTicker(w.o.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.quit:
+				return
+			case <-t.C:
+			}
+			if _, err := w.lead(context.Background()); err != nil {
+				w.log.Warn("webhook delivery lease", "err", err)
+			}
+		}
+	}()
 }
 
-// Close stops the worker after its current round.
+// Close stops the worker after its current round and, with a shared
+// store, gives the delivery lease up so another replica takes over at
+// once.
 func (w *Worker) Close() error {
 	if w.quit != nil {
 		close(w.quit)
-		<-w.done
+		w.done.Wait()
 		w.quit = nil
 	}
+	if w.d.Store.Shared() && w.leading.Swap(false) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := w.d.Store.Resign(ctx); err != nil {
+			return fmt.Errorf("webhook delivery lease: %w", err)
+		}
+	}
 	return nil
+}
+
+// Leading reports whether this worker delivers: it holds the delivery
+// lease of a shared store, or its store is not shared.
+func (w *Worker) Leading() bool { return w.leading.Load() }
+
+// lead takes or renews the delivery lease.
+func (w *Worker) lead(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.o.LeaseTTL/2)
+	defer cancel()
+	ok, err := w.d.Store.Lead(ctx, w.o.LeaseTTL)
+	ok = ok && err == nil
+	if was := w.leading.Swap(ok); was != ok && w.d.Store.Shared() {
+		if ok {
+			w.log.Info("took the webhook delivery lease: this replica delivers", "replica", w.d.Store.Owner())
+		} else {
+			w.log.Warn("lost the webhook delivery lease: another replica delivers", "replica", w.d.Store.Owner(), "err", err)
+		}
+	}
+	return ok, err
 }
 
 // Kick wakes the worker: something was committed.
@@ -145,6 +207,9 @@ func (w *Worker) Kick() {
 func (w *Worker) Step(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if ok, err := w.lead(ctx); !ok {
+		return err // another replica delivers
+	}
 	if err := w.pump(ctx); err != nil {
 		return err
 	}
@@ -218,7 +283,10 @@ func (w *Worker) pump(ctx context.Context) error {
 				}
 			}
 			cursor := evs[len(evs)-1].Seq
-			if err := w.d.Store.Enqueue(ctx, ep.ID, cursor, ds); err != nil {
+			if err := w.d.Store.Enqueue(ctx, ep.ID, cursor, ds); errors.Is(err, ErrNotLeader) {
+				w.leading.Store(false)
+				return nil
+			} else if err != nil {
 				return err
 			}
 			w.d.Metrics.queued(len(ds))
@@ -240,6 +308,9 @@ func (w *Worker) backoff(n int) time.Duration {
 
 // attempt sends one delivery and records the outcome.
 func (w *Worker) attempt(ctx context.Context, ep Endpoint, d Delivery) error {
+	if !w.leading.Load() {
+		return nil // the lease went to another replica during this round
+	}
 	now := w.d.Now()
 	if d.FirstAt.IsZero() {
 		d.FirstAt = now
@@ -266,7 +337,12 @@ func (w *Worker) attempt(ctx context.Context, ep Endpoint, d Delivery) error {
 			w.d.Metrics.attempt("retry", latency)
 		}
 	}
-	if err := w.d.Store.Record(ctx, d, a, disable); err != nil && !errors.Is(err, ErrNotFound) {
+	switch err := w.d.Store.Record(ctx, d, a, disable); {
+	case errors.Is(err, ErrNotLeader):
+		// The lease lapsed while the attempt ran: the new holder sends it
+		// again (at least once), and this replica's record is dropped.
+		w.leading.Store(false)
+	case err != nil && !errors.Is(err, ErrNotFound):
 		return err
 	}
 	return nil
@@ -281,13 +357,17 @@ func (w *Worker) send(ctx context.Context, ep Endpoint, d Delivery, now time.Tim
 	if err != nil {
 		return 0, 0, fmt.Errorf("endpoint secret: %w", err)
 	}
-	sig, err := wh.Sign(d.EventID, now, d.Body)
+	body, err := w.bodyFor(ctx, ep, d)
+	if err != nil {
+		return 0, 0, err
+	}
+	sig, err := wh.Sign(d.EventID, now, body)
 	if err != nil {
 		return 0, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.o.AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(d.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, fmt.Errorf("request: %w", err)
 	}
