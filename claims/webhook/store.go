@@ -173,11 +173,14 @@ func scanEndpoint(r scanner) (Endpoint, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, ErrNotFound
 	}
-	if err := json.Unmarshal([]byte(kinds), &e.Kinds); err != nil {
+	if err != nil {
 		return e, err
 	}
+	if err := json.Unmarshal([]byte(kinds), &e.Kinds); err != nil {
+		return e, fmt.Errorf("endpoint %s: kinds: %w", e.ID, err)
+	}
 	e.DisabledAt, e.CreatedAt = fromNS(disabledAt), fromNS(created)
-	return e, err
+	return e, nil
 }
 
 // CreateEndpoint stores a new endpoint; its cursor starts where the
