@@ -164,7 +164,9 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 	}
 	// synchronous=NORMAL: COMMIT does not sync the WAL; the syncer does,
 	// before anyone is told (see the package doc).
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	// temp_store=MEMORY keeps the savepoints' sub-journal in memory
+	// rather than in a temporary file written on every group.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
@@ -206,7 +208,11 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 	}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
-	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk], insertHoldSQL[1], insertHoldSQL[insertChunk]) {
+	hot := []string{updateRemaining, updateEntry, updateState, insertHoldSQL[1], insertHoldSQL[insertChunk]}
+	for _, n := range insertSizes {
+		hot = append(hot, insertSQL[n])
+	}
+	for _, q := range hot {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			w.Close()
@@ -311,6 +317,26 @@ func (l *Ledger) commitGroup(group []*op) {
 	tx, err := l.write.BeginTx(ctx, nil)
 	if err != nil {
 		fail(fmt.Errorf("ledger begin: %w", err))
+		return
+	}
+	if len(group) == 1 {
+		// One write needs no savepoint (whose sub-journal copies every page
+		// it touches): refused, the whole transaction rolls back. Its answer
+		// still waits for the sync, as it may rest on writes not yet synced.
+		if err := group[0].apply(ctx, tx); err != nil {
+			if rerr := tx.Rollback(); rerr != nil {
+				fail(fmt.Errorf("ledger rollback: %w", rerr))
+				return
+			}
+			errs[0] = err
+			l.toSync <- written{group: group, errs: errs}
+			return
+		}
+		if err := tx.Commit(); err != nil {
+			fail(fmt.Errorf("ledger commit: %w", err))
+			return
+		}
+		l.toSync <- written{group: group, errs: errs}
 		return
 	}
 	for i, o := range group {
@@ -525,10 +551,25 @@ const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_
 // insertChunk rows go into one INSERT statement.
 const insertChunk = 64
 
+// insertSizes are the prepared entry INSERTs: a batch of n entries takes
+// the largest that fits, then the next, so a batch of 14 is 3 statements
+// (8+4+2), not 14.
+var insertSizes = []int{insertChunk, 32, 16, 8, 4, 2, 1}
+
+// insertSize is the largest prepared INSERT for n entries left.
+func insertSize(n int) int {
+	for _, s := range insertSizes {
+		if n >= s {
+			return s
+		}
+	}
+	return 1
+}
+
 var insertSQL = func() map[int]string {
 	m := map[int]string{}
 	row := "(?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
-	for _, n := range []int{1, insertChunk} {
+	for _, n := range insertSizes {
 		m[n] = "INSERT INTO entries (" + entryColumns + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 	}
 	return m
@@ -590,10 +631,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 	}
 	args := make([]any, 0, 13*insertChunk)
 	for i := 0; i < len(b.Insert); {
-		n := 1
-		if len(b.Insert)-i >= insertChunk {
-			n = insertChunk
-		}
+		n := insertSize(len(b.Insert) - i)
 		args = args[:0]
 		for j := i; j < i+n; j++ {
 			if b.Insert[j].DropID != b.DropID {
