@@ -19,13 +19,15 @@ import (
 // they do not change.
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("loadgen: say what to load: claims, durable, overlay, relay or fairness")
+		return errors.New("loadgen: say what to load: claims, durable, stampede, overlay, relay or fairness")
 	}
 	switch args[0] {
 	case "claims":
 		return runLoadgenClaims(ctx, args[1:], stdout, stderr)
 	case "durable":
 		return runLoadgenDurable(ctx, args[1:], stdout, stderr)
+	case "stampede":
+		return runLoadgenStampede(ctx, args[1:], stdout, stderr)
 	case "overlay":
 		return runLoadgenOverlay(ctx, args[1:], stdout, stderr)
 	case "relay":
@@ -33,7 +35,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "fairness":
 		return runLoadgenFairness(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("loadgen: unknown target %q (claims, durable, overlay, relay or fairness)", args[0])
+	return fmt.Errorf("loadgen: unknown target %q (claims, durable, stampede, overlay, relay or fairness)", args[0])
 }
 
 // runLoadgenChild runs this process as the server a load generator started
@@ -105,6 +107,29 @@ func runLoadgenDurable(ctx context.Context, args []string, stdout, stderr io.Wri
 		cfg.Servers = strings.Split(*servers, ",")
 	}
 	rep, err := loadgen.Durable(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return report(stdout, *asJSON, rep)
+}
+
+func runLoadgenStampede(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microdrop loadgen stampede", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := loadgen.StampedeConfig{Stderr: stderr}
+	fs.IntVar(&cfg.Viewers, "viewers", 20000, "signed-in viewers")
+	fs.DurationVar(&cfg.Window, "window", 5*time.Second, "every viewer reaches the claim page within this of the drop opening")
+	fs.IntVar(&cfg.Stock, "stock", 20000, "the drop's stock")
+	fs.IntVar(&cfg.PerChild, "per-child", 5000, "viewers per client process (each viewer holds a connection)")
+	fs.IntVar(&cfg.SignInParallel, "signin-parallel", 32, "sign-ins at once before the stampede")
+	fs.StringVar(&cfg.Server, "server", "", "microdrop binary to serve (default: this one)")
+	fs.DurationVar(&cfg.Timeout, "timeout", time.Minute, "bound on the stampede from the open")
+	fs.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the server's CPU profile during the stampede to this file")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rep, err := loadgen.Stampede(ctx, cfg)
 	if err != nil {
 		return err
 	}
