@@ -82,7 +82,10 @@ type StampedeReport struct {
 	DashboardPolls  int     `json:"dashboard_polls"`
 	DashboardErrors int     `json:"dashboard_errors"`
 	DashboardP99MS  float64 `json:"dashboard_p99_ms"`
+	DialP99MS       float64 `json:"dial_p99_ms"`
+	LateP99MS       float64 `json:"client_late_p99_ms"` // the clients' own lag behind each arrival time
 	ServerCPUS      float64 `json:"server_cpu_s"`
+	ClientCPUS      float64 `json:"client_cpu_s"`
 	Load1           float64 `json:"load1"`
 	// The ledger afterwards.
 	Oversold         bool `json:"oversold"`
@@ -100,8 +103,10 @@ func (r StampedeReport) WriteText(w io.Writer) {
 		r.PageP50MS, r.PageP99MS, r.ClaimP50MS, r.ClaimP99MS, r.ClaimMaxMS, r.Requests)
 	fmt.Fprintf(w, "overlay: %d frames, drop.opened %.1f ms after the open; dashboard: %d polls, %d errors, p99 %.1f ms\n",
 		r.OverlayFrames, r.OverlayOpenMS, r.DashboardPolls, r.DashboardErrors, r.DashboardP99MS)
-	fmt.Fprintf(w, "ledger: oversold %v, over-cap users %d, acked wins not in ledger %d, audit match %v; server CPU %.1fs, load %.2f\n",
-		r.Oversold, r.OverCapUsers, r.AckedNotInLedger, r.AuditMatch, r.ServerCPUS, r.Load1)
+	fmt.Fprintf(w, "ledger: oversold %v, over-cap users %d, acked wins not in ledger %d, audit match %v\n",
+		r.Oversold, r.OverCapUsers, r.AckedNotInLedger, r.AuditMatch)
+	fmt.Fprintf(w, "server CPU %.1fs, clients' CPU %.1fs, load %.2f; connect p99 %.1f ms, clients' own lag behind arrival p99 %.1f ms\n",
+		r.ServerCPUS, r.ClientCPUS, r.Load1, r.DialP99MS, r.LateP99MS)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
@@ -145,12 +150,6 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 		return rep, err
 	}
 	defer idp.Close()
-	bin := cfg.Server
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return rep, err
-		}
-	}
 	port, err := freePort()
 	if err != nil {
 		return rep, err
@@ -166,7 +165,7 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 		// Every viewer comes from this one address.
 		"MICRODROP_SIGNIN_PER_MINUTE=100000000", "MICRODROP_CLAIMS_PER_MINUTE=100000000"}, liftFrontLimits()...)
 	addrc := make(chan string, 1)
-	srv, err := startProc(bin, []string{"serve", "--config", filepath.Join(dir, "microdrop.yml"), "--http", fmt.Sprintf("127.0.0.1:%d", port),
+	srv, err := startServe(cfg.Server, []string{"--config", filepath.Join(dir, "microdrop.yml"), "--http", fmt.Sprintf("127.0.0.1:%d", port),
 		"--rtsp", "off", "--data", filepath.Join(dir, "data"), "--log-level", "info"}, env, func(line string) {
 		if servingAddr.MatchString(line) {
 			select {
@@ -308,7 +307,7 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 	}()
 
 	var profDone chan struct{}
-	cpu0 := procCPU(srv.cmd.Process.Pid)
+	cpu0 := procCPU(srv.pid)
 	if cfg.CPUProfile != "" {
 		profDone = make(chan struct{})
 		go func() {
@@ -357,8 +356,13 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 		}()
 	}
 	wg.Wait()
-	cpu1 := procCPU(srv.cmd.Process.Pid)
+	cpu1 := procCPU(srv.pid)
 	rep.Load1 = LoadAvg1()
+	for _, k := range kids {
+		if d, err := k.CPU(); err == nil && d > 0 {
+			rep.ClientCPUS += Round(d.Seconds(), 2)
+		}
+	}
 	select {
 	case at := <-openedAt:
 		rep.OverlayOpenMS = MS(at.Sub(openT))
@@ -377,11 +381,13 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 	rep.DashboardP99MS = Round(Quantile(Sorted(dashLat), 0.99), 1)
 	rep.ServerCPUS = Round(float64(cpu1-cpu0)/1e9, 2)
 
-	var pages, claimLat []float64
+	var pages, claimLat, dials, late []float64
 	var last int64
 	acked := map[string]bool{}
 	for _, r := range results {
 		pages = append(pages, r.PageMS...)
+		dials = append(dials, r.DialMS...)
+		late = append(late, r.LateMS...)
 		claimLat = append(claimLat, r.ClaimMS...)
 		rep.Requests += r.Requests
 		rep.Won += len(r.Won)
@@ -400,6 +406,7 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 		rep.SpanS = Round(float64(last-openT.UnixNano())/1e9, 3)
 		rep.ClaimsPerSec = Round(float64(len(claimLat))/rep.SpanS, 0)
 	}
+	rep.DialP99MS, rep.LateP99MS = Round(Quantile(Sorted(dials), 0.99), 1), Round(Quantile(Sorted(late), 0.99), 1)
 	rep.PageP50MS, rep.PageP99MS = Round(Quantile(Sorted(pages), 0.5), 1), Round(Quantile(pages, 0.99), 1)
 	Sorted(claimLat)
 	rep.ClaimP50MS, rep.ClaimP99MS, rep.ClaimMaxMS = Round(Quantile(claimLat, 0.5), 1), Round(Quantile(claimLat, 0.99), 1), Round(Quantile(claimLat, 1), 1)
@@ -550,6 +557,10 @@ type viewerResults struct {
 	Requests   int       `json:"requests"`
 	Reconnects int       `json:"reconnects"`
 	LastAnswer int64     `json:"last_answer_unix_ns"`
+	DialMS     []float64 `json:"dial_ms"`
+	// Late is how far behind its arrival time each viewer started: the
+	// clients' own lag, which would otherwise pass for the server's.
+	LateMS []float64 `json:"late_ms"`
 }
 
 // runStampedeChild plays its share: "load PATH" reads it, "go OPEN_NS PAGE"
@@ -586,6 +597,7 @@ func runStampedeChild(ctx context.Context, in io.Reader, ctl io.Writer) error {
 // browser is one viewer's phone: one keep-alive connection, its cookie.
 type browser struct {
 	host, cookie string
+	dialMS       float64 // the first connection's connect
 	conn         net.Conn
 	r            *bufio.Reader
 	reconnects   int
@@ -598,9 +610,13 @@ func (b *browser) do(method, path, form string, deadline time.Time) (int, []byte
 	for attempt := 0; ; attempt++ {
 		fresh := b.conn == nil
 		if fresh {
+			t := time.Now()
 			c, err := net.DialTimeout("tcp", b.host, time.Until(deadline))
 			if err != nil {
 				return 0, nil, err
+			}
+			if b.dialMS == 0 {
+				b.dialMS = float64(time.Since(t)) / 1e6
 			}
 			b.conn, b.r = c, bufio.NewReaderSize(c, 16<<10)
 		}
@@ -673,6 +689,9 @@ func playViewers(ctx context.Context, share viewerShare, open time.Time, page st
 				return
 			}
 			arrived := time.Now()
+			mu.Lock()
+			res.LateMS = append(res.LateMS, float64(arrived.Sub(at))/1e6)
+			mu.Unlock()
 			st, body, err := b.do("GET", page, "", deadline)
 			if err == nil && st != http.StatusOK {
 				err = fmt.Errorf("claim page answered %d", st)
@@ -746,6 +765,9 @@ func playViewers(ctx context.Context, share viewerShare, open time.Time, page st
 	}
 	wg.Wait()
 	for _, b := range browsers {
+		if b.dialMS > 0 {
+			res.DialMS = append(res.DialMS, b.dialMS)
+		}
 		res.Requests += b.requests
 		res.Reconnects += b.reconnects
 		if b.conn != nil {
