@@ -597,11 +597,15 @@ func runStampedeChild(ctx context.Context, in io.Reader, ctl io.Writer) error {
 // browser is one viewer's phone: one keep-alive connection, its cookie.
 type browser struct {
 	host, cookie string
-	dialMS       float64 // the first connection's connect
-	conn         net.Conn
-	r            *bufio.Reader
-	reconnects   int
-	requests     int
+	// local spreads the phones over loopback source addresses: 20,000
+	// connections to one port from one address would use up its
+	// ephemeral ports (with the sign-ins' TIME_WAITs and other runs').
+	local      *net.TCPAddr
+	dialMS     float64 // the first connection's connect
+	conn       net.Conn
+	r          *bufio.Reader
+	reconnects int
+	requests   int
 }
 
 // do sends one request and reads the whole answer. A kept-alive
@@ -611,7 +615,8 @@ func (b *browser) do(method, path, form string, deadline time.Time) (int, []byte
 		fresh := b.conn == nil
 		if fresh {
 			t := time.Now()
-			c, err := net.DialTimeout("tcp", b.host, time.Until(deadline))
+			d := net.Dialer{Timeout: time.Until(deadline), LocalAddr: b.local}
+			c, err := d.Dial("tcp", b.host)
 			if err != nil {
 				return 0, nil, err
 			}
@@ -677,7 +682,8 @@ func playViewers(ctx context.Context, share viewerShare, open time.Time, page st
 	var wg sync.WaitGroup
 	for i, ck := range share.Cookies {
 		at := open.Add(time.Duration(rng.Int64N(int64(share.Window))))
-		b := &browser{host: u.Host, cookie: ck}
+		n := share.First + i
+		b := &browser{host: u.Host, cookie: ck, local: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+n/250%250), byte(2+n%250))}}
 		browsers[i] = b
 		id := viewerID(share.First + i)
 		wg.Add(1)
