@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkClaim measures durable claim decisions through the Service with
-// the SQLite ledger (WAL, synchronous=FULL): every op is one claim from a
+// the SQLite ledger (WAL, synced before every answer): every op is one claim from a
 // new viewer, decided and committed before it returns.
 func BenchmarkClaim(b *testing.B) {
 	for _, tc := range []struct {
