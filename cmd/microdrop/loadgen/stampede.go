@@ -210,7 +210,6 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 			_ = k.Stop(5 * time.Second)
 		}
 	}()
-	var specs []string
 	for lo := 0; lo < cfg.Viewers; lo += cfg.PerChild {
 		hi := min(lo+cfg.PerChild, cfg.Viewers)
 		k, err := StartChild(ChildSpec{Role: RoleStampedeViewers, StderrLine: func(l string) { fmt.Fprintln(cfg.Stderr, "viewers:", l) }})
@@ -226,7 +225,6 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 		if _, err := k.Ask("load "+path, 30*time.Second); err != nil {
 			return rep, err
 		}
-		specs = append(specs, path)
 	}
 	rep.Children = len(kids)
 
