@@ -90,3 +90,15 @@ func BenchmarkWindowClaims(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/window")
 }
+
+// BenchmarkQRSVG is the pickup QR a winner's phone loads: one per win.
+func BenchmarkQRSVG(b *testing.B) {
+	signer, _ := claims.NewTokenSigner([]byte("bench-key-0123456789"))
+	tok := signer.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := claims.QRSVG(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

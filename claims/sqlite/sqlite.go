@@ -134,17 +134,32 @@ type Ledger struct {
 	closed bool
 	done   chan struct{}
 
-	walPath  string
-	wal      *os.File     // the WAL, opened to fdatasync it; only the syncer uses it
-	toSync   chan written // groups written to the WAL, for the syncer to make durable
-	synced   chan struct{}
+	walPath string
+	wal     *os.File // the WAL, opened to fdatasync it; only the syncer uses it
+	// toSync hands groups written to the WAL to the syncer. Unbuffered: the
+	// writer writes at most one group ahead of the sync in progress, and
+	// what queues meanwhile goes into that next group, so groups grow with
+	// the load instead of splitting into many small commits.
+	toSync   chan written
+	syncDone chan struct{}
 	broken   error // set by the syncer when a sync fails; read by the writer under brokenMu
 	brokenMu sync.Mutex
+
+	// Readers see a commit as soon as it is in the WAL, before the syncer
+	// has made it durable; reads that can show a decision (a pickup token)
+	// wait for the sync (waitSynced). committing numbers each COMMIT as it
+	// starts, synced is the highest number a completed sync covers.
+	durMu      sync.Mutex
+	durCond    *sync.Cond
+	committing uint64
+	synced     uint64
+	stopped    bool
 }
 
 // written is one group the writer has committed to the WAL, waiting for the
 // sync that makes it durable before its callers hear their outcomes.
 type written struct {
+	seq   uint64 // its COMMIT's number (committing)
 	group []*op
 	errs  []error
 }
@@ -201,7 +216,8 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Ledger, error) {
 	}
 	r.SetMaxOpenConns(4)
 	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), ops: make(chan *op, 1024), done: make(chan struct{}),
-		stmts: map[string]*sql.Stmt{}, walPath: path + "-wal", toSync: make(chan written), synced: make(chan struct{})}
+		stmts: map[string]*sql.Stmt{}, walPath: path + "-wal", toSync: make(chan written), syncDone: make(chan struct{})}
+	l.durCond = sync.NewCond(&l.durMu)
 	// Everything the schema set-up wrote is made durable before the first
 	// write is taken.
 	if err := l.syncWAL(); err != nil {
@@ -248,7 +264,7 @@ func (l *Ledger) Close() error {
 	close(l.ops)
 	l.mu.Unlock()
 	<-l.done
-	<-l.synced
+	<-l.syncDone
 	for _, st := range l.stmts {
 		st.Close()
 	}
@@ -341,14 +357,16 @@ func (l *Ledger) commitGroup(group []*op) {
 				return
 			}
 			errs[0] = err
-			l.toSync <- written{group: group, errs: errs}
+			l.toSync <- written{seq: l.currentCommit(), group: group, errs: errs}
 			return
 		}
+		seq := l.nextCommit()
 		if err := tx.Commit(); err != nil {
 			fail(fmt.Errorf("ledger commit: %w", err))
+			l.toSync <- written{seq: seq}
 			return
 		}
-		l.toSync <- written{group: group, errs: errs}
+		l.toSync <- written{seq: seq, group: group, errs: errs}
 		return
 	}
 	for i, o := range group {
@@ -370,11 +388,58 @@ func (l *Ledger) commitGroup(group []*op) {
 			return
 		}
 	}
+	seq := l.nextCommit()
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("ledger commit: %w", err))
+		l.toSync <- written{seq: seq}
 		return
 	}
-	l.toSync <- written{group: group, errs: errs}
+	l.toSync <- written{seq: seq, group: group, errs: errs}
+}
+
+// nextCommit numbers a COMMIT about to start: from here on a reader may see
+// it.
+func (l *Ledger) nextCommit() uint64 {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	l.committing++
+	return l.committing
+}
+
+func (l *Ledger) currentCommit() uint64 {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	return l.committing
+}
+
+// waitSynced returns once every commit a read just made could have seen is
+// durable (call it after the read), or the error that keeps it from being.
+func (l *Ledger) waitSynced(ctx context.Context) error {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	target := l.committing
+	if l.synced >= target {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		l.durMu.Lock()
+		l.durCond.Broadcast()
+		l.durMu.Unlock()
+	})
+	defer stop()
+	for l.synced < target {
+		if err := l.brokenErr(); err != nil {
+			return err
+		}
+		if l.stopped {
+			return claims.ErrLedgerClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l.durCond.Wait()
+	}
+	return nil
 }
 
 func (l *Ledger) brokenErr() error {
@@ -386,7 +451,13 @@ func (l *Ledger) brokenErr() error {
 // syncer makes written groups durable: one fdatasync of the WAL for
 // whatever the writer has committed since the last, then the answers.
 func (l *Ledger) syncer() {
-	defer close(l.synced)
+	defer close(l.syncDone)
+	defer func() {
+		l.durMu.Lock()
+		l.stopped = true
+		l.durCond.Broadcast()
+		l.durMu.Unlock()
+	}()
 	var batch []written
 	for w := range l.toSync {
 		batch = append(batch[:0], w)
@@ -411,6 +482,18 @@ func (l *Ledger) syncer() {
 				l.broken = err
 				l.brokenMu.Unlock()
 			}
+		}
+		if err == nil {
+			l.durMu.Lock()
+			for _, w := range batch {
+				l.synced = max(l.synced, w.seq)
+			}
+			l.durCond.Broadcast()
+			l.durMu.Unlock()
+		} else {
+			l.durMu.Lock()
+			l.durCond.Broadcast()
+			l.durMu.Unlock()
 		}
 		for _, w := range batch {
 			for i, o := range w.group {
@@ -735,7 +818,20 @@ func (l *Ledger) entries(ctx context.Context, q string, args ...any) ([]claims.E
 	if err != nil {
 		return nil, err
 	}
-	return scanEntries(rows)
+	return l.durableEntries(ctx, rows)
+}
+
+// durableEntries scans entries, returning them once whatever the read saw
+// is durable: a token is never shown before its win is on disk.
+func (l *Ledger) durableEntries(ctx context.Context, rows *sql.Rows) ([]claims.Entry, error) {
+	es, err := scanEntries(rows)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.waitSynced(ctx); err != nil {
+		return nil, err
+	}
+	return es, nil
 }
 
 func scanEntries(rows *sql.Rows) ([]claims.Entry, error) {
@@ -762,7 +858,7 @@ func (l *Ledger) UserEntries(ctx context.Context, dropID, userID string) ([]clai
 	if err != nil {
 		return nil, err
 	}
-	return scanEntries(rows)
+	return l.durableEntries(ctx, rows)
 }
 
 // userEntriesSQL names its index: left to itself the planner walked the
