@@ -4,5 +4,6 @@ package sqlite
 
 import "os"
 
-// fdatasync falls back to a full fsync where there is no fdatasync.
-func fdatasync(f *os.File) error { return f.Sync() }
+// fdatasync falls back to a full fsync where there is no fdatasync (a
+// variable so a test can hold it or make it fail).
+var fdatasync = func(f *os.File) error { return f.Sync() }
