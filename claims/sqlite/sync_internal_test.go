@@ -21,8 +21,13 @@ type heldSync struct {
 	calls   int
 	entered chan struct{}
 	release chan struct{}
+	once    sync.Once
 	fail    error
 }
+
+// open lets every held sync through, once; a failing test calls it (by
+// defer) before closing the ledger, which waits for the syncer.
+func (h *heldSync) open() { h.once.Do(func() { close(h.release) }) }
 
 func holdSync(t *testing.T) *heldSync {
 	h := &heldSync{entered: make(chan struct{}, 64), release: make(chan struct{})}
@@ -72,6 +77,7 @@ func TestCommitAnsweredOnlyAfterSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := holdSync(t)
+	defer h.open()
 	done := make(chan error, 1)
 	go func() {
 		done <- l.Commit(ctx, claims.Batch{DropID: "d1", Wins: 1, Insert: []claims.Entry{ledgertest.Win("d1", 1, "u1", 1, "T000000000000001")}})
@@ -92,7 +98,7 @@ func TestCommitAnsweredOnlyAfterSync(t *testing.T) {
 		t.Fatalf("read returned %d entries while the commit they show was not synced", len(es))
 	case <-time.After(300 * time.Millisecond):
 	}
-	close(h.release)
+	h.open()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +125,7 @@ func TestSyncFailureRefusesAndBreaks(t *testing.T) {
 	}
 	h := holdSync(t)
 	h.fail = errors.New("EIO")
-	close(h.release)
+	h.open()
 	err := l.Commit(ctx, claims.Batch{DropID: "d1", Wins: 1, Insert: []claims.Entry{ledgertest.Win("d1", 1, "u1", 1, "T000000000000001")}})
 	if err == nil || !errors.Is(err, h.fail) {
 		t.Fatalf("commit over a failed sync: %v", err)
