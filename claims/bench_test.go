@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkClaim measures durable claim decisions through the Service with
-// the SQLite ledger (WAL, synchronous=FULL): every op is one claim from a
+// the SQLite ledger (WAL, synced before every answer): every op is one claim from a
 // new viewer, decided and committed before it returns.
 func BenchmarkClaim(b *testing.B) {
 	for _, tc := range []struct {
@@ -89,4 +89,16 @@ func BenchmarkWindowClaims(b *testing.B) {
 		svc.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/window")
+}
+
+// BenchmarkQRSVG is the pickup QR a winner's phone loads: one per win.
+func BenchmarkQRSVG(b *testing.B) {
+	signer, _ := claims.NewTokenSigner([]byte("bench-key-0123456789"))
+	tok := signer.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := claims.QRSVG(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -116,11 +116,37 @@ func (dc *decider) reload() {
 }
 
 // commitLoop writes jobs in order, merging whatever has queued into one
-// batch, and only then replies and publishes.
+// batch, and only then replies and publishes. With an AsyncLedger the next
+// batch is queued while the one before it is still syncing; a second
+// goroutine waits for each in order and answers its claims, so replies and
+// events keep the order of the rounds.
 func (dc *decider) commitLoop() {
+	async, _ := dc.s.ledger.(AsyncLedger)
+	var inflight chan *inflightBatch
+	answered := make(chan struct{})
+	if async != nil {
+		// Unbuffered: one batch is queued to the ledger while the one
+		// before it syncs; rounds decided meanwhile merge into the next, so
+		// batches grow with the load rather than splitting.
+		inflight = make(chan *inflightBatch)
+		go func() {
+			defer close(answered)
+			for f := range inflight {
+				dc.answer(f)
+			}
+		}()
+	} else {
+		close(answered)
+	}
+	defer func() {
+		if inflight != nil {
+			close(inflight)
+		}
+		<-answered
+	}()
 	var jobs []*commitJob
 	for job := range dc.commits {
-		jobs = append(jobs[:0], job)
+		jobs = append(jobs[:0:0], job)
 	more:
 		for len(jobs) < 256 {
 			select {
@@ -133,16 +159,38 @@ func (dc *decider) commitLoop() {
 				break more
 			}
 		}
-		dc.commit(jobs)
+		f := dc.start(jobs, async)
+		if async == nil {
+			dc.answer(f)
+			continue
+		}
+		inflight <- f
+		if f.barrier != nil {
+			// A round that changes the drop's state (or makes it final) is
+			// waited for before the next: a retry after a token collision
+			// must not land after a later round.
+			<-f.barrier
+		}
 	}
 }
 
-// commit writes one merged batch within the commit timeout, counted from
-// when its oldest round was decided, so a stalled ledger fails every claim
-// within the bound instead of pinning its caller.
-func (dc *decider) commit(jobs []*commitJob) {
-	b := Batch{DropID: dc.id}
-	final := false
+// inflightBatch is one merged batch queued to the ledger.
+type inflightBatch struct {
+	jobs    []*commitJob
+	b       Batch
+	final   bool
+	write   bool // the batch writes to the ledger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	start   time.Time
+	wait    func() error
+	barrier chan struct{} // closed once answered, for state changes
+}
+
+// start merges jobs into one batch and queues it to the ledger.
+func (dc *decider) start(jobs []*commitJob, async AsyncLedger) *inflightBatch {
+	f := &inflightBatch{jobs: jobs, b: Batch{DropID: dc.id}}
+	b := &f.b
 	oldest := jobs[0].queued
 	for _, j := range jobs {
 		b.Wins += j.wins
@@ -152,26 +200,48 @@ func (dc *decider) commit(jobs []*commitJob) {
 		if j.state != nil {
 			b.State = j.state
 		}
-		final = final || j.final
+		f.final = f.final || j.final
 		if j.queued.Before(oldest) {
 			oldest = j.queued
 		}
 	}
+	f.write = len(b.Insert) > 0 || len(b.Update) > 0 || b.State != nil
+	if b.State != nil || f.final {
+		f.barrier = make(chan struct{})
+	}
+	if !f.write {
+		return f
+	}
+	f.ctx, f.cancel = context.WithDeadline(context.Background(), oldest.Add(dc.s.opts.CommitTimeout))
+	f.start = time.Now()
+	if async != nil {
+		f.wait = async.CommitAsync(f.ctx, *b)
+	} else {
+		f.wait = func() error { return dc.s.ledger.Commit(f.ctx, f.b) }
+	}
+	return f
+}
+
+// answer waits for one batch's commit within the commit timeout, counted
+// from when its oldest round was decided, so a stalled ledger fails every
+// claim within the bound instead of pinning its caller; then it replies and
+// publishes.
+func (dc *decider) answer(f *inflightBatch) {
+	if f.barrier != nil {
+		defer close(f.barrier)
+	}
+	jobs, b, final := f.jobs, &f.b, f.final
 	var err error
-	if len(b.Insert) > 0 || len(b.Update) > 0 || b.State != nil {
-		ctx, cancel := context.WithDeadline(context.Background(), oldest.Add(dc.s.opts.CommitTimeout))
-		start := time.Now()
-		for attempt := 0; ; attempt++ {
-			err = dc.s.ledger.Commit(ctx, b)
-			if !errors.Is(err, ErrTokenCollision) || attempt == 3 {
-				break
-			}
+	if f.write {
+		err = f.wait()
+		for attempt := 0; errors.Is(err, ErrTokenCollision) && attempt < 3; attempt++ {
 			// Tokens are not yet known to anyone: draw new ones.
-			dc.retoken(jobs, &b)
+			dc.retoken(jobs, b)
+			err = dc.s.ledger.Commit(f.ctx, *b)
 		}
-		cancel()
+		f.cancel()
 		timedOut := errors.Is(err, context.DeadlineExceeded)
-		dc.s.metrics.observeCommit(len(b.Insert)+len(b.Update), time.Since(start), err, timedOut)
+		dc.s.metrics.observeCommit(len(b.Insert)+len(b.Update), time.Since(f.start), err, timedOut)
 		if err != nil {
 			dc.s.health.fail(dc.id, timedOut)
 		} else {

@@ -80,6 +80,16 @@ var (
 	ErrDropExists     = errors.New("ledger: drop id already exists")
 )
 
+// AsyncLedger is a Ledger that takes the next batch before the last is
+// durable. CommitAsync queues b behind every write queued before it (the
+// ledger applies them in that order) and returns at once; the returned
+// wait reports b's outcome as Commit would, once it is durable or refused.
+// The decider uses it to write one round while the one before it syncs.
+type AsyncLedger interface {
+	Ledger
+	CommitAsync(ctx context.Context, b Batch) (wait func() error)
+}
+
 // Ledger is the durable record of drops, claims and redemptions. Everything
 // acknowledged to anyone has been committed here first.
 type Ledger interface {

@@ -15,7 +15,7 @@ import (
 // ledger's share of a claim decision. Reported per entry.
 func BenchmarkCommitWins(b *testing.B) {
 	signer, _ := claims.NewTokenSigner([]byte("bench-key-0123456789"))
-	for _, batch := range []int{64, 1024} {
+	for _, batch := range []int{16, 64, 1024} {
 		for _, random := range []bool{false, true} {
 			b.Run(fmt.Sprintf("batch=%d/random=%v", batch, random), func(b *testing.B) {
 				l := sqlite.MustOpen(b)

@@ -155,14 +155,15 @@ func (l *Ledger) Balance(ctx context.Context, account, currency string) (int64, 
 	var b int64
 	err := l.read.QueryRowContext(ctx, "SELECT balance FROM balances WHERE account = ? AND currency = ?", account, currency).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		b, err = 0, nil
 	}
-	return b, err
+	return durable(ctx, l, b, err)
 }
 
 // Movements lists movements in the order applied.
 func (l *Ledger) Movements(ctx context.Context, holdID string) ([]claims.Movement, error) {
-	return movements(ctx, l.read, holdID)
+	ms, err := movements(ctx, l.read, holdID)
+	return durable(ctx, l, ms, err)
 }
 
 type querier interface {
@@ -220,11 +221,17 @@ func scanHold(s scanner) (claims.Hold, error) {
 
 // Hold returns one hold.
 func (l *Ledger) Hold(ctx context.Context, id string) (claims.Hold, error) {
-	return scanHold(l.read.QueryRowContext(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = ?", id))
+	h, err := scanHold(l.read.QueryRowContext(ctx, "SELECT "+holdColumns+" FROM holds WHERE id = ?", id))
+	return durable(ctx, l, h, err)
 }
 
 // Holds lists holds by drop and arrival order.
 func (l *Ledger) Holds(ctx context.Context, f claims.HoldFilter) ([]claims.Hold, error) {
+	hs, err := l.holds(ctx, f)
+	return durable(ctx, l, hs, err)
+}
+
+func (l *Ledger) holds(ctx context.Context, f claims.HoldFilter) ([]claims.Hold, error) {
 	q := "SELECT " + holdColumns + " FROM holds WHERE 1=1"
 	var args []any
 	if f.DropID != "" {

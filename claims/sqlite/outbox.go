@@ -61,6 +61,11 @@ func (l *Ledger) holdEvent(ctx context.Context, tx *sql.Tx, kind string, h claim
 
 // OutboxAfter lists committed events after seq.
 func (l *Ledger) OutboxAfter(ctx context.Context, after int64, limit int) ([]claims.OutboxEvent, error) {
+	evs, err := l.outboxAfter(ctx, after, limit)
+	return durable(ctx, l, evs, err)
+}
+
+func (l *Ledger) outboxAfter(ctx context.Context, after int64, limit int) ([]claims.OutboxEvent, error) {
 	if limit <= 0 {
 		limit = 100
 	}

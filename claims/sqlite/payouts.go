@@ -149,11 +149,17 @@ func (l *Ledger) SettlePayout(ctx context.Context, id string, state claims.Payou
 
 // Payout returns one payout.
 func (l *Ledger) Payout(ctx context.Context, id string) (claims.Payout, error) {
-	return scanPayout(l.read.QueryRowContext(ctx, "SELECT "+payoutColumns+" FROM payouts WHERE id = ?", id))
+	po, err := scanPayout(l.read.QueryRowContext(ctx, "SELECT "+payoutColumns+" FROM payouts WHERE id = ?", id))
+	return durable(ctx, l, po, err)
 }
 
 // Payouts lists payouts oldest first.
 func (l *Ledger) Payouts(ctx context.Context, f claims.PayoutFilter) ([]claims.Payout, error) {
+	ps, err := l.payouts(ctx, f)
+	return durable(ctx, l, ps, err)
+}
+
+func (l *Ledger) payouts(ctx context.Context, f claims.PayoutFilter) ([]claims.Payout, error) {
 	q := "SELECT " + payoutColumns + " FROM payouts WHERE 1=1"
 	var args []any
 	if f.CreatorID != "" {

@@ -1,11 +1,21 @@
 // Package sqlite is microdrop's default ledger: an embedded SQLite database
-// (modernc.org/sqlite, pure Go) in WAL mode with synchronous=FULL, so a claim
-// acknowledged is on disk.
+// (modernc.org/sqlite, pure Go) in WAL mode, where a claim acknowledged is on
+// disk.
 //
 // Every write goes through one writer goroutine that commits whatever has
 // queued in one transaction (group commit), each caller's part inside its own
 // savepoint so one refused batch never takes another down with it. It must
-// never acknowledge a write before its transaction has committed.
+// never acknowledge a write before its transaction is durable.
+//
+// The commit is pipelined: SQLite runs with synchronous=NORMAL, so COMMIT
+// writes the transaction's frames to the WAL without waiting for the disk,
+// and a second goroutine, the syncer, fdatasyncs the WAL file and only then
+// acknowledges every group written before that sync. That is the one sync
+// synchronous=FULL would have made inside COMMIT (in WAL mode the two
+// settings differ in nothing else), moved out of the writer's way: while
+// the disk syncs one group the writer already writes the next, and one
+// sync covers every group written before it. A failed sync fails its groups
+// and every write after it: the ledger is broken until it is reopened.
 package sqlite
 
 import (
@@ -15,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -116,11 +127,43 @@ type Ledger struct {
 	holder claims.Pseudonym
 
 	stmts map[string]*sql.Stmt // prepared on the writer connection, used only by the writer
+	// userEntries is prepared on the read pool: every claim page load asks
+	// it, and parsing the query cost more than running it.
+	userEntries *sql.Stmt
 
 	ops    chan *op
 	mu     sync.RWMutex // guards closed against sends on ops
 	closed bool
 	done   chan struct{}
+
+	walPath string
+	wal     *os.File // the WAL, opened to fdatasync it; only the syncer uses it
+	// toSync hands groups written to the WAL to the syncer. Unbuffered: the
+	// writer writes at most one group ahead of the sync in progress, and
+	// what queues meanwhile goes into that next group, so groups grow with
+	// the load instead of splitting into many small commits.
+	toSync   chan written
+	syncDone chan struct{}
+	broken   error // set by the syncer when a sync fails; read by the writer under brokenMu
+	brokenMu sync.Mutex
+
+	// Readers see a commit as soon as it is in the WAL, before the syncer
+	// has made it durable; reads that can show a decision (a pickup token)
+	// wait for the sync (waitSynced). committing numbers each COMMIT as it
+	// starts, synced is the highest number a completed sync covers.
+	durMu      sync.Mutex
+	durCond    *sync.Cond
+	committing uint64
+	synced     uint64
+	stopped    bool
+}
+
+// written is one group the writer has committed to the WAL, waiting for the
+// sync that makes it durable before its callers hear their outcomes.
+type written struct {
+	seq   uint64 // its COMMIT's number (committing)
+	group []*op
+	errs  []error
 }
 
 var _ claims.Ledger = (*Ledger)(nil)
@@ -152,7 +195,11 @@ func OpenWith(ctx context.Context, path string, o Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	// synchronous=NORMAL: COMMIT does not sync the WAL; the syncer does,
+	// before anyone is told (see the package doc).
+	// temp_store=MEMORY keeps the savepoints' sub-journal in memory
+	// rather than in a temporary file written on every group.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
@@ -192,10 +239,22 @@ func OpenWith(ctx context.Context, path string, o Options) (*Ledger, error) {
 	}
 	r.SetMaxOpenConns(4)
 	l := &Ledger{write: w, read: r, log: log.With("component", "ledger", "ledger", "sqlite"), holder: o.Holder, ops: make(chan *op, 1024), done: make(chan struct{}),
-		stmts: map[string]*sql.Stmt{}}
+		stmts: map[string]*sql.Stmt{}, walPath: path + "-wal", toSync: make(chan written), syncDone: make(chan struct{})}
+	l.durCond = sync.NewCond(&l.durMu)
+	// Everything the schema set-up wrote is made durable before the first
+	// write is taken.
+	if err := l.syncWAL(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("ledger %s: %w", path, err)
+	}
 	// Parsing a 64-row INSERT costs more than running it: prepare the hot
 	// statements once.
-	for _, q := range append([]string{updateRemaining, updateEntry, updateState}, insertSQL[1], insertSQL[insertChunk], insertHoldSQL[1], insertHoldSQL[insertChunk]) {
+	hot := []string{updateRemaining, updateEntry, updateState, insertHoldSQL[1], insertHoldSQL[insertChunk]}
+	for _, n := range insertSizes {
+		hot = append(hot, insertSQL[n])
+	}
+	for _, q := range hot {
 		st, err := w.PrepareContext(ctx, q)
 		if err != nil {
 			w.Close()
@@ -204,7 +263,16 @@ func OpenWith(ctx context.Context, path string, o Options) (*Ledger, error) {
 		}
 		l.stmts[q] = st
 	}
+	if l.userEntries, err = r.PrepareContext(ctx, userEntriesSQL); err != nil {
+		for _, st := range l.stmts {
+			st.Close()
+		}
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("prepare %q: %w", userEntriesSQL, err)
+	}
 	go l.writer()
+	go l.syncer()
 	return l, nil
 }
 
@@ -219,37 +287,51 @@ func (l *Ledger) Close() error {
 	close(l.ops)
 	l.mu.Unlock()
 	<-l.done
+	<-l.syncDone
 	for _, st := range l.stmts {
 		st.Close()
 	}
-	return errors.Join(l.read.Close(), l.write.Close())
+	l.userEntries.Close()
+	var werr error
+	if l.wal != nil {
+		werr = l.wal.Close()
+	}
+	return errors.Join(l.read.Close(), l.write.Close(), werr)
 }
 
-// submit queues a write and waits until it is committed (or refused).
+// submit queues a write and waits until it is durable (or refused).
 func (l *Ledger) submit(ctx context.Context, size int, apply func(context.Context, *sql.Tx) error) error {
+	return l.enqueue(ctx, size, apply)()
+}
+
+// enqueue queues a write behind every write queued before it and returns
+// the wait for its outcome.
+func (l *Ledger) enqueue(ctx context.Context, size int, apply func(context.Context, *sql.Tx) error) func() error {
 	o := &op{apply: apply, size: size, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return claims.ErrLedgerClosed
+		return func() error { return claims.ErrLedgerClosed }
 	}
 	select {
 	case l.ops <- o:
 	case <-ctx.Done():
 		l.mu.RUnlock()
-		return ctx.Err()
+		err := ctx.Err()
+		return func() error { return err }
 	}
 	l.mu.RUnlock()
 	// Once queued, the outcome is waited for: the caller must learn whether
 	// it was written.
-	return <-o.done
+	return func() error { return <-o.done }
 }
 
 func (l *Ledger) writer() {
 	defer close(l.done)
-	group := make([]*op, 0, 256)
+	defer close(l.toSync)
 	for o := range l.ops {
-		group = append(group[:0], o)
+		group := make([]*op, 0, 64)
+		group = append(group, o)
 		size := o.size
 	more:
 		for size < MaxGroup {
@@ -268,6 +350,9 @@ func (l *Ledger) writer() {
 	}
 }
 
+// commitGroup commits one group to the WAL and hands it to the syncer.
+// A group that fails as a whole was never committed: its callers hear at
+// once.
 func (l *Ledger) commitGroup(group []*op) {
 	ctx := context.Background()
 	errs := make([]error, len(group))
@@ -276,9 +361,35 @@ func (l *Ledger) commitGroup(group []*op) {
 			o.done <- err
 		}
 	}
+	if err := l.brokenErr(); err != nil {
+		fail(err)
+		return
+	}
 	tx, err := l.write.BeginTx(ctx, nil)
 	if err != nil {
 		fail(fmt.Errorf("ledger begin: %w", err))
+		return
+	}
+	if len(group) == 1 {
+		// One write needs no savepoint (whose sub-journal copies every page
+		// it touches): refused, the whole transaction rolls back. Its answer
+		// still waits for the sync, as it may rest on writes not yet synced.
+		if err := group[0].apply(ctx, tx); err != nil {
+			if rerr := tx.Rollback(); rerr != nil {
+				fail(fmt.Errorf("ledger rollback: %w", rerr))
+				return
+			}
+			errs[0] = err
+			l.toSync <- written{seq: l.currentCommit(), group: group, errs: errs}
+			return
+		}
+		seq := l.nextCommit()
+		if err := tx.Commit(); err != nil {
+			fail(fmt.Errorf("ledger commit: %w", err))
+			l.toSync <- written{seq: seq}
+			return
+		}
+		l.toSync <- written{seq: seq, group: group, errs: errs}
 		return
 	}
 	for i, o := range group {
@@ -300,13 +411,163 @@ func (l *Ledger) commitGroup(group []*op) {
 			return
 		}
 	}
+	seq := l.nextCommit()
 	if err := tx.Commit(); err != nil {
 		fail(fmt.Errorf("ledger commit: %w", err))
+		l.toSync <- written{seq: seq}
 		return
 	}
-	for i, o := range group {
-		o.done <- errs[i]
+	l.toSync <- written{seq: seq, group: group, errs: errs}
+}
+
+// nextCommit numbers a COMMIT about to start: from here on a reader may see
+// it.
+func (l *Ledger) nextCommit() uint64 {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	l.committing++
+	return l.committing
+}
+
+func (l *Ledger) currentCommit() uint64 {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	return l.committing
+}
+
+// durable returns v once every commit the read that made it could have
+// seen is durable (waitSynced): what a reader is shown — a hold, a
+// balance, an outbox event a webhook is about to carry — is never a write
+// a crash could still take back.
+func durable[T any](ctx context.Context, l *Ledger, v T, err error) (T, error) {
+	if err != nil {
+		return v, err
 	}
+	if err := l.waitSynced(ctx); err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// waitSynced returns once every commit a read just made could have seen is
+// durable (call it after the read), or the error that keeps it from being.
+func (l *Ledger) waitSynced(ctx context.Context) error {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	target := l.committing
+	if l.synced >= target {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		l.durMu.Lock()
+		l.durCond.Broadcast()
+		l.durMu.Unlock()
+	})
+	defer stop()
+	for l.synced < target {
+		if err := l.brokenErr(); err != nil {
+			return err
+		}
+		if l.stopped {
+			return claims.ErrLedgerClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l.durCond.Wait()
+	}
+	return nil
+}
+
+func (l *Ledger) brokenErr() error {
+	l.brokenMu.Lock()
+	defer l.brokenMu.Unlock()
+	return l.broken
+}
+
+// syncer makes written groups durable: one fdatasync of the WAL for
+// whatever the writer has committed since the last, then the answers.
+func (l *Ledger) syncer() {
+	defer close(l.syncDone)
+	defer func() {
+		l.durMu.Lock()
+		l.stopped = true
+		l.durCond.Broadcast()
+		l.durMu.Unlock()
+	}()
+	var batch []written
+	for w := range l.toSync {
+		batch = append(batch[:0], w)
+	more:
+		for {
+			select {
+			case n, ok := <-l.toSync:
+				if !ok {
+					break more
+				}
+				batch = append(batch, n)
+			default:
+				break more
+			}
+		}
+		err := l.brokenErr()
+		if err == nil {
+			if err = l.syncWAL(); err != nil {
+				err = fmt.Errorf("ledger sync: %w", err)
+				l.log.Error("ledger sync failed; the ledger takes no more writes until it is reopened", "err", err)
+				l.brokenMu.Lock()
+				l.broken = err
+				l.brokenMu.Unlock()
+			}
+		}
+		if err == nil {
+			l.durMu.Lock()
+			for _, w := range batch {
+				l.synced = max(l.synced, w.seq)
+			}
+			l.durCond.Broadcast()
+			l.durMu.Unlock()
+		} else {
+			l.durMu.Lock()
+			l.durCond.Broadcast()
+			l.durMu.Unlock()
+		}
+		for _, w := range batch {
+			for i, o := range w.group {
+				if err != nil {
+					o.done <- err
+				} else {
+					o.done <- w.errs[i]
+				}
+			}
+		}
+	}
+}
+
+// syncWAL fdatasyncs the WAL file, reopening it if SQLite has replaced it
+// (it removes the WAL only after checkpointing it into the database, which
+// SQLite syncs itself, so a replaced file has nothing of ours unsynced).
+func (l *Ledger) syncWAL() error {
+	if l.wal != nil {
+		a, aerr := l.wal.Stat()
+		b, berr := os.Stat(l.walPath)
+		if aerr != nil || berr != nil || !os.SameFile(a, b) {
+			_ = l.wal.Close()
+			l.wal = nil
+		}
+	}
+	if l.wal == nil {
+		f, err := os.OpenFile(l.walPath, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // no WAL: everything is in the database file, synced by its checkpoint
+		}
+		if err != nil {
+			return err
+		}
+		l.wal = f
+	}
+	return fdatasync(l.wal)
 }
 
 func ns(t time.Time) int64 {
@@ -423,10 +684,25 @@ const entryColumns = "drop_id, seq, user_id, login, unit, cap, outcome, arrived_
 // insertChunk rows go into one INSERT statement.
 const insertChunk = 64
 
+// insertSizes are the prepared entry INSERTs: a batch of n entries takes
+// the largest that fits, then the next, so a batch of 14 is 3 statements
+// (8+4+2), not 14.
+var insertSizes = []int{insertChunk, 32, 16, 8, 4, 2, 1}
+
+// insertSize is the largest prepared INSERT for n entries left.
+func insertSize(n int) int {
+	for _, s := range insertSizes {
+		if n >= s {
+			return s
+		}
+	}
+	return 1
+}
+
 var insertSQL = func() map[int]string {
 	m := map[int]string{}
 	row := "(?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
-	for _, n := range []int{1, insertChunk} {
+	for _, n := range insertSizes {
 		m[n] = "INSERT INTO entries (" + entryColumns + ") VALUES " + strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 	}
 	return m
@@ -452,7 +728,14 @@ func storedUnit(e *claims.Entry) int64 {
 
 // Commit applies a decider's batch atomically.
 func (l *Ledger) Commit(ctx context.Context, b claims.Batch) error {
-	return l.submit(ctx, len(b.Insert)+len(b.Update)+len(b.Holds)+1, func(ctx context.Context, tx *sql.Tx) error {
+	return l.CommitAsync(ctx, b)()
+}
+
+// CommitAsync queues b behind every write queued before it and returns the
+// wait for its outcome (claims.AsyncLedger), so the decider's next batch is
+// written while this one syncs.
+func (l *Ledger) CommitAsync(ctx context.Context, b claims.Batch) func() error {
+	return l.enqueue(ctx, len(b.Insert)+len(b.Update)+len(b.Holds)+1, func(ctx context.Context, tx *sql.Tx) error {
 		return l.apply(ctx, tx, b)
 	})
 }
@@ -481,10 +764,7 @@ func (l *Ledger) apply(ctx context.Context, tx *sql.Tx, b claims.Batch) error {
 	}
 	args := make([]any, 0, 13*insertChunk)
 	for i := 0; i < len(b.Insert); {
-		n := 1
-		if len(b.Insert)-i >= insertChunk {
-			n = insertChunk
-		}
+		n := insertSize(len(b.Insert) - i)
 		args = args[:0]
 		for j := i; j < i+n; j++ {
 			if b.Insert[j].DropID != b.DropID {
@@ -590,6 +870,23 @@ func (l *Ledger) entries(ctx context.Context, q string, args ...any) ([]claims.E
 	if err != nil {
 		return nil, err
 	}
+	return l.durableEntries(ctx, rows)
+}
+
+// durableEntries scans entries, returning them once whatever the read saw
+// is durable: a token is never shown before its win is on disk.
+func (l *Ledger) durableEntries(ctx context.Context, rows *sql.Rows) ([]claims.Entry, error) {
+	es, err := scanEntries(rows)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.waitSynced(ctx); err != nil {
+		return nil, err
+	}
+	return es, nil
+}
+
+func scanEntries(rows *sql.Rows) ([]claims.Entry, error) {
 	defer rows.Close()
 	var out []claims.Entry
 	for rows.Next() {
@@ -609,8 +906,17 @@ func (l *Ledger) Entries(ctx context.Context, dropID string) ([]claims.Entry, er
 
 // UserEntries lists one user's entries in a drop.
 func (l *Ledger) UserEntries(ctx context.Context, dropID, userID string) ([]claims.Entry, error) {
-	return l.entries(ctx, "SELECT "+entryColumns+" FROM entries WHERE drop_id = ? AND user_id = ? ORDER BY seq", dropID, userID)
+	rows, err := l.userEntries.QueryContext(ctx, dropID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return l.durableEntries(ctx, rows)
 }
+
+// userEntriesSQL names its index: left to itself the planner walked the
+// drop's whole primary key to have seq in order, so every claim page load
+// cost the drop's size (a 20,000-viewer stampede went quadratic).
+const userEntriesSQL = "SELECT " + entryColumns + " FROM entries INDEXED BY entries_by_user WHERE drop_id = ? AND user_id = ? ORDER BY seq"
 
 // Redeem marks a win redeemed exactly once. The check and the mark are one
 // conditional UPDATE inside the single writer, so two desks scanning the

@@ -19,11 +19,15 @@ import (
 // they do not change.
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("loadgen: say what to load: claims, overlay, relay or fairness")
+		return errors.New("loadgen: say what to load: claims, durable, stampede, overlay, relay or fairness")
 	}
 	switch args[0] {
 	case "claims":
 		return runLoadgenClaims(ctx, args[1:], stdout, stderr)
+	case "durable":
+		return runLoadgenDurable(ctx, args[1:], stdout, stderr)
+	case "stampede":
+		return runLoadgenStampede(ctx, args[1:], stdout, stderr)
 	case "overlay":
 		return runLoadgenOverlay(ctx, args[1:], stdout, stderr)
 	case "relay":
@@ -31,7 +35,7 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "fairness":
 		return runLoadgenFairness(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("loadgen: unknown target %q (claims, overlay, relay or fairness)", args[0])
+	return fmt.Errorf("loadgen: unknown target %q (claims, durable, stampede, overlay, relay or fairness)", args[0])
 }
 
 // runLoadgenChild runs this process as the server a load generator started
@@ -77,6 +81,55 @@ func runLoadgenClaims(ctx context.Context, args []string, stdout, stderr io.Writ
 		cfg.Pay = strings.Split(*pay, ",")
 	}
 	rep, err := loadgen.Claims(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return report(stdout, *asJSON, rep)
+}
+
+func runLoadgenDurable(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microdrop loadgen durable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := loadgen.DurableConfig{Stderr: stderr}
+	fs.IntVar(&cfg.Seconds, "seconds", 10, "wrk's duration per microdrop run")
+	fs.IntVar(&cfg.Connections, "connections", 64, "connections, for wrk and redis-benchmark alike")
+	fs.IntVar(&cfg.Threads, "threads", 2, "wrk threads")
+	fs.IntVar(&cfg.Runs, "runs", 1, "rounds, each Redis then every server binary in turn")
+	fs.IntVar(&cfg.RedisRequests, "redis-requests", 500000, "redis-benchmark requests per run")
+	fs.IntVar(&cfg.Stock, "stock", 1000000, "the drop's stock (enough that every claim wins)")
+	servers := fs.String("servers", "", "microdrop binaries to serve claims, comma-separated, in turn (default: this one), e.g. a build before a change and after it")
+	fs.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "path prefix: write each microdrop server's CPU profile to PREFIX-RUN-N.pprof")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *servers != "" {
+		cfg.Servers = strings.Split(*servers, ",")
+	}
+	rep, err := loadgen.Durable(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return report(stdout, *asJSON, rep)
+}
+
+func runLoadgenStampede(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("microdrop loadgen stampede", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := loadgen.StampedeConfig{Stderr: stderr}
+	fs.IntVar(&cfg.Viewers, "viewers", 20000, "signed-in viewers")
+	fs.DurationVar(&cfg.Window, "window", 5*time.Second, "every viewer reaches the claim page within this of the drop opening")
+	fs.IntVar(&cfg.Stock, "stock", 20000, "the drop's stock")
+	fs.IntVar(&cfg.PerChild, "per-child", 5000, "viewers per client process (each viewer holds a connection)")
+	fs.IntVar(&cfg.SignInParallel, "signin-parallel", 32, "sign-ins at once before the stampede")
+	fs.StringVar(&cfg.Server, "server", "", "microdrop binary to serve (default: this one)")
+	fs.DurationVar(&cfg.Timeout, "timeout", time.Minute, "bound on the stampede from the open")
+	fs.StringVar(&cfg.CPUProfile, "server-cpuprofile", "", "write the server's CPU profile during the stampede to this file")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rep, err := loadgen.Stampede(ctx, cfg)
 	if err != nil {
 		return err
 	}

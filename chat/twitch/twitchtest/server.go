@@ -138,9 +138,20 @@ type wsConn struct {
 	closeOnce sync.Once
 }
 
-// New starts a Server on 127.0.0.1.
+// New starts a Server on 127.0.0.1, closed when the test ends.
 func New(tb testing.TB, opt Options) *Server {
 	tb.Helper()
+	s, err := Start(opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a Server on 127.0.0.1 outside a test (a load run's sign-in
+// provider); the caller closes it.
+func Start(opt Options) (*Server, error) {
 	if opt.ClientID == "" {
 		opt.ClientID = "testclientid"
 	}
@@ -202,12 +213,11 @@ func New(tb testing.TB, opt Options) *Server {
 	mux.HandleFunc("GET /helix/clips", s.authed(s.getClips))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	s.http = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.withOIDC(mux)}}
 	s.http.Start()
-	tb.Cleanup(s.Close)
-	return s
+	return s, nil
 }
 
 // Close stops the server and drops every connection.

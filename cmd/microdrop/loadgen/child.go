@@ -236,6 +236,8 @@ func RunChild(ctx context.Context, role string, args []string, deps ChildDeps) e
 	switch role {
 	case RoleRelay:
 		return runRelayChild(ctx, deps.Stdin, ctl, deps.Stderr)
+	case RoleStampedeViewers:
+		return runStampedeChild(ctx, deps.Stdin, ctl)
 	case RoleOverlayServer:
 		if deps.Serve == nil {
 			return errors.New("loadgen child: this binary cannot serve")
