@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,10 +71,20 @@ func TestChildAskAndStop(t *testing.T) {
 // TestChildStopKillsStubborn: a child that ignores SIGINT and the end of its
 // input is killed once the grace is over.
 func TestChildStopKillsStubborn(t *testing.T) {
-	c := startTestChild(t, roleStubborn, nil)
-	// Let it start ignoring SIGINT, else the signal ends it early and the
-	// test proves less.
-	time.Sleep(200 * time.Millisecond)
+	ignoring := make(chan struct{})
+	var once sync.Once
+	c := startTestChild(t, roleStubborn, func(line string) {
+		if strings.Contains(line, "ignoring SIGINT") {
+			once.Do(func() { close(ignoring) })
+		}
+	})
+	// Wait until it ignores SIGINT, else the signal ends it early and the
+	// test proves less (a fixed sleep was too short on a loaded machine).
+	select {
+	case <-ignoring:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the child never said it ignores SIGINT")
+	}
 	if err := c.Stop(300 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func runTestChild(role string) error {
 		return nil
 	case roleStubborn:
 		signal.Ignore(syscall.SIGINT)
+		fmt.Fprintln(os.Stderr, "ignoring SIGINT")
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		time.Sleep(time.Hour)
 		return nil
