@@ -209,7 +209,7 @@ func DefaultConfig() Config {
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
-		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120},
+		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120, MaxOverlayClients: 15000},
 		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256,
 			Pre: claims.Duration(20 * time.Second), Post: claims.Duration(40 * time.Second), SurgePerSec: 20},
 	}

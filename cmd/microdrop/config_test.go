@@ -58,6 +58,9 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{map[string]string{"MICRODROP_BUDGET_PLATFORMS": "youtube"}, nil, "platform/mode"},
 		{map[string]string{"TWITCH_CLIENT_ID": "abc"}, nil, "TWITCH_USER_TOKEN"},
 		{nil, []string{"--bogus"}, "flag provided but not defined"},
+		{map[string]string{"MICRODROP_MAX_OVERLAY_CLIENTS": "0"}, nil, "front.max_overlay_clients"},
+		{map[string]string{"MICRODROP_BUFFER_MB_TOTAL": "4"}, nil, "highlights.buffer_mb_total"},
+		{map[string]string{"MICRODROP_BUFFER_MB_TOTAL": "64", "MICRODROP_BUFFER_MB": "256"}, nil, "highlights.buffer_mb_total"},
 	} {
 		m := NewMain(nil, &strings.Builder{})
 		err := m.ParseFlags(tc.args, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })

@@ -88,6 +88,7 @@ func runLoadgenOverlay(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.SetOutput(stderr)
 	cfg := loadgen.OverlayConfig{Stderr: stderr}
 	fs.IntVar(&cfg.Subscribers, "subscribers", 1000, "WebSocket overlay clients to connect")
+	fs.IntVar(&cfg.ClientProcs, "client-procs", -1, "processes the clients are spread over (-1: one per 9,000 clients, at least 2 from 2,000; 0: in this process)")
 	asJSON := fs.Bool("json", false, "print one JSON summary")
 	fs.StringVar(&cfg.URL, "url", "", "a running microdrop (http://host:port); empty starts a server child on loopback")
 	fs.StringVar(&cfg.Channel, "channel", "loadgen", "channel to watch and open the drop in (with --url)")

@@ -37,7 +37,7 @@ func (m *Main) startOverlay(ctx context.Context) error {
 		PublicURL: m.publicURL(), Keys: keys, Ledger: m.Ledger, Gatherer: m.Registry,
 		DefaultGrace: time.Duration(m.Config.Claims.Grace), CueProfile: m.Config.Ingest.CueProfile,
 		Streams: m.streamStatus, Alerts: m.alerts, PublishRTSP: rtspURL, PublishWHIP: whipURL,
-		Viewers: m.Viewers, Cards: m.cards,
+		Viewers: m.Viewers, Cards: m.cards, Hub: overlay.HubOptions{MaxClients: m.Config.Front.MaxOverlayClients},
 	})
 	if err != nil {
 		return err
