@@ -55,6 +55,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 		if err := capt.Start(ctx); err != nil {
 			return err
 		}
+		capt.LimitGCHeadroom(ctx) // unless GOMEMLIMIT is set
 		m.onClose("highlights", capt.Close)
 	}
 	salt, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "export-salt"))

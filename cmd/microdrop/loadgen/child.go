@@ -236,7 +236,7 @@ func RunChild(ctx context.Context, role string, args []string, deps ChildDeps) e
 	}
 	switch role {
 	case RoleRelay:
-		return runRelayChild(ctx, deps.Stdin, ctl, deps.Stderr)
+		return runRelayChild(ctx, args, deps.Stdin, ctl, deps.Stderr)
 	case RoleOverlayClients:
 		return runOverlayClientsChild(ctx, args, deps.Stdin, ctl)
 	case RoleOverlayServer:
