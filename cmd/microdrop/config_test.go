@@ -69,3 +69,16 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// Highlight buffers are kept for the streams of the server's channels:
+// configured ones, those streams are bound to, /live's default channel and
+// the chat channels; not for a path whose channel is only named like it.
+func TestBoundChannels(t *testing.T) {
+	c := DefaultConfig()
+	c.Channels = map[string]ChannelConfig{"Studio": {Streams: []string{"cam2"}}, "quiz": {}}
+	got := boundChannels(c)
+	want := []string{"local", "quiz", "studio"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("bound channels %v, want %v", got, want)
+	}
+}

@@ -45,23 +45,31 @@ func (c *Capturer) LimitGCHeadroom(ctx context.Context) {
 			case <-tick.C:
 			}
 			metrics.Read(samples)
-			debug.SetMemoryLimit(headroomLimit(samples, c.budget.used.Load()))
+			live, total, heap := readHeadroom(samples)
+			if live == 0 {
+				continue // no collection yet: nothing known to be live
+			}
+			debug.SetMemoryLimit(headroomLimit(live, total, heap, c.budget.used.Load()))
 		}
 	}()
 }
 
-// headroomLimit is LimitGCHeadroom's limit from the runtime's figures and
+// headroomLimit is LimitGCHeadroom's limit from the runtime's figures (the
+// live heap, all the memory the runtime maps, and of it the heap's) and
 // the bytes the buffers hold.
-func headroomLimit(s []metrics.Sample, buffered int64) int64 {
+func headroomLimit(live, total, heap, buffered int64) int64 {
+	outside := max(0, total-heap) // stacks, runtime metadata, buffers of the runtime
+	rest := max(MemoryLimitFloor, live-buffered)
+	return outside + live + rest
+}
+
+// readHeadroom reads headroomLimit's figures from samples.
+func readHeadroom(s []metrics.Sample) (live, total, heap int64) {
 	u := func(i int) int64 {
 		if s[i].Value.Kind() != metrics.KindUint64 {
 			return 0
 		}
 		return int64(min(s[i].Value.Uint64(), math.MaxInt64/4))
 	}
-	live, total := u(0), u(1)
-	heap := u(2) + u(3) + u(4) + u(5)
-	outside := max(0, total-heap) // stacks, runtime metadata, buffers of the runtime
-	rest := max(MemoryLimitFloor, live-buffered)
-	return outside + live + rest
+	return u(0), u(1), u(2) + u(3) + u(4) + u(5)
 }

@@ -563,10 +563,9 @@ type overlayClientSide interface {
 }
 
 type inprocClients struct {
-	wsURL    string
-	n, par   int
-	oc       *overlayClients
-	firstErr error
+	wsURL  string
+	n, par int
+	oc     *overlayClients
 }
 
 func (c *inprocClients) connect(ctx context.Context) (int, int, error) {
