@@ -303,6 +303,17 @@ type overlaySub struct {
 	got        bool
 	at, sent   [32]byte
 	atN, sentN uint8
+	// pong is the answer owed to the server's last ping (nil: none), so
+	// that a client waiting longer than the server's ping timeout (while
+	// tens of thousands of others connect) stays connected.
+	pong []byte
+}
+
+// pongFrame is a client's pong (masked, with a zero key: the payload as
+// it is, RFC 6455 5.3) carrying payload.
+func pongFrame(payload []byte) []byte {
+	f := append([]byte{0x8A, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+	return f
 }
 
 var (
@@ -335,6 +346,9 @@ func overlayFrames(p []byte, recv float64, sub *overlaySub) (bool, []byte) {
 			return false, p
 		}
 		payload := p[hdr : hdr+size]
+		if p[0]&0x0f == 0x9 && size <= 125 {
+			sub.pong = pongFrame(payload) // a ping: answer it once this read is done
+		}
 		if p[0]&0x0f == 0x1 && bytes.Contains(payload, overlayOpenKind) && bytes.Contains(payload, overlayEventType) {
 			// The frame's own times are its top-level at_ms and
 			// server_ms: no nested object has such keys, and a string
@@ -393,6 +407,10 @@ func overlayReadOpen(nc net.Conn, sub *overlaySub, bufs *sync.Pool) {
 				return
 			}
 			rest = append(rest[:0], left...)
+			if sub.pong != nil {
+				_, _ = nc.Write(sub.pong)
+				sub.pong = nil
+			}
 		}
 	}
 	rc, err := sc.SyscallConn()
@@ -425,6 +443,10 @@ func overlayReadOpen(nc net.Conn, sub *overlaySub, bufs *sync.Pool) {
 		})
 		if done || failed || err != nil {
 			return
+		}
+		if sub.pong != nil {
+			_, _ = nc.Write(sub.pong)
+			sub.pong = nil
 		}
 	}
 }
@@ -593,7 +615,7 @@ func startClientChildren(wsURL string, n, procs, parallel int, stderr io.Writer)
 			share++
 		}
 		kid, err := StartChild(ChildSpec{Role: RoleOverlayClients,
-			Args:       []string{wsURL, strconv.Itoa(share), strconv.Itoa(max(1, parallel/procs)), fmt.Sprintf("127.0.%d.%d", 1+i/200, 10+i%200)},
+			Args:       []string{wsURL, strconv.Itoa(share), strconv.Itoa(parallel), fmt.Sprintf("127.0.%d.%d", 1+i/200, 10+i%200)},
 			StderrLine: func(line string) { fmt.Fprintf(stderr, "clients %d: %s\n", i, line) }})
 		if err != nil {
 			cc.close()
