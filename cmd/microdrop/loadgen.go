@@ -95,7 +95,7 @@ func runLoadgenOverlay(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.StringVar(&cfg.Key, "key", "", "the channel's overlay key (with --url)")
 	fs.StringVar(&cfg.Token, "token", "", "admin token (with --url; also MICRODROP_ADMIN_TOKEN)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Second, "how long to wait for every client to receive the open")
-	fs.IntVar(&cfg.DialParallel, "dial-parallel", 128, "connections dialled at once, per client process")
+	fs.IntVar(&cfg.DialParallel, "dial-parallel", 128, "connections dialled at once (shared out among the client processes)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the clients (this process) during the fan-out to this file")
 	fs.StringVar(&cfg.ServerCPUProfile, "server-cpuprofile", "", "write a CPU profile of the server child during the fan-out to this file")
 	fs.IntVar(&cfg.ServerProcs, "server-procs", 0, "GOMAXPROCS of the server child (0: the Go default)")

@@ -134,6 +134,18 @@ func Overlay(ctx context.Context, cfg OverlayConfig) (OverlayLoadResult, error) 
 	if cfg.ClientProcs == 0 {
 		raiseFileLimit(uint64(cfg.Subscribers) + 512)
 	}
+	if cfg.URL == "" {
+		// The server child holds every subscriber's socket: its limit is
+		// this process's, raised where allowed. Past it the server cannot
+		// even accept the API call that opens the drop.
+		need := uint64(cfg.Subscribers) + 512
+		raiseFileLimit(need)
+		var l syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < need {
+			return OverlayLoadResult{}, fmt.Errorf("the server child needs %d open files for %d subscribers, and this process may open %d (hard limit %d, which it cannot raise): use at most %d subscribers, or raise the hard limit (ulimit -Hn)",
+				need, cfg.Subscribers, l.Cur, l.Max, int(l.Max)-512)
+		}
+	}
 	var srv *overlayServer
 	if cfg.URL == "" {
 		tmp, err := os.MkdirTemp("", "microdrop-loadgen-overlay-")
@@ -477,8 +489,10 @@ func dialOverlayClients(ctx context.Context, wsURL string, n, parallel int, loca
 	var (
 		ready     sync.WaitGroup
 		connected atomic.Int64
-		firstErr  atomic.Value
+		errOnce   sync.Once
+		firstErr  error // the first failure (errors of every type: no atomic.Value)
 	)
+	fail := func(err error) { errOnce.Do(func() { firstErr = err }) }
 	sem := make(chan struct{}, parallel)
 	ready.Add(n)
 	for i := 0; i < n; i++ {
@@ -487,26 +501,30 @@ func dialOverlayClients(ctx context.Context, wsURL string, n, parallel int, loca
 			defer func() { <-sem }()
 			var conn *websocket.Conn
 			var err error
-			for attempt := 0; attempt < 5; attempt++ {
+			// A server busy accepting tens of thousands overflows its
+			// accept queue now and then (a reset): try again, backing off.
+			for attempt := 0; attempt < 10; attempt++ {
 				conn, _, err = dialer.DialContext(ctx, wsURL, nil)
-				if err == nil {
+				if err == nil || ctx.Err() != nil {
 					break
 				}
 				time.Sleep(time.Duration(100*(attempt+1)) * time.Millisecond)
 			}
 			if err != nil {
-				firstErr.CompareAndSwap(nil, err)
+				fail(err)
 				ready.Done()
 				return
 			}
 			// The first frame is the snapshot: once it is here the client
 			// is subscribed, and nothing more comes before the open.
+			_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			if _, _, err := conn.ReadMessage(); err != nil {
-				firstErr.CompareAndSwap(nil, err)
+				fail(err)
 				conn.Close()
 				ready.Done()
 				return
 			}
+			_ = conn.SetReadDeadline(time.Time{})
 			connected.Add(1)
 			oc.conns <- conn
 			oc.finished.Add(1)
@@ -523,9 +541,7 @@ func dialOverlayClients(ctx context.Context, wsURL string, n, parallel int, loca
 	ready.Wait()
 	oc.connected = int(connected.Load())
 	oc.failed = n - oc.connected
-	if e, ok := firstErr.Load().(error); ok {
-		oc.firstErr = e
-	}
+	oc.firstErr = firstErr // ready.Wait: every dialler is done
 	return oc
 }
 
@@ -615,7 +631,7 @@ func startClientChildren(wsURL string, n, procs, parallel int, stderr io.Writer)
 			share++
 		}
 		kid, err := StartChild(ChildSpec{Role: RoleOverlayClients,
-			Args:       []string{wsURL, strconv.Itoa(share), strconv.Itoa(parallel), fmt.Sprintf("127.0.%d.%d", 1+i/200, 10+i%200)},
+			Args:       []string{wsURL, strconv.Itoa(share), strconv.Itoa(max(1, parallel/procs)), fmt.Sprintf("127.0.%d.%d", 1+i/200, 10+i%200)},
 			StderrLine: func(line string) { fmt.Fprintf(stderr, "clients %d: %s\n", i, line) }})
 		if err != nil {
 			cc.close()
