@@ -47,7 +47,7 @@ func newRawWriter(c net.Conn) rawWriter {
 
 func (s *rawSocket) write(fd uintptr) {
 	for s.n < len(s.buf) {
-		n, err := syscall.Write(int(fd), s.buf[s.n:])
+		n, err := writeNB(int(fd), s.buf[s.n:])
 		if n > 0 {
 			s.n += n
 		}
