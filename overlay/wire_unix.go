@@ -47,17 +47,17 @@ func newRawWriter(c net.Conn) rawWriter {
 
 func (s *rawSocket) write(fd uintptr) {
 	for s.n < len(s.buf) {
-		n, err := writeNB(int(fd), s.buf[s.n:])
+		n, errno := writeNB(int(fd), s.buf[s.n:])
 		if n > 0 {
 			s.n += n
 		}
 		switch {
-		case err == syscall.EINTR:
+		case errno == syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case errno == syscall.EAGAIN:
 			return // full: the caller hands the rest over
-		case err != nil:
-			s.err = err
+		case errno != 0:
+			s.err = errno
 			return
 		case n <= 0:
 			s.err = io.ErrShortWrite

@@ -14,13 +14,13 @@ import (
 // receiver's work too) lets sysmon hand the P to another thread: a
 // thread woken and switched to per slow write, in the middle of a
 // fan-out.
-func writeNB(fd int, b []byte) (int, error) {
+func writeNB(fd int, b []byte) (int, syscall.Errno) {
 	if len(b) == 0 {
-		return 0, nil
+		return 0, 0
 	}
 	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if e != 0 {
 		return 0, e
 	}
-	return int(n), nil
+	return int(n), 0
 }
