@@ -81,29 +81,37 @@ type rawWriter interface {
 // the frame lock, which the hub's raw writers hold for each frame.
 type guardedConn struct {
 	net.Conn
-	frame    chan struct{} // the frame lock: full while someone writes a frame
-	deadline atomic.Int64  // gorilla's write deadline, Unix ns; 0 for none
+	// The frame lock: held (1) while someone writes a frame. Taking a
+	// free lock is one compare-and-swap, what a fan-out pays per client.
+	// A writer that must wait for it (gorilla's control frames, a frame
+	// finished by a goroutine) counts itself in waiters, and an unlock
+	// hands the lock over to it through wake without letting it go, so
+	// nobody takes it from under a waiter (a close frame waits for the
+	// frame in progress, not for every later one). A token in wake is the
+	// lock itself.
+	held     atomic.Int32
+	waiters  atomic.Int32
+	wake     chan struct{}
+	deadline atomic.Int64 // gorilla's write deadline, Unix ns; 0 for none
 	// closeSent is set once gorilla has written a close frame: the hub's
 	// writers write nothing after it.
 	closeSent atomic.Bool
 }
 
 func newGuardedConn(c net.Conn) *guardedConn {
-	return &guardedConn{Conn: c, frame: make(chan struct{}, 1)}
+	return &guardedConn{Conn: c, wake: make(chan struct{}, 1)}
 }
 
-func (g *guardedConn) tryLock() bool {
-	select {
-	case g.frame <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
+func (g *guardedConn) tryLock() bool { return g.held.CompareAndSwap(0, 1) }
 
 // lock waits for the frame lock until deadline (zero: no limit).
 func (g *guardedConn) lock(deadline time.Time) bool {
 	if g.tryLock() {
+		return true
+	}
+	g.waiters.Add(1)
+	if g.tryLock() { // let go of since the first try
+		g.waiters.Add(-1)
 		return true
 	}
 	var expire <-chan time.Time
@@ -113,14 +121,32 @@ func (g *guardedConn) lock(deadline time.Time) bool {
 		expire = tm.C
 	}
 	select {
-	case g.frame <- struct{}{}:
-		return true
+	case <-g.wake:
+		g.waiters.Add(-1)
+		return true // handed over
 	case <-expire:
-		return false
+		g.waiters.Add(-1)
+		select {
+		case <-g.wake:
+			return true // handed over as time ran out
+		default:
+			return false
+		}
 	}
 }
 
-func (g *guardedConn) unlock() { <-g.frame }
+func (g *guardedConn) unlock() {
+	if g.waiters.Load() > 0 {
+		g.wake <- struct{}{} // hand over: the lock stays held (wake is empty while it is)
+		return
+	}
+	g.held.Store(0)
+	// A waiter that came between the look and the store found the lock
+	// held: take it back for it.
+	if g.waiters.Load() > 0 && g.tryLock() {
+		g.wake <- struct{}{}
+	}
+}
 
 // Write is gorilla's: one control frame (or the handshake) at a time,
 // never into the middle of the hub's.

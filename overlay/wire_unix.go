@@ -25,17 +25,15 @@ type rawSocket struct {
 	err error
 }
 
-// newRawWriter returns nil for a connection that is not one of the net
-// package's sockets, which are all non-blocking (TLS, for one): such a
-// client gets a writer goroutine.
+// newRawWriter returns nil for a connection that is not a socket of the
+// net package's, which are all non-blocking (TLS, for one): such a client
+// gets a writer goroutine. A wrapper that only counts or caps connections
+// (serve's front door) passes by offering the socket's own SyscallConn:
+// offering it says that bytes written to the descriptor are the
+// connection's bytes.
 func newRawWriter(c net.Conn) rawWriter {
-	var sc syscall.Conn
-	switch c := c.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	default:
+	sc, ok := c.(syscall.Conn)
+	if !ok {
 		return nil
 	}
 	rc, err := sc.SyscallConn()
@@ -49,17 +47,17 @@ func newRawWriter(c net.Conn) rawWriter {
 
 func (s *rawSocket) write(fd uintptr) {
 	for s.n < len(s.buf) {
-		n, err := syscall.Write(int(fd), s.buf[s.n:])
+		n, errno := writeNB(int(fd), s.buf[s.n:])
 		if n > 0 {
 			s.n += n
 		}
 		switch {
-		case err == syscall.EINTR:
+		case errno == syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case errno == syscall.EAGAIN:
 			return // full: the caller hands the rest over
-		case err != nil:
-			s.err = err
+		case errno != 0:
+			s.err = errno
 			return
 		case n <= 0:
 			s.err = io.ErrShortWrite

@@ -261,8 +261,10 @@ type ChatConfig struct {
 
 // HighlightsConfig tunes the rolling buffer and clip capture.
 type HighlightsConfig struct {
-	BufferSeconds int             `yaml:"buffer_seconds" env:"BUFFER_SECONDS"`
-	BufferMB      int             `yaml:"buffer_mb" env:"BUFFER_MB"`
+	BufferSeconds int `yaml:"buffer_seconds" env:"BUFFER_SECONDS"`
+	BufferMB      int `yaml:"buffer_mb" env:"BUFFER_MB"`
+	// BufferMBTotal bounds every stream's buffer together.
+	BufferMBTotal int             `yaml:"buffer_mb_total" env:"BUFFER_MB_TOTAL"`
 	Pre           claims.Duration `yaml:"pre" env:"HIGHLIGHT_PRE"`
 	Post          claims.Duration `yaml:"post" env:"HIGHLIGHT_POST"`
 	SurgePerSec   float64         `yaml:"surge_per_sec" env:"SURGE_PER_SEC"`
@@ -287,8 +289,8 @@ func DefaultConfig() Config {
 		},
 		Ingest: IngestConfig{RTSP: ":8554", UDPRTP: ":8000", UDPRTCP: ":8001", CueProfile: "audible", CueLevelDB: -12, MaxReaderQ: 512},
 		Chat:   ChatConfig{Prefix: "!", LocalChannel: "local"},
-		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120},
-		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256,
+		Front:  FrontConfig{MaxConnsPerIP: 256, RatePerIP: 50, BurstPerIP: 200, SignInRate: 60, ClaimRate: 120, MaxOverlayClients: 15000},
+		Highlights: HighlightsConfig{BufferSeconds: 120, BufferMB: 256, BufferMBTotal: 512,
 			Pre: claims.Duration(20 * time.Second), Post: claims.Duration(40 * time.Second), SurgePerSec: 20},
 	}
 }
@@ -524,6 +526,11 @@ func (c *Config) Validate() error {
 	}
 	if h.BufferMB < 8 || h.BufferMB > 16384 {
 		bad("highlights.buffer_mb: between 8 and 16384")
+	}
+	if h.BufferMBTotal < 8 || h.BufferMBTotal > 65536 {
+		bad("highlights.buffer_mb_total: between 8 and 65536")
+	} else if h.BufferMBTotal < h.BufferMB {
+		bad("highlights.buffer_mb_total (%d) must be at least highlights.buffer_mb (%d): one stream's buffer must fit in the total", h.BufferMBTotal, h.BufferMB)
 	}
 	return errors.Join(errs...)
 }

@@ -53,6 +53,9 @@ type FrontConfig struct {
 	BurstPerIP int     `yaml:"burst_per_ip" env:"BURST_PER_IP"`
 	SignInRate float64 `yaml:"signin_per_minute" env:"SIGNIN_PER_MINUTE"`
 	ClaimRate  float64 `yaml:"claims_per_minute" env:"CLAIMS_PER_MINUTE"`
+	// MaxOverlayClients caps the overlay WebSocket connections (OBS
+	// sources and viewers' overlays) across all channels.
+	MaxOverlayClients int `yaml:"max_overlay_clients" env:"MAX_OVERLAY_CLIENTS"`
 }
 
 // viewerProviders lists the sign-in providers the config turns on.
@@ -114,5 +117,8 @@ func (c *Config) validateSignIn(bad func(string, ...any)) {
 	f := c.Front
 	if f.MaxConnsPerIP < 1 || f.RatePerIP <= 0 || f.BurstPerIP < 1 || f.SignInRate <= 0 || f.ClaimRate <= 0 {
 		bad("front: max_conns_per_ip, rate_per_ip, burst_per_ip, signin_per_minute and claims_per_minute must be above 0")
+	}
+	if f.MaxOverlayClients < 1 || f.MaxOverlayClients > 1_000_000 {
+		bad("front.max_overlay_clients: between 1 and 1000000 (each is an open file: raise the process's open-file limit to match)")
 	}
 }

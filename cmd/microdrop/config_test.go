@@ -58,11 +58,27 @@ func TestConfigPrecedenceAndErrors(t *testing.T) {
 		{map[string]string{"MICRODROP_BUDGET_PLATFORMS": "youtube"}, nil, "platform/mode"},
 		{map[string]string{"TWITCH_CLIENT_ID": "abc"}, nil, "TWITCH_USER_TOKEN"},
 		{nil, []string{"--bogus"}, "flag provided but not defined"},
+		{map[string]string{"MICRODROP_MAX_OVERLAY_CLIENTS": "0"}, nil, "front.max_overlay_clients"},
+		{map[string]string{"MICRODROP_BUFFER_MB_TOTAL": "4"}, nil, "highlights.buffer_mb_total"},
+		{map[string]string{"MICRODROP_BUFFER_MB_TOTAL": "64", "MICRODROP_BUFFER_MB": "256"}, nil, "highlights.buffer_mb_total"},
 	} {
 		m := NewMain(nil, &strings.Builder{})
 		err := m.ParseFlags(tc.args, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v args %v: error %v, want it to mention %q", tc.env, tc.args, err, tc.want)
 		}
+	}
+}
+
+// Highlight buffers are kept for the streams of the server's channels:
+// configured ones, those streams are bound to, /live's default channel and
+// the chat channels; not for a path whose channel is only named like it.
+func TestBoundChannels(t *testing.T) {
+	c := DefaultConfig()
+	c.Channels = map[string]ChannelConfig{"Studio": {Streams: []string{"cam2"}}, "quiz": {}}
+	got := boundChannels(c)
+	want := []string{"local", "quiz", "studio"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("bound channels %v, want %v", got, want)
 	}
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -206,6 +208,17 @@ type capConn struct {
 	c    *connCap
 	ip   netip.Addr
 	once sync.Once
+}
+
+// SyscallConn is the socket's own, so that writers that go past Go's
+// poller (the overlay hub's fan-out) still reach a capped connection: the
+// cap only counts connections, it never touches their bytes.
+func (cc *capConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := cc.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 func (cc *capConn) Close() error {

@@ -287,3 +287,55 @@ func TestFrontRateLimits(t *testing.T) {
 		t.Fatal("the budget did not refill")
 	}
 }
+
+// A connection through the front door's cap still offers its socket, so
+// the overlay hub writes its fan-out straight to it (without, every
+// overlay got a writer goroutine of its own); bytes written to the
+// descriptor reach the peer, and the cap still counts the connection.
+func TestCapConnOffersItsSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := newConnCap(ln, 10, 100, newClientIPs(nil))
+	defer lim.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	conn, err := lim.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T offers no SyscallConn", conn)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool { _, werr = syscall.Write(int(fd), []byte("raw")); return true }); err != nil || werr != nil {
+		t.Fatal(err, werr)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "raw" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+	lim.mu.Lock()
+	open := lim.open
+	lim.mu.Unlock()
+	if open != 1 {
+		t.Fatalf("cap counts %d open connections, want 1", open)
+	}
+	_ = conn.Close()
+	lim.mu.Lock()
+	open = lim.open
+	lim.mu.Unlock()
+	if open != 0 {
+		t.Fatalf("after close the cap counts %d, want 0", open)
+	}
+}

@@ -106,6 +106,31 @@ func TestLoadgenDurable(t *testing.T) {
 	}
 }
 
+// TestLoadgenOverlayClientProcesses spreads the clients over two client
+// children, each from a loopback address of its own, and measures from
+// the API call: every client got the open, and no receipt comes before
+// the call or the event.
+func TestLoadgenOverlayClientProcesses(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"loadgen", "overlay", "--subscribers", "30", "--client-procs", "2", "--json"}, &out, &errb); err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	var res loadgen.OverlayLoadResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if res.ClientProcs != 2 || res.Connected != 30 || res.Missed != 0 {
+		t.Fatalf("client processes %d, connected %d, missed %d of 30", res.ClientProcs, res.Connected, res.Missed)
+	}
+	if res.APIMinMS <= 0 || res.APIMinMS < res.MinMS || res.APIP99MS < res.APIP50MS || res.APIMaxMS < res.APIP99MS || res.APIToEventMS < 0 {
+		t.Errorf("API -> client min %v p50 %v p99 %v max %v, event -> client min %v, call -> event %v",
+			res.APIMinMS, res.APIP50MS, res.APIP99MS, res.APIMaxMS, res.MinMS, res.APIToEventMS)
+	}
+	if res.ClientCPUMS <= 0 || res.ServerCPUMS < 0 {
+		t.Errorf("client CPU %v ms, server CPU %v ms", res.ClientCPUMS, res.ServerCPUMS)
+	}
+}
+
 func TestLoadgenBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"durable", "--seconds", "0"},
@@ -121,6 +146,11 @@ func TestLoadgenBadFlags(t *testing.T) {
 		{"claims", "--policy", "lottery"},
 		{"claims", "--url", "http://127.0.0.1:1", "--admin-token", ""},
 		{"overlay", "--subscribers", "0"},
+		{"overlay", "--subscribers", "20000", "--client-procs", "1"},
+		{"overlay", "--client-procs", "-2"},
+		{"relay", "--highlights", "--server", "inproc"},
+		{"relay", "--highlights", "--bound", "5", "--publishers", "4"},
+		{"relay", "--server", "external", "--addr", "127.0.0.1:1"},
 		{"fairness", "--preset", "vimeo"},
 		{"fairness", "--delay", "6s-1s"},
 		{"fairness", "--reaction", "soon"},

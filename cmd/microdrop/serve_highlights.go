@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/microdrop/microdrop/chat/twitch"
+	"github.com/microdrop/microdrop/claims"
 	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
@@ -36,6 +38,8 @@ func (m *Main) startHighlights(ctx context.Context) error {
 			Config: highlight.CaptureConfig{
 				Dir:         dir,
 				Buffer:      highlight.RingConfig{MaxDuration: time.Duration(h.BufferSeconds) * time.Second, MaxBytes: int64(h.BufferMB) << 20},
+				BufferTotal: int64(h.BufferMBTotal) << 20,
+				Channels:    boundChannels(m.Config),
 				Pre:         time.Duration(h.Pre),
 				Post:        time.Duration(h.Post),
 				SurgePerSec: h.SurgePerSec,
@@ -51,6 +55,7 @@ func (m *Main) startHighlights(ctx context.Context) error {
 		if err := capt.Start(ctx); err != nil {
 			return err
 		}
+		capt.LimitGCHeadroom(ctx) // unless GOMEMLIMIT is set
 		m.onClose("highlights", capt.Close)
 	}
 	salt, _, err := readOrCreateSecret(filepath.Join(m.Config.Data, "export-salt"))
@@ -76,6 +81,33 @@ func (m *Main) startHighlights(ctx context.Context) error {
 	m.Mux.Handle("/editor", ed)
 	m.Mux.Handle("/editor/", ed)
 	return nil
+}
+
+// boundChannels are the channels this server opens drops for, whose
+// streams get a highlight buffer: the configured channels, the channels
+// streams are bound to (channels.<name>.streams, and /live to the default
+// channel) and the local and Twitch chat channels. A stream published to a
+// path that binds to none of them (its channel only named like the path)
+// is relayed without a buffer.
+func boundChannels(c Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(ch string) {
+		if ch = claims.NormalizeChannel(ch); ch != "" && !seen[ch] {
+			seen[ch] = true
+			out = append(out, ch)
+		}
+	}
+	for ch := range c.Channels {
+		add(ch)
+	}
+	for _, ch := range streamPaths(c) {
+		add(ch)
+	}
+	add(c.Chat.LocalChannel)
+	add(c.Twitch.Channel)
+	slices.Sort(out)
+	return out
 }
 
 // highlightsDB is the SQLite file highlight metadata lives in, whatever

@@ -38,6 +38,7 @@ func (m *Main) startOverlay(ctx context.Context) error {
 		DefaultGrace: time.Duration(m.Config.Claims.Grace), CueProfile: m.Config.Ingest.CueProfile,
 		Streams: m.streamStatus, Alerts: m.alerts, PublishRTSP: rtspURL, PublishWHIP: whipURL,
 		Viewers: m.Viewers, Cards: m.cards, Payouts: m.Payouts, Webhooks: m.webhooks,
+		Hub: overlay.HubOptions{MaxClients: m.Config.Front.MaxOverlayClients},
 	})
 	if err != nil {
 		return err

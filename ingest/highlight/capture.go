@@ -25,6 +25,14 @@ type CaptureConfig struct {
 	Dir string
 	// Buffer bounds each stream's ring (defaults 120 s, 256 MB).
 	Buffer RingConfig
+	// BufferTotal bounds every stream's ring together, in bytes (default
+	// 512 MB): past it the oldest group of pictures of any stream goes
+	// first.
+	BufferTotal int64
+	// Channels, when set, are the channels whose streams are buffered: a
+	// stream bound to no channel listed here gets no buffer (and no
+	// highlights). Nil buffers every stream.
+	Channels []string
 	// Pre and Post are the window around a moment (defaults 20 s and 40 s).
 	// Pre+Post must fit in Buffer.MaxDuration.
 	Pre, Post time.Duration
@@ -50,6 +58,9 @@ func (c CaptureConfig) withDefaults() CaptureConfig {
 	}
 	if c.Buffer.MaxBytes <= 0 {
 		c.Buffer.MaxBytes = 256 << 20
+	}
+	if c.BufferTotal <= 0 {
+		c.BufferTotal = 512 << 20
 	}
 	if c.Pre == 0 {
 		c.Pre = 20 * time.Second
@@ -123,6 +134,9 @@ type Capturer struct {
 	now    func() time.Time
 	cfg    CaptureConfig
 
+	budget *Budget // every ring's, together
+	bound  map[string]bool
+
 	mu      sync.Mutex
 	paths   map[string]*pathBuffer
 	pending []*pendingClip
@@ -182,9 +196,16 @@ func NewCapturer(d CaptureDeps) (*Capturer, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	var bound map[string]bool
+	if cfg.Channels != nil {
+		bound = make(map[string]bool, len(cfg.Channels))
+		for _, ch := range cfg.Channels {
+			bound[ch] = true
+		}
+	}
 	return &Capturer{
 		log: d.Logger.With("component", "highlights"), bus: d.Bus, src: d.Streams, store: d.Store,
-		clips: d.Clips, stills: d.Stills, now: d.Now, cfg: cfg,
+		clips: d.Clips, stills: d.Stills, now: d.Now, cfg: cfg, budget: NewBudget(cfg.BufferTotal), bound: bound,
 		paths: make(map[string]*pathBuffer), surges: make(map[string]*surge), wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -255,6 +276,9 @@ func (c *Capturer) Sessions() []Session {
 	return out
 }
 
+// BufferStats reports every stream's ring together.
+func (c *Capturer) BufferStats() BudgetStats { return c.budget.Stats() }
+
 // RingStats reports the ring of a path.
 func (c *Capturer) RingStats(path string) (RingStats, bool) {
 	c.mu.Lock()
@@ -313,6 +337,12 @@ var _ ingest.StreamHook = streamHook{}
 // stream into the path's ring.
 func (h streamHook) StreamPublished(st *ingest.Stream) {
 	c := h.c
+	if c.bound != nil && !c.bound[st.Channel()] {
+		// Nothing opens drops on it: no buffer, no highlights.
+		c.log.Info("stream bound to no channel of this server: no highlight buffer (bind it under channels.<name>.streams)",
+			"path", st.Path(), "channel", st.Channel())
+		return
+	}
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -327,7 +357,10 @@ func (h streamHook) StreamPublished(st *ingest.Stream) {
 		b.stream, b.reader = nil, nil
 	}
 	if b == nil || (!b.gone.IsZero() && now.Sub(b.ring.Newest()) > c.cfg.Buffer.MaxDuration) {
-		b = &pathBuffer{path: st.Path(), ring: NewRing(c.cfg.Buffer),
+		if b != nil {
+			b.ring.release() // the old session's buffer, too old to resume
+		}
+		b = &pathBuffer{path: st.Path(), ring: newRingIn(c.cfg.Buffer, c.budget),
 			session: Session{ID: SessionID(st.Path(), now), Path: st.Path(), Channel: st.Channel(), StartedAt: now}}
 		c.paths[st.Path()] = b
 		c.log.Info("highlight session started", "session", b.session.ID, "channel", b.session.Channel)
@@ -659,6 +692,7 @@ func (c *Capturer) flush(final bool) time.Duration {
 			continue
 		}
 		delete(c.paths, path)
+		b.ring.release()
 	}
 	c.mu.Unlock()
 	for _, s := range stills {

@@ -1,6 +1,8 @@
 // Package highlight owns everything about highlights: it follows every
-// stream through ingest's StreamHook, keeps a rolling buffer of each
-// stream's access units with a keyframe index (Ring), captures the window
+// stream through ingest's StreamHook, keeps a rolling buffer of the access
+// units of each stream bound to one of its channels, with a keyframe index
+// (Ring: payloads packed in chunks, bounded per stream and, through a
+// shared Budget, in total), captures the window
 // around each drop moment from the bus (open, sell-out, close, !clip, claim
 // surges) and writes it as a progressive MP4 (Capturer), keeps a still of
 // the first keyframe after each drop's open as evidence, records sessions,

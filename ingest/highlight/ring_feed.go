@@ -1,6 +1,7 @@
 package highlight
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"time"
@@ -102,8 +103,8 @@ func (f *ringFeed) onPacket(p *ingest.Packet) {
 			return
 		}
 		_, t := f.audio.at(p.RTP.Timestamp, p.Received, f.start)
-		f.ring.push(accessUnit{track: trackAudio, dts: t, pts: t, recv: p.Received,
-			data: append([]byte(nil), p.RTP.Payload...)})
+		// push copies the payload into the ring's storage.
+		f.ring.push(accessUnit{track: trackAudio, dts: t, pts: t, recv: p.Received, data: p.RTP.Payload})
 	}
 }
 
@@ -172,11 +173,18 @@ func (f *ringFeed) onVideo(p *ingest.Packet) {
 		return
 	}
 	dts := pts - time.Duration((ptsTicks-dtsTicks)*int64(time.Second)/f.video.rate)
-	data, err := h264.AVCC(au).Marshal()
-	if err != nil {
-		return
+	// The access unit as AVCC (each NAL unit after its 4-byte length),
+	// written straight into the ring's storage.
+	n := 0
+	for _, nalu := range au {
+		n += 4 + len(nalu)
 	}
-	f.ring.push(accessUnit{track: trackVideo, key: key, dts: dts, pts: pts, recv: p.Received, data: data, params: f.params})
+	f.ring.pushWith(accessUnit{track: trackVideo, key: key, dts: dts, pts: pts, recv: p.Received, params: f.params}, n, func(b []byte) {
+		for _, nalu := range au {
+			binary.BigEndian.PutUint32(b, uint32(len(nalu)))
+			b = b[4+copy(b[4:], nalu):]
+		}
+	})
 }
 
 func newDTSExtractor() *h264.DTSExtractor {

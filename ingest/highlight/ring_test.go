@@ -250,3 +250,89 @@ func BenchmarkWriteClip60s(b *testing.B) {
 		b.SetBytes(h.Bytes)
 	}
 }
+
+// TestBudgetBoundsRingsTogether: rings sharing a Budget stay within its
+// total (past it by at most one group of pictures per ring, which each
+// keeps), the oldest groups go first whichever ring holds them, every ring
+// still starts on a keyframe, and a window is still cut from what is left.
+func TestBudgetBoundsRingsTogether(t *testing.T) {
+	const total = 2 << 20
+	b := NewBudget(total)
+	cfg := RingConfig{MaxDuration: 120 * time.Second, MaxBytes: 64 << 20}
+	early, late := newRingIn(cfg, b), newRingIn(cfg, b)
+	se, sl := newSynth(25, 25, 10_000), newSynth(25, 25, 10_000)
+	// The early stream runs alone for 20 s, then both for 40 s.
+	se.feed(early, 20*time.Second)
+	sl.t0 = se.t0.Add(20 * time.Second)
+	for step := 1; step <= 40; step++ {
+		se.feed(early, time.Duration(20+step)*time.Second)
+		sl.feed(late, time.Duration(step)*time.Second)
+		if st := b.Stats(); st.Bytes > total+2*260_000 {
+			t.Fatalf("after %d s together the rings hold %d bytes, over the %d total by more than a group each", step, st.Bytes, total)
+		}
+	}
+	st := b.Stats()
+	es, ls := early.Stats(), late.Stats()
+	if st.Rings != 2 || st.Evicted == 0 || st.Bytes != es.Bytes+ls.Bytes {
+		t.Fatalf("budget %+v, rings %+v and %+v", st, es, ls)
+	}
+	if st.Bytes < total-2*260_000 {
+		t.Errorf("the rings hold %d bytes, far under the %d total: evicted too much", st.Bytes, total)
+	}
+	// Both streams hold about the same recent seconds: the early one gave
+	// up its old groups, not the late one its new ones.
+	if d := es.Span - ls.Span; d > 1100*time.Millisecond || d < -1100*time.Millisecond {
+		t.Errorf("spans %s and %s: the oldest groups were not the ones evicted", es.Span, ls.Span)
+	}
+	for _, r := range []*Ring{early, late} {
+		if !r.units[0].key {
+			t.Error("a ring does not start on a keyframe")
+		}
+	}
+	// The late stream's last 3 s are cut whole, from the keyframe before.
+	end := 40 * time.Second
+	w := late.window(end-3*time.Second, end)
+	if len(w) == 0 || !w[0].key || w[0].dts != end-3*time.Second || w[len(w)-1].dts > end {
+		t.Fatalf("window of %d units from %v", len(w), w[0].dts)
+	}
+	for _, u := range w {
+		if u.track == trackVideo && (len(u.data) != 4+10_000 || int(u.data[0])<<24|int(u.data[1])<<16|int(u.data[2])<<8|int(u.data[3]) != 10_000) {
+			t.Fatalf("a unit's payload came back as %d bytes, header % x", len(u.data), u.data[:4])
+		}
+	}
+	late.release()
+	if st := b.Stats(); st.Rings != 1 || st.Bytes != es.Bytes {
+		t.Errorf("after releasing one ring the budget is %+v, want the other's %d bytes", st, es.Bytes)
+	}
+}
+
+// TestRingStoresPayloadsInChunks: payloads are packed into shared chunks
+// (no allocation per packet), each kept apart from the next (appending to
+// one cannot overwrite another), and a payload too big to pack gets a
+// block of its own.
+func TestRingStoresPayloadsInChunks(t *testing.T) {
+	r := NewRing(RingConfig{MaxDuration: time.Minute, MaxBytes: 64 << 20})
+	s := newSynth(25, 25, 1000)
+	s.feed(r, 2*time.Second)
+	a := r.units[1].data
+	if cap(a) != len(a) {
+		t.Errorf("a payload has room beyond it: len %d cap %d", len(a), cap(a))
+	}
+	next := append([]byte(nil), r.units[2].data...)
+	_ = append(a, 0xAA) // must reallocate, never write into the next payload
+	if !bytes.Equal(r.units[2].data, next) {
+		t.Error("appending to a payload changed the next one")
+	}
+	pkt := []byte{0xfc, 1, 2}
+	allocs := testing.AllocsPerRun(200, func() { r.push(accessUnit{track: trackAudio, data: pkt}) })
+	if allocs > 0.1 {
+		t.Errorf("%.2f allocations per small packet, want them packed into chunks", allocs)
+	}
+	big := make([]byte, chunkSize)
+	big[0] = 0x65
+	r.push(accessUnit{track: trackVideo, key: true, dts: 3 * time.Second, data: big})
+	got := r.units[len(r.units)-1].data
+	if len(got) != chunkSize || cap(got) != chunkSize || got[0] != 0x65 {
+		t.Errorf("a big payload came back as len %d cap %d", len(got), cap(got))
+	}
+}

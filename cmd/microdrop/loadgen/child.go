@@ -24,8 +24,9 @@ const ChildEnv = "MICRODROP_LOADGEN_CHILD"
 
 // Child roles.
 const (
-	RoleOverlayServer = "overlay-server" // microdrop serve with a control pipe
-	RoleRelay         = "relay"          // the ingest server alone
+	RoleOverlayServer  = "overlay-server"  // microdrop serve with a control pipe
+	RoleRelay          = "relay"           // the ingest server alone
+	RoleOverlayClients = "overlay-clients" // WebSocket overlay clients of loadgen overlay
 )
 
 // ErrChildStopped is returned by Ask once the child has exited or its
@@ -235,7 +236,9 @@ func RunChild(ctx context.Context, role string, args []string, deps ChildDeps) e
 	}
 	switch role {
 	case RoleRelay:
-		return runRelayChild(ctx, deps.Stdin, ctl, deps.Stderr)
+		return runRelayChild(ctx, args, deps.Stdin, ctl, deps.Stderr)
+	case RoleOverlayClients:
+		return runOverlayClientsChild(ctx, args, deps.Stdin, ctl)
 	case RoleStampedeViewers:
 		return runStampedeChild(ctx, deps.Stdin, ctl)
 	case RoleOverlayServer:

@@ -171,29 +171,6 @@ func (r DurableReport) WriteText(w io.Writer) {
 	}
 }
 
-// procCPU is a process's user+system CPU from /proc, or -1.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	// Fields after the command name, which is in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return -1
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	return time.Duration(u+s) * (time.Second / 100) // USER_HZ is 100 on Linux
-}
-
 func cpuPerOp(d time.Duration, n int) float64 {
 	if d < 0 || n == 0 {
 		return -1

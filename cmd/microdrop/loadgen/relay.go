@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/microdrop/microdrop"
 	"github.com/microdrop/microdrop/ingest"
+	"github.com/microdrop/microdrop/ingest/highlight"
 )
 
 // RelayReport is the --json output of loadgen relay.
@@ -85,8 +88,19 @@ type RelayReport struct {
 	DroppedPackets    uint64  `json:"dropped_packets"`
 	ReaderLostPackets uint64  `json:"reader_lost_packets"`
 	LoadAvg1          float64 `json:"loadavg_1m"`
-	BitrateLabel      string  `json:"-"`
-	ReadersPerStream  int     `json:"-"`
+	// The relay's memory when the publishing window ends: resident now
+	// and at its peak (VmRSS and VmHWM of its process; -1 in-process),
+	// and with highlights on, what its buffers hold and for how many
+	// streams.
+	Highlights       bool    `json:"highlights"`
+	BoundStreams     int     `json:"bound_streams"`
+	ServerRSSMB      float64 `json:"server_rss_mb"`
+	ServerPeakMB     float64 `json:"server_peak_rss_mb"`
+	ServerHeapMB     float64 `json:"server_heap_inuse_mb"` // -1 when not a relay child
+	BufferedMB       float64 `json:"buffered_mb"`
+	BufferedRings    int     `json:"buffered_streams"`
+	BitrateLabel     string  `json:"-"`
+	ReadersPerStream int     `json:"-"`
 }
 
 // RelayConfig is a `loadgen relay` run.
@@ -105,7 +119,18 @@ type RelayConfig struct {
 	CPUProfile, ServerCPUProfile string
 	MemProfile, ServerMemProfile string
 	Trace, ServerTrace           string
-	Stderr                       io.Writer
+	// Highlights runs highlight capture in the relay child, with the
+	// first Bound streams bound to a channel (the others bound to none)
+	// and the buffers bounded per stream by BufferSeconds and BufferMB
+	// and in all by BufferMBTotal (0: serve's defaults).
+	Highlights                             bool
+	Bound                                  int
+	BufferSeconds, BufferMB, BufferMBTotal int
+	// With Server "external", Addr is a running RTSP server's address
+	// and PID its process, whose CPU and memory are read from /proc.
+	Addr   string
+	PID    int
+	Stderr io.Writer
 }
 
 // Relay runs an ingest server on loopback (a child process by default, so
@@ -124,8 +149,17 @@ func Relay(ctx context.Context, cfg RelayConfig) (RelayReport, error) {
 	if cfg.Publishers < 1 || cfg.Publishers > 500 || cfg.Readers < 0 || cfg.Readers > 100 || cfg.Seconds <= 0 || cfg.Seconds > 3600 {
 		return rep, errors.New("loadgen relay: need 1..500 publishers, 0..100 readers and 0 < seconds <= 3600")
 	}
-	if cfg.Server != "child" && cfg.Server != "inproc" {
-		return rep, fmt.Errorf("loadgen relay: --server must be child or inproc, not %q", cfg.Server)
+	switch {
+	case cfg.Server != "child" && cfg.Server != "inproc" && cfg.Server != "external":
+		return rep, fmt.Errorf("loadgen relay: --server must be child, inproc or external, not %q", cfg.Server)
+	case cfg.Server == "external" && (cfg.Addr == "" || cfg.PID <= 0):
+		return rep, errors.New("loadgen relay: --server external needs --addr (its RTSP host:port) and --pid (its process)")
+	case cfg.Highlights && cfg.Server != "child":
+		return rep, errors.New("loadgen relay: --highlights needs --server child")
+	case cfg.Bound < 0 || cfg.Bound > cfg.Publishers:
+		return rep, fmt.Errorf("loadgen relay: --bound must be between 0 and --publishers (%d)", cfg.Publishers)
+	case cfg.BufferSeconds < 0 || cfg.BufferMB < 0 || cfg.BufferMBTotal < 0:
+		return rep, errors.New("loadgen relay: --buffer-seconds, --buffer-mb and --buffer-mb-total must be 0 (the default) or more")
 	}
 	clientGC, serverGC := envGOGC(), envGOGC()
 	if cfg.ClientGOGC > 0 {
@@ -139,9 +173,12 @@ func Relay(ctx context.Context, cfg RelayConfig) (RelayReport, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var relay relayServer
-	if cfg.Server == "child" {
-		relay, err = startRelayChild(ctx, cfg.ServerGOGC, cfg.Stderr)
-	} else {
+	switch cfg.Server {
+	case "child":
+		relay, err = startRelayChild(ctx, cfg, cfg.Stderr)
+	case "external":
+		relay = &relayExternal{a: cfg.Addr, pid: cfg.PID}
+	default:
 		relay, err = startRelayInProc(ctx, cfg.Stderr)
 	}
 	if err != nil {
@@ -218,6 +255,7 @@ func Relay(ctx context.Context, cfg RelayConfig) (RelayReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	mem := relay.mem()
 	pct := func(d time.Duration) float64 { return Round(100*d.Seconds()/wall.Seconds(), 1) }
 	rep = RelayReport{
 		Streams:           cfg.Publishers,
@@ -234,6 +272,13 @@ func Relay(ctx context.Context, cfg RelayConfig) (RelayReport, error) {
 		DroppedPackets:    st.DroppedPackets + lost.Load(),
 		ReaderLostPackets: lost.Load(),
 		LoadAvg1:          LoadAvg1(),
+		Highlights:        cfg.Highlights,
+		BoundStreams:      cfg.Bound,
+		ServerRSSMB:       mem.RSSMB,
+		ServerPeakMB:      mem.PeakMB,
+		ServerHeapMB:      mem.HeapMB,
+		BufferedMB:        mem.BufferedMB,
+		BufferedRings:     mem.Rings,
 	}
 	if srv0 >= 0 && srv1 >= 0 {
 		rep.ServerCPUPercent = pct(srv1 - srv0)
@@ -281,6 +326,16 @@ func (rep RelayReport) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  cpu          %.1f%% of one core (relay and clients in one process; load average %.2f)\n", rep.CPUPercent, rep.LoadAvg1)
 	}
 	fmt.Fprintf(w, "  dropped      %d packets\n", rep.DroppedPackets)
+	if rep.ServerRSSMB >= 0 {
+		fmt.Fprintf(w, "  memory       relay resident %.1f MB, peak %.1f MB", rep.ServerRSSMB, rep.ServerPeakMB)
+		if rep.ServerHeapMB >= 0 {
+			fmt.Fprintf(w, ", Go heap in use %.1f MB", rep.ServerHeapMB)
+		}
+		fmt.Fprintln(w)
+	}
+	if rep.Highlights {
+		fmt.Fprintf(w, "  highlights   %d of %d streams bound; buffers hold %.1f MB for %d streams\n", rep.BoundStreams, rep.Streams, rep.BufferedMB, rep.BufferedRings)
+	}
 }
 
 // envGOGC is the GOGC the Go runtime took from the environment: 100 by
@@ -624,6 +679,7 @@ type relayServer interface {
 	// apart from the load generator's.
 	cpu() time.Duration
 	stats() (ingest.Stats, error)
+	mem() relayMem
 	// profile starts a CPU profile ("cpu"), an execution trace ("trace")
 	// or an allocation profile written at the stop ("allocs") into path;
 	// with kind "" it stops them all.
@@ -666,7 +722,87 @@ func (r *relayInProc) profile(kind, _ string) error {
 	}
 	return errors.New("--server-cpuprofile, --server-memprofile and --server-trace need --server child (in-process, use --cpuprofile, --memprofile and --trace)")
 }
-func (r *relayInProc) close() { r.cancel(); _ = r.srv.Close() }
+func (r *relayInProc) close()        { r.cancel(); _ = r.srv.Close() }
+func (r *relayInProc) mem() relayMem { return relayMem{RSSMB: -1, PeakMB: -1, HeapMB: -1} }
+
+// relayMem is the relay's memory: resident now and at its peak (from
+// /proc/<pid>/status), the Go heap in use, and its highlight buffers.
+type relayMem struct {
+	RSSMB      float64 `json:"-"`
+	PeakMB     float64 `json:"-"`
+	HeapMB     float64 `json:"heap_inuse_mb"`
+	BufferedMB float64 `json:"buffered_mb"`
+	Rings      int     `json:"rings"`
+}
+
+// procMem reads VmRSS and VmHWM of pid in MB (-1 when unknown).
+func procMem(pid int) (rss, peak float64) {
+	rss, peak = -1, -1
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			continue
+		}
+		if k == "VmRSS" {
+			rss = Round(kb/1024, 1)
+		} else {
+			peak = Round(kb/1024, 1)
+		}
+	}
+	return
+}
+
+// procCPU is the user and system time of pid from /proc/<pid>/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command may hold spaces and parentheses: fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ, 100 on Linux
+}
+
+// relayExternal is an RTSP server this load generator did not start
+// (mediamtx, say): its CPU and memory come from /proc, its drops are
+// unknown (0).
+type relayExternal struct {
+	a   string
+	pid int
+}
+
+func (r *relayExternal) addr() string                 { return r.a }
+func (r *relayExternal) cpu() time.Duration           { return procCPU(r.pid) }
+func (r *relayExternal) stats() (ingest.Stats, error) { return ingest.Stats{}, nil }
+func (r *relayExternal) profile(kind, _ string) error {
+	if kind == "" {
+		return nil
+	}
+	return errors.New("no server profiles with --server external")
+}
+func (r *relayExternal) close() {}
+func (r *relayExternal) mem() relayMem {
+	m := relayMem{HeapMB: -1}
+	m.RSSMB, m.PeakMB = procMem(r.pid)
+	return m
+}
 
 // relayChild is the relay in a child process (RoleRelay). Besides "cpu"
 // and "profile" it answers "addr" (its RTSP address) and "stats" (a JSON
@@ -676,12 +812,17 @@ type relayChild struct {
 	a     string
 }
 
-func startRelayChild(ctx context.Context, gogc int, stderr io.Writer) (*relayChild, error) {
+func startRelayChild(ctx context.Context, cfg RelayConfig, stderr io.Writer) (*relayChild, error) {
 	env := liftFrontLimits()
-	if gogc > 0 {
-		env = append(env, fmt.Sprintf("GOGC=%d", gogc))
+	if cfg.ServerGOGC > 0 {
+		env = append(env, fmt.Sprintf("GOGC=%d", cfg.ServerGOGC))
 	}
-	child, err := StartChild(ChildSpec{Role: RoleRelay, Env: env, StderrLine: func(line string) { fmt.Fprintln(stderr, line) }})
+	var args []string
+	if cfg.Highlights {
+		args = []string{"--highlights", "--bound", strconv.Itoa(cfg.Bound), "--buffer-seconds", strconv.Itoa(cfg.BufferSeconds),
+			"--buffer-mb", strconv.Itoa(cfg.BufferMB), "--buffer-mb-total", strconv.Itoa(cfg.BufferMBTotal)}
+	}
+	child, err := StartChild(ChildSpec{Role: RoleRelay, Env: env, Args: args, StderrLine: func(line string) { fmt.Fprintln(stderr, line) }})
 	if err != nil {
 		return nil, err
 	}
@@ -739,15 +880,67 @@ func (c *relayChild) profile(kind, path string) error {
 
 func (c *relayChild) close() { _ = c.child.Stop(10 * time.Second) }
 
+func (c *relayChild) mem() relayMem {
+	m := relayMem{HeapMB: -1}
+	if line, err := c.child.Ask("mem", 10*time.Second); err == nil {
+		_ = json.Unmarshal([]byte(line), &m)
+	}
+	m.RSSMB, m.PeakMB = procMem(c.child.Pid())
+	return m
+}
+
 // runRelayChild serves the relay for a parent load generator until in
-// closes; see relayChild for the commands.
-func runRelayChild(ctx context.Context, in io.Reader, ctl, stderr io.Writer) error {
-	srv, err := newRelayIngest(stderr)
+// closes; see relayChild for the commands. With --highlights it captures
+// highlights as serve does, the first --bound streams (paths load0,
+// load1, ...) bound to the channel "loadgen", the others to none.
+func runRelayChild(ctx context.Context, args []string, in io.Reader, ctl, stderr io.Writer) error {
+	fs := flag.NewFlagSet("relay child", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hl := fs.Bool("highlights", false, "")
+	bound := fs.Int("bound", 0, "")
+	bufSec := fs.Int("buffer-seconds", 0, "")
+	bufMB := fs.Int("buffer-mb", 0, "")
+	bufTotal := fs.Int("buffer-mb-total", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	paths := map[string]string{}
+	for i := range *bound {
+		paths[fmt.Sprintf("load%d", i)] = relayChannel
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bus := microdrop.NewMemoryBus()
+	srv, err := ingest.New(ingest.Deps{Logger: log, Bus: bus, Config: ingest.Config{RTSPAddress: "127.0.0.1:0", Paths: paths}})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var capt *highlight.Capturer
+	if *hl {
+		dir, err := os.MkdirTemp("", "microdrop-loadgen-relay-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		store, err := highlight.OpenSQLite(ctx, filepath.Join(dir, "highlights.db"))
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		capt, err = highlight.NewCapturer(highlight.CaptureDeps{Logger: log, Bus: bus, Streams: srv, Store: store,
+			Config: highlight.CaptureConfig{Dir: filepath.Join(dir, "clips"), Channels: []string{relayChannel},
+				Buffer:      highlight.RingConfig{MaxDuration: time.Duration(*bufSec) * time.Second, MaxBytes: int64(*bufMB) << 20},
+				BufferTotal: int64(*bufTotal) << 20}})
+		if err != nil {
+			return err
+		}
+		if err := capt.Start(ctx); err != nil {
+			return err
+		}
+		defer capt.Close()
+		capt.LimitGCHeadroom(ctx) // as serve does, unless GOMEMLIMIT is set
+	}
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
@@ -761,11 +954,24 @@ func runRelayChild(ctx context.Context, in io.Reader, ctl, stderr io.Writer) err
 		case "stats":
 			b, err := json.Marshal(srv.Stats())
 			return string(b), err
+		case "mem":
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			m := relayMem{HeapMB: Round(float64(ms.HeapInuse)/(1<<20), 1)}
+			if capt != nil {
+				bs := capt.BufferStats()
+				m.BufferedMB, m.Rings = Round(float64(bs.Bytes)/(1<<20), 1), bs.Rings
+			}
+			b, err := json.Marshal(m)
+			return string(b), err
 		}
 		return "", fmt.Errorf("unknown command %q", cmd)
 	})
 	return nil
 }
+
+// relayChannel is the channel a relay child binds its --bound streams to.
+const relayChannel = "loadgen"
 
 func parseBitrate(s string) (int64, error) {
 	mult := int64(1)

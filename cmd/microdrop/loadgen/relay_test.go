@@ -44,6 +44,20 @@ func TestRelayInProc(t *testing.T) {
 	}
 }
 
+// TestRelayHighlights: with highlights on, the stream bound to a channel
+// gets a buffer and the unbound one none, and the relay child's memory is
+// reported.
+func TestRelayHighlights(t *testing.T) {
+	rep := runRelayLoad(t, RelayConfig{Publishers: 2, Readers: 1, Bitrate: "1M", Seconds: 1.5, Server: "child", Highlights: true, Bound: 1})
+	if rep["highlights"] != true || rep["bound_streams"].(float64) != 1 || rep["buffered_streams"].(float64) != 1 || rep["buffered_mb"].(float64) <= 0 {
+		t.Errorf("highlights report: %v", rep)
+	}
+	rss, peak, heap := rep["server_rss_mb"].(float64), rep["server_peak_rss_mb"].(float64), rep["server_heap_inuse_mb"].(float64)
+	if rss <= 0 || peak < rss || heap <= 0 || heap > peak {
+		t.Errorf("memory: resident %v MB, peak %v MB, heap %v MB", rss, peak, heap)
+	}
+}
+
 func runRelayLoad(t *testing.T, cfg RelayConfig) map[string]any {
 	t.Helper()
 	rep, err := Relay(t.Context(), cfg)
@@ -66,6 +80,10 @@ func TestRelayBadConfig(t *testing.T) {
 		{Publishers: 1, Readers: 1, Bitrate: "fast", Seconds: 1, Server: "child"},
 		{Publishers: 1, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "remote"},
 		{Publishers: 0, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "child"},
+		{Publishers: 1, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "inproc", Highlights: true},
+		{Publishers: 1, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "child", Highlights: true, Bound: 2},
+		{Publishers: 1, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "external", Addr: "127.0.0.1:1"},
+		{Publishers: 1, Readers: 1, Bitrate: "1M", Seconds: 1, Server: "child", Highlights: true, BufferMB: -1},
 	} {
 		if _, err := Relay(t.Context(), cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
