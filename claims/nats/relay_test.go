@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -282,8 +283,26 @@ func TestRelayPublishesLostWins(t *testing.T) {
 // between its commits and its publishes never publishes.
 type flakyBus struct {
 	microdrop.Bus
-	mu   sync.Mutex
-	down bool
+	mu     sync.Mutex
+	down   bool
+	failed []microdrop.Kind // the kinds of the publishes refused while down
+}
+
+// waitFailed waits until a publish of kind has been refused: the service
+// answers a claim before it publishes the win.
+func (f *flakyBus) waitFailed(t *testing.T, kind microdrop.Kind) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		failed := slices.Contains(f.failed, kind)
+		f.mu.Unlock()
+		if failed {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no publish of %s was tried while the bus was down", kind)
 }
 
 func (f *flakyBus) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
@@ -291,6 +310,9 @@ func (f *flakyBus) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
 func (f *flakyBus) Publish(ctx context.Context, e microdrop.Event) (microdrop.Event, error) {
 	f.mu.Lock()
 	down := f.down
+	if down {
+		f.failed = append(f.failed, e.Kind)
+	}
 	f.mu.Unlock()
 	if down {
 		return e, errDown
@@ -337,6 +359,7 @@ func TestServiceWinsReachTheBusOnce(t *testing.T) {
 	}
 	flaky.set(true)
 	claim("ann") // committed; its publish fails
+	flaky.waitFailed(t, microdrop.Claimed)
 	flaky.set(false)
 	claim("ben") // committed and published
 	e := collect(t, sub, 1)[0]

@@ -115,8 +115,17 @@ func TestServeClipWithoutLocalStream(t *testing.T) {
 	}
 	link := list[i:]
 	link = link[:strings.IndexAny(link, `"'`)]
+	// The session is listed as soon as it starts; its highlight follows
+	// once the clip is recorded.
+	linked := func(page string) bool {
+		return strings.Contains(page, "https://clips.twitch.tv/"+id) && strings.Contains(page, "what a save")
+	}
 	page := get(t, base+link, true)
-	if !strings.Contains(page, "https://clips.twitch.tv/"+id) || !strings.Contains(page, "what a save") {
+	for !linked(page) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		page = get(t, base+link, true)
+	}
+	if !linked(page) {
 		t.Fatalf("the editor does not link the Twitch clip %s:\n%s", id, page)
 	}
 }
