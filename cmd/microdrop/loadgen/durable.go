@@ -450,32 +450,11 @@ func durableMicrodrop(ctx context.Context, cfg DurableConfig, bin, script, dir, 
 	case <-ctx.Done():
 		return row, ctx.Err()
 	}
-	api := &http.Client{Timeout: 30 * time.Second}
+	api := newAPIClient([]string{base}, token, 1)
+	defer api.close()
 	call := func(method, path string, body, out any) error {
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := api.Do(req)
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		if res.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
-		}
-		if out != nil {
-			return json.Unmarshal(b, out)
-		}
-		return nil
+		_, err := api.do(ctx, method, base+path, body, out)
+		return err
 	}
 	var opened claims.DropResponse
 	if err := call("POST", "/api/drops", claims.OpenRequest{Channel: "durable", SKU: "bench", Title: "durable claims", Stock: cfg.Stock,

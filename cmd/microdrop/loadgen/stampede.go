@@ -228,32 +228,11 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 	}
 	rep.Children = len(kids)
 
-	api := &http.Client{Timeout: 30 * time.Second}
+	api := newAPIClient([]string{base}, token, 1)
+	defer api.close()
 	call := func(method, path string, body, out any) error {
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := api.Do(req)
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-		if res.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
-		}
-		if out != nil {
-			return json.Unmarshal(b, out)
-		}
-		return nil
+		_, err := api.do(ctx, method, base+path, body, out)
+		return err
 	}
 
 	// The overlay, live on the stream.
@@ -411,7 +390,7 @@ func Stampede(ctx context.Context, cfg StampedeConfig) (StampedeReport, error) {
 
 	// The ledger's word on it.
 	drop := opened.Drop.ID
-	if err := call("POST", "/api/drops/"+drop+"/close", nil, nil); err != nil && !strings.Contains(err.Error(), "409") {
+	if status, err := api.do(ctx, "POST", base+"/api/drops/"+drop+"/close", nil, nil); err != nil && status != http.StatusConflict {
 		return rep, err
 	}
 	var audit claims.AuditReport
