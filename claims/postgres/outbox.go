@@ -72,24 +72,27 @@ func (l *Ledger) OutboxAfter(ctx context.Context, after int64, limit int) ([]cla
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := l.pool.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
+	return outboxAfter(ctx, l.pool, after, limit)
+}
+
+// outboxAfter reads up to limit events after seq, in seq order, on q (the
+// pool, or the relay's transaction).
+func outboxAfter(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, after int64, limit int) ([]claims.OutboxEvent, error) {
+	rows, err := q.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
 		WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []claims.OutboxEvent
-	for rows.Next() {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (claims.OutboxEvent, error) {
 		var ev claims.OutboxEvent
-		var at int64
+		var created int64
 		var body string
-		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &at, &body); err != nil {
-			return nil, err
-		}
-		ev.CreatedAt, ev.Body = fromNS(at), []byte(body)
-		out = append(out, ev)
-	}
-	return out, rows.Err()
+		err := r.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &created, &body)
+		ev.CreatedAt, ev.Body = fromNS(created), []byte(body)
+		return ev, err
+	})
 }
 
 var _ claims.OutboxRelay = (*Ledger)(nil)
@@ -118,19 +121,7 @@ func (l *Ledger) RelayOutbox(ctx context.Context, limit int, publish func(claims
 		if err != nil {
 			return fmt.Errorf("outbox relay position: %w", err)
 		}
-		rows, err := tx.Query(ctx, `SELECT seq, event_id, kind, drop_id, channel, created_at, body FROM outbox
-			WHERE seq > $1 ORDER BY seq LIMIT $2`, at, limit)
-		if err != nil {
-			return err
-		}
-		evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claims.OutboxEvent, error) {
-			var ev claims.OutboxEvent
-			var created int64
-			var body string
-			err := r.Scan(&ev.Seq, &ev.ID, &ev.Kind, &ev.DropID, &ev.Channel, &created, &body)
-			ev.CreatedAt, ev.Body = fromNS(created), []byte(body)
-			return ev, err
-		})
+		evs, err := outboxAfter(ctx, tx, at, limit)
 		if err != nil {
 			return err
 		}
